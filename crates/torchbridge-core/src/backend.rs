@@ -1,0 +1,50 @@
+use std::path::PathBuf;
+
+use crate::{ModelConfig, ModelForm, ModelMetadata, Result, Tensor};
+
+/// Checked inputs for one model call, in the model's declared input order.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    pub inputs: Vec<Tensor>,
+    /// Rows in dim 0 when the model batches (1 when it does not).
+    pub rows: usize,
+}
+
+/// One loaded instance of a model in one engine.
+///
+/// A backend runs on a thread torchbridge owns and is called with `&mut self`, so an
+/// engine needs no locking of its own. `infer` blocks until the outputs are ready and
+/// returns them in the order of [`ModelMetadata::outputs`].
+pub trait Backend: Send {
+    fn metadata(&self) -> &ModelMetadata;
+    fn infer(&mut self, batch: Batch) -> Result<Vec<Tensor>>;
+}
+
+/// Everything a bridge needs to load one instance.
+#[derive(Debug, Clone)]
+pub struct LoadContext {
+    pub model: String,
+    pub version: u64,
+    pub config: ModelConfig,
+    /// The version directory, handed to python handlers as `model_dir`.
+    pub version_dir: PathBuf,
+    /// The file this bridge loads, and what kind of file it is.
+    pub form: ModelForm,
+    /// Which instance of the pool this is (0-based).
+    pub instance: usize,
+}
+
+impl LoadContext {
+    /// Declared inputs and outputs from the config (bridges whose files declare them
+    /// may fill in what the config leaves out).
+    pub fn configured_metadata(&self, platform: &str) -> ModelMetadata {
+        ModelMetadata {
+            name: self.model.clone(),
+            version: self.version,
+            platform: platform.to_string(),
+            max_batch_size: self.config.max_batch_size,
+            inputs: self.config.inputs.iter().map(Into::into).collect(),
+            outputs: self.config.outputs.iter().map(Into::into).collect(),
+        }
+    }
+}

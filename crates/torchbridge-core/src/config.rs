@@ -1,0 +1,295 @@
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::{DataType, Error, Result};
+
+/// A model's `config.toml`: which bridge serves it, how it batches, and its tensors.
+///
+/// Unknown keys are errors, so a typo never silently falls back to a default.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// The bridge that serves the model.
+    pub backend: BackendKind,
+    /// 0: the model has no batch dimension; otherwise dim 0 is the batch, up to this.
+    #[serde(default)]
+    pub max_batch_size: u32,
+    /// Backend instances run in parallel, each on its own thread.
+    #[serde(default = "default_instances")]
+    pub instances: u32,
+    #[serde(default)]
+    pub device: Device,
+    /// Intra-op threads per instance; 0 leaves the engine's default.
+    #[serde(default)]
+    pub threads: u32,
+    /// Virtualenv whose site-packages the python bridge uses (else `VIRTUAL_ENV`).
+    #[serde(default)]
+    pub python_env: Option<PathBuf>,
+    /// Allow the python bridge to unpickle a whole module from `model.pt` (runs code).
+    #[serde(default)]
+    pub trust_pickle: bool,
+    #[serde(default, rename = "input")]
+    pub inputs: Vec<TensorConfig>,
+    #[serde(default, rename = "output")]
+    pub outputs: Vec<TensorConfig>,
+    /// Free-form table handed to python handlers.
+    #[serde(default)]
+    pub parameters: toml::Table,
+    /// Present: dynamic batching is on.
+    #[serde(default)]
+    pub batching: Option<BatchingConfig>,
+}
+
+fn default_instances() -> u32 {
+    1
+}
+
+/// One `[[input]]` or `[[output]]` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TensorConfig {
+    pub name: String,
+    pub datatype: DataType,
+    /// Without the batch dimension when `max_batch_size > 0`; -1 means any size.
+    pub dims: Vec<i64>,
+}
+
+/// The `[batching]` table: dynamic batching settings.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchingConfig {
+    #[serde(default = "default_queue_delay")]
+    pub max_queue_delay_us: u64,
+    #[serde(default)]
+    pub preferred_batch_sizes: Vec<u32>,
+    #[serde(default = "default_queue_size")]
+    pub max_queue_size: u32,
+}
+
+fn default_queue_delay() -> u64 {
+    500
+}
+
+fn default_queue_size() -> u32 {
+    1024
+}
+
+/// The bridges torchbridge knows. Whether one is compiled in is the facade's business.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    Python,
+    Torchscript,
+    Onnx,
+    Tract,
+    Candle,
+}
+
+impl BackendKind {
+    pub const ALL: [BackendKind; 5] = [
+        BackendKind::Python,
+        BackendKind::Torchscript,
+        BackendKind::Onnx,
+        BackendKind::Tract,
+        BackendKind::Candle,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendKind::Python => "python",
+            BackendKind::Torchscript => "torchscript",
+            BackendKind::Onnx => "onnx",
+            BackendKind::Tract => "tract",
+            BackendKind::Candle => "candle",
+        }
+    }
+}
+
+impl fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for BackendKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        BackendKind::ALL
+            .into_iter()
+            .find(|b| b.as_str() == s)
+            .ok_or_else(|| {
+                format!("unknown bridge `{s}`, expected python, torchscript, onnx, tract or candle")
+            })
+    }
+}
+
+/// Where a model runs: `"cpu"` or `"cuda:N"` (`"cuda"` means `"cuda:0"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Device {
+    #[default]
+    Cpu,
+    Cuda(usize),
+}
+
+impl fmt::Display for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Device::Cpu => f.write_str("cpu"),
+            Device::Cuda(i) => write!(f, "cuda:{i}"),
+        }
+    }
+}
+
+impl FromStr for Device {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "cpu" => Ok(Device::Cpu),
+            "cuda" => Ok(Device::Cuda(0)),
+            _ => s
+                .strip_prefix("cuda:")
+                .and_then(|i| i.parse().ok())
+                .map(Device::Cuda)
+                .ok_or_else(|| format!("unknown device `{s}`, expected \"cpu\" or \"cuda:N\"")),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Device {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl ModelConfig {
+    /// Reads and checks a `config.toml`; every error names the file.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::config(path, format!("cannot read the model config: {e}")))?;
+        Self::from_toml(&text).map_err(|message| Error::config(path, message))
+    }
+
+    /// Parses and checks config text; the error names the offending key.
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        let config: ModelConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if self.instances == 0 {
+            return Err("`instances` must be at least 1".into());
+        }
+        if self.batching.is_some() && self.max_batch_size == 0 {
+            return Err("`[batching]` needs `max_batch_size` > 0".into());
+        }
+        if let Some(b) = &self.batching
+            && let Some(p) = b.preferred_batch_sizes.iter().find(|&&p| p == 0 || p > self.max_batch_size)
+        {
+            return Err(format!(
+                "`batching.preferred_batch_sizes` holds {p}, outside 1..={}",
+                self.max_batch_size
+            ));
+        }
+        for (key, tensors) in [("input", &self.inputs), ("output", &self.outputs)] {
+            for (i, t) in tensors.iter().enumerate() {
+                if tensors[..i].iter().any(|o| o.name == t.name) {
+                    return Err(format!("`[[{key}]]` names `{}` twice", t.name));
+                }
+                if let Some(d) = t.dims.iter().find(|&&d| d < -1) {
+                    return Err(format!(
+                        "`[[{key}]]` `{}`: dims may hold sizes ≥ 0 or -1 (any), not {d}",
+                        t.name
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FULL: &str = r#"
+backend = "torchscript"
+max_batch_size = 64
+instances = 2
+device = "cuda:1"
+threads = 4
+[[input]]
+name = "INPUT0"
+datatype = "FP32"
+dims = [64]
+[[output]]
+name = "OUTPUT0"
+datatype = "FP32"
+dims = [-1]
+[parameters]
+scale = 2.5
+[batching]
+max_queue_delay_us = 100
+preferred_batch_sizes = [8, 32]
+"#;
+
+    #[test]
+    fn full_config_parses() {
+        let c = ModelConfig::from_toml(FULL).unwrap();
+        assert_eq!(c.backend, BackendKind::Torchscript);
+        assert_eq!((c.max_batch_size, c.instances, c.threads), (64, 2, 4));
+        assert_eq!(c.device, Device::Cuda(1));
+        assert_eq!(c.inputs[0].datatype, DataType::Fp32);
+        assert_eq!(c.outputs[0].dims, vec![-1]);
+        assert_eq!(c.parameters["scale"].as_float(), Some(2.5));
+        assert_eq!(c.batching.unwrap().max_queue_size, 1024);
+    }
+
+    #[test]
+    fn defaults() {
+        let c = ModelConfig::from_toml("backend = \"onnx\"").unwrap();
+        assert_eq!((c.max_batch_size, c.instances, c.threads), (0, 1, 0));
+        assert_eq!(c.device, Device::Cpu);
+        assert!(c.inputs.is_empty() && c.batching.is_none() && !c.trust_pickle);
+    }
+
+    fn error_of(text: &str) -> String {
+        ModelConfig::from_toml(text).unwrap_err()
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = error_of("backend = \"onnx\"\ninstancs = 2");
+        assert!(e.contains("unknown field `instancs`"), "{e}");
+        let e = error_of("backend = \"tensorflow\"");
+        assert!(e.contains("tensorflow") && e.contains("torchscript"), "{e}");
+        let e = error_of("backend = \"onnx\"\nmax_batch_size = \"big\"");
+        assert!(e.contains("max_batch_size"), "{e}");
+        let e = error_of("backend = \"onnx\"\ndevice = \"gpu\"");
+        assert!(e.contains("unknown device `gpu`"), "{e}");
+        let e = error_of("max_batch_size = 4");
+        assert!(e.contains("missing field `backend`"), "{e}");
+        let e = error_of("backend = \"onnx\"\ninstances = 0");
+        assert!(e.contains("`instances`"), "{e}");
+        let e = error_of("backend = \"onnx\"\n[[input]]\nname = \"X\"\ndatatype = \"FLOAT\"\ndims = [1]");
+        assert!(e.contains("unknown datatype `FLOAT`"), "{e}");
+        let e = error_of("backend = \"onnx\"\n[batching]\nmax_queue_delay_us = 5");
+        assert!(e.contains("max_batch_size"), "{e}");
+    }
+
+    #[test]
+    fn file_errors_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        let e = ModelConfig::from_file(&path).unwrap_err().to_string();
+        assert!(e.starts_with(&path.display().to_string()), "{e}");
+        std::fs::write(&path, "backend = 3").unwrap();
+        let e = ModelConfig::from_file(&path).unwrap_err().to_string();
+        assert!(e.contains("config.toml") && e.contains("backend"), "{e}");
+    }
+}

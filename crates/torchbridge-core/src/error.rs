@@ -1,0 +1,64 @@
+use std::path::PathBuf;
+
+/// Every failure torchbridge reports. Front ends map it to a status in one place each
+/// (HTTP status, gRPC code, Python exception class, process exit code).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The model's `config.toml` (or another file of the repository) is wrong.
+    #[error("{}: {message}", path.display())]
+    Config { path: PathBuf, message: String },
+
+    /// The model could not be loaded by its bridge.
+    #[error("model `{model}` failed to load through the {bridge} bridge: {message}")]
+    Load {
+        model: String,
+        bridge: &'static str,
+        message: String,
+    },
+
+    /// The request does not match the model's inputs (name, datatype, shape, bytes).
+    #[error("{0}")]
+    InvalidInput(String),
+
+    /// The model ran and failed, or returned something that does not match its outputs.
+    #[error("model `{model}` failed: {message}")]
+    Inference { model: String, message: String },
+
+    /// A Python exception raised by the model's code.
+    #[error("model `{model}` raised {0}", .error)]
+    Python { model: String, error: PythonError },
+
+    /// The model's workers are gone (it was unloaded, or the process is shutting down).
+    #[error("model `{0}` is not available: its workers have stopped")]
+    Unavailable(String),
+}
+
+/// A Python exception, kept in parts so front ends can show the type and message to a
+/// client while logging the traceback.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PythonError {
+    pub kind: String,
+    pub message: String,
+    pub traceback: String,
+}
+
+impl std::fmt::Display for PythonError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.kind, self.message)?;
+        if !self.traceback.is_empty() {
+            write!(f, "\n{}", self.traceback.trim_end())?;
+        }
+        Ok(())
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn config(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        Error::Config {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}

@@ -1,0 +1,29 @@
+//! The vocabulary every torchbridge bridge and front end shares, and nothing heavier.
+//!
+//! A bridge (python, torchscript, onnx, …) implements [`Backend`]; the server and the
+//! library facade speak only in [`Tensor`], [`ModelMetadata`] and [`Error`]. Keeping this
+//! crate free of pyo3, tch, ort, axum and tonic means each engine can be compiled in or
+//! out by a cargo feature without touching the rest, and that the queueing and
+//! validation logic here can be unit-tested without any engine installed.
+//!
+//! Engines are blocking and often not thread-safe, so they never run on an async
+//! runtime's threads: an [`InstancePool`] owns one OS thread per backend instance and
+//! callers talk to it through a channel with a one-shot reply.
+
+mod backend;
+mod config;
+mod datatype;
+mod error;
+mod metadata;
+mod pool;
+mod repository;
+mod tensor;
+
+pub use backend::{Backend, Batch, LoadContext};
+pub use config::{BackendKind, BatchingConfig, Device, ModelConfig, TensorConfig};
+pub use datatype::{DataType, Element};
+pub use error::{Error, PythonError, Result};
+pub use metadata::{ModelMetadata, TensorSpec};
+pub use pool::InstancePool;
+pub use repository::{ModelDir, ModelForm};
+pub use tensor::Tensor;

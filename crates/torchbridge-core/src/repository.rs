@@ -1,0 +1,158 @@
+use std::path::{Path, PathBuf};
+
+use crate::{BackendKind, Error, ModelConfig, Result};
+
+/// One model directory of a repository: `config.toml` plus version directories `1/`, `2/`, …
+#[derive(Debug, Clone)]
+pub struct ModelDir {
+    pub name: String,
+    pub root: PathBuf,
+    pub config: ModelConfig,
+    pub version: u64,
+    pub version_dir: PathBuf,
+}
+
+/// A model file in a version directory, as a bridge loads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelForm {
+    /// `model.py` with `class Model` (python bridge).
+    PythonHandler(PathBuf),
+    /// `model.pt`: TorchScript, or a pickled module where the config trusts pickles.
+    TorchScript(PathBuf),
+    /// `model.pt2` written by `torch.export.save` (python bridge).
+    Exported(PathBuf),
+    /// `model.onnx` (onnx and tract bridges).
+    Onnx(PathBuf),
+    /// A directory of published files (`config.json`, weights, `tokenizer.json`).
+    Directory(PathBuf),
+}
+
+impl ModelForm {
+    pub fn path(&self) -> &Path {
+        match self {
+            ModelForm::PythonHandler(p)
+            | ModelForm::TorchScript(p)
+            | ModelForm::Exported(p)
+            | ModelForm::Onnx(p)
+            | ModelForm::Directory(p) => p,
+        }
+    }
+}
+
+impl ModelDir {
+    /// Opens the model at `root`, at `version` or else its highest version.
+    pub fn open(root: &Path, version: Option<u64>) -> Result<Self> {
+        let config_path = root.join("config.toml");
+        if !root.is_dir() {
+            return Err(Error::config(root, "no such model directory"));
+        }
+        let config = ModelConfig::from_file(&config_path)?;
+        let versions = Self::versions(root)?;
+        let version = match version {
+            Some(v) if versions.contains(&v) => v,
+            Some(v) => {
+                return Err(Error::config(root, format!("has no version {v}; versions present: {versions:?}")));
+            }
+            None => *versions.last().ok_or_else(|| {
+                Error::config(root, "holds no version directory (expected `1/` holding the model file)")
+            })?,
+        };
+        let name = root
+            .canonicalize()
+            .unwrap_or_else(|_| root.to_path_buf())
+            .file_name()
+            .map_or_else(|| "model".to_string(), |n| n.to_string_lossy().into_owned());
+        Ok(ModelDir {
+            name,
+            root: root.to_path_buf(),
+            config,
+            version,
+            version_dir: root.join(version.to_string()),
+        })
+    }
+
+    /// The numeric version directories, ascending.
+    pub fn versions(root: &Path) -> Result<Vec<u64>> {
+        let entries = std::fs::read_dir(root).map_err(|e| Error::config(root, format!("cannot list: {e}")))?;
+        let mut versions: Vec<u64> = entries
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().is_dir())
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .collect();
+        versions.sort_unstable();
+        Ok(versions)
+    }
+
+    /// The file `bridge` would load from this version, in the bridge's order of preference.
+    pub fn form_for(&self, bridge: BackendKind) -> Result<ModelForm> {
+        let dir = &self.version_dir;
+        let file = |name: &str| Some(dir.join(name)).filter(|p| p.is_file());
+        let found = match bridge {
+            BackendKind::Python => file("model.py")
+                .map(ModelForm::PythonHandler)
+                .or_else(|| file("model.pt2").map(ModelForm::Exported))
+                .or_else(|| file("model.pt").map(ModelForm::TorchScript)),
+            BackendKind::Torchscript => file("model.pt").map(ModelForm::TorchScript),
+            BackendKind::Onnx | BackendKind::Tract => file("model.onnx").map(ModelForm::Onnx),
+            BackendKind::Candle => Some(ModelForm::Directory(dir.clone())),
+        };
+        found.ok_or_else(|| {
+            let wanted = match bridge {
+                BackendKind::Python => "model.py, model.pt2 or model.pt",
+                BackendKind::Torchscript => "model.pt",
+                _ => "model.onnx",
+            };
+            Error::config(dir, format!("holds no model file for the {bridge} bridge (expected {wanted})"))
+        })
+    }
+
+    /// The bridges that find a model file in this version (python, torchscript, onnx order).
+    pub fn available_bridges(&self) -> Vec<BackendKind> {
+        [BackendKind::Python, BackendKind::Torchscript, BackendKind::Onnx]
+            .into_iter()
+            .filter(|&b| self.form_for(b).is_ok())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repo() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let m = dir.path().join("digits");
+        for v in ["1", "2", "10"] {
+            std::fs::create_dir_all(m.join(v)).unwrap();
+        }
+        std::fs::write(m.join("config.toml"), "backend = \"onnx\"").unwrap();
+        std::fs::write(m.join("10/model.onnx"), b"").unwrap();
+        std::fs::write(m.join("10/model.py"), b"").unwrap();
+        std::fs::write(m.join("2/model.pt"), b"").unwrap();
+        dir
+    }
+
+    #[test]
+    fn highest_version_wins_and_forms_are_found() {
+        let dir = repo();
+        let m = ModelDir::open(&dir.path().join("digits"), None).unwrap();
+        assert_eq!((m.name.as_str(), m.version), ("digits", 10));
+        assert_eq!(m.available_bridges(), vec![BackendKind::Python, BackendKind::Onnx]);
+        let err = m.form_for(BackendKind::Torchscript).unwrap_err().to_string();
+        assert!(err.contains("no model file for the torchscript bridge (expected model.pt)"), "{err}");
+        let m = ModelDir::open(&dir.path().join("digits"), Some(2)).unwrap();
+        assert!(matches!(m.form_for(BackendKind::Python).unwrap(), ModelForm::TorchScript(_)));
+        let err = ModelDir::open(&dir.path().join("digits"), Some(3)).unwrap_err().to_string();
+        assert!(err.contains("has no version 3; versions present: [1, 2, 10]"), "{err}");
+    }
+
+    #[test]
+    fn missing_things_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = ModelDir::open(&dir.path().join("nope"), None).unwrap_err().to_string();
+        assert!(err.contains("nope: no such model directory"), "{err}");
+        std::fs::write(dir.path().join("config.toml"), "backend = \"onnx\"").unwrap();
+        let err = ModelDir::open(dir.path(), None).unwrap_err().to_string();
+        assert!(err.contains("holds no version directory"), "{err}");
+    }
+}
