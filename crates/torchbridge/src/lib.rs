@@ -1,1 +1,96 @@
-//! placeholder
+//! torchbridge runs PyTorch models from Rust.
+//!
+//! ```no_run
+//! use torchbridge::{Model, Tensor};
+//! let model = Model::load("models/digits")?;           // the bridge comes from config.toml
+//! let image = Tensor::from_slice("INPUT0", vec![1, 64], &[0.0f32; 64])?;
+//! let logits = model.infer(vec![image])?;
+//! # Ok::<(), torchbridge::Error>(())
+//! ```
+//!
+//! This crate is the facade: it re-exports the core types, picks a bridge per model
+//! from its config, and compiles a bridge in only when its cargo feature is on
+//! (`python`, `torchscript`, `onnx`), so a service pays only for the engines it uses.
+//! A [`Model`] is `Send + Sync`: it owns a pool of instance threads, and `infer` may be
+//! called from any number of threads at once (or awaited with [`Model::infer_async`]).
+
+mod bridges;
+pub mod compare;
+pub mod npy;
+pub mod random;
+
+use std::path::Path;
+
+pub use bridges::{compiled_bridges, runtime_versions};
+pub use torchbridge_core::{
+    Backend, BackendKind, Batch, DataType, Device, Element, Error, InstancePool, LoadContext, ModelConfig,
+    ModelDir, ModelForm, ModelMetadata, PythonError, Result, Tensor, TensorSpec,
+};
+
+/// A loaded model: one or more backend instances of one bridge, behind a queue.
+#[derive(Debug)]
+pub struct Model {
+    dir: ModelDir,
+    bridge: BackendKind,
+    pool: InstancePool,
+}
+
+impl Model {
+    /// Loads the highest version of the model at `path` through the bridge its
+    /// `config.toml` names.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self> {
+        let dir = ModelDir::open(path.as_ref(), None)?;
+        let bridge = dir.config.backend;
+        Self::from_dir(dir, bridge)
+    }
+
+    /// Loads the model through `bridge` instead, from whichever of its forms
+    /// (`model.py`, `model.pt`, `model.onnx`, …) that bridge reads.
+    pub fn load_with(path: impl AsRef<Path>, bridge: BackendKind) -> Result<Self> {
+        Self::from_dir(ModelDir::open(path.as_ref(), None)?, bridge)
+    }
+
+    /// Loads an opened model directory (a chosen version) through `bridge`.
+    pub fn from_dir(dir: ModelDir, bridge: BackendKind) -> Result<Self> {
+        let form = dir.form_for(bridge)?;
+        let ctx = LoadContext {
+            model: dir.name.clone(),
+            version: dir.version,
+            config: dir.config.clone(),
+            version_dir: dir.version_dir.clone(),
+            form,
+            instance: 0,
+        };
+        let instances = dir.config.instances as usize;
+        let pool = InstancePool::start(&dir.name, instances, move |instance| {
+            bridges::load_backend(&LoadContext { instance, ..ctx.clone() }, bridge)
+        })?;
+        Ok(Model { dir, bridge, pool })
+    }
+
+    pub fn metadata(&self) -> &ModelMetadata {
+        self.pool.metadata()
+    }
+
+    /// The bridge this model runs through.
+    pub fn bridge(&self) -> BackendKind {
+        self.bridge
+    }
+
+    pub fn dir(&self) -> &ModelDir {
+        &self.dir
+    }
+
+    /// Checks `inputs` against the model's inputs and runs them; blocks this thread.
+    /// Call it from threads, not from inside an async runtime (use `infer_async` there).
+    pub fn infer(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
+        let batch = self.metadata().prepare(inputs)?;
+        self.pool.run_blocking(batch)
+    }
+
+    /// As [`Model::infer`], awaiting the result instead of blocking.
+    pub async fn infer_async(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
+        let batch = self.metadata().prepare(inputs)?;
+        self.pool.run(batch).await
+    }
+}

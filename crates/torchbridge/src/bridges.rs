@@ -1,0 +1,51 @@
+//! The one place that knows which bridge crates were compiled in.
+
+use torchbridge_core::{Backend, BackendKind, Error, LoadContext, Result};
+
+/// Loads one backend instance through `bridge`.
+pub(crate) fn load_backend(ctx: &LoadContext, bridge: BackendKind) -> Result<Box<dyn Backend>> {
+    match bridge {
+        #[cfg(feature = "python")]
+        BackendKind::Python => torchbridge_python::load(ctx),
+        #[cfg(feature = "torchscript")]
+        BackendKind::Torchscript => torchbridge_torch::load(ctx),
+        #[cfg(feature = "onnx")]
+        BackendKind::Onnx => torchbridge_onnx::load(ctx),
+        #[allow(unreachable_patterns)]
+        other => Err(Error::Load {
+            model: ctx.model.clone(),
+            bridge: other.as_str(),
+            message: format!(
+                "this build of torchbridge does not include the {other} bridge (cargo feature `{other}`)"
+            ),
+        }),
+    }
+}
+
+/// The bridges this build can load.
+pub fn compiled_bridges() -> Vec<BackendKind> {
+    let mut bridges = Vec::new();
+    if cfg!(feature = "python") {
+        bridges.push(BackendKind::Python);
+    }
+    if cfg!(feature = "torchscript") {
+        bridges.push(BackendKind::Torchscript);
+    }
+    if cfg!(feature = "onnx") {
+        bridges.push(BackendKind::Onnx);
+    }
+    bridges
+}
+
+/// The engines' own versions, as `(name, version or the reason it is unknown)`.
+pub fn runtime_versions() -> Vec<(&'static str, String)> {
+    #[allow(unused_mut)]
+    let mut versions = Vec::new();
+    #[cfg(feature = "python")]
+    versions.push(("torch", torchbridge_python::torch_version().unwrap_or_else(|e| e.to_string())));
+    #[cfg(feature = "torchscript")]
+    versions.push(("libtorch", torchbridge_torch::libtorch_version()));
+    #[cfg(feature = "onnx")]
+    versions.push(("onnxruntime", torchbridge_onnx::runtime_version().unwrap_or_else(|e| e.to_string())));
+    versions
+}

@@ -1,0 +1,136 @@
+//! `torchbridge check`: do the model's forms agree, and which bridge is fastest?
+//!
+//! Every form present in the version directory runs the same inputs; the first bridge
+//! is the reference the others are compared with (numpy's `allclose` rule).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use torchbridge::compare::compare;
+use torchbridge::random::Rng;
+use torchbridge::{BackendKind, Model, ModelDir, Tensor};
+
+use super::{InputFile, read_inputs};
+
+/// Run the same inputs through every form of a model and compare outputs and speed.
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    /// The model directory (holding config.toml and version directories).
+    model_dir: PathBuf,
+    /// Bridges to compare, the first being the reference [default: every form present].
+    #[arg(long, value_delimiter = ',')]
+    bridges: Vec<BackendKind>,
+    /// Check this version instead of the highest.
+    #[arg(long = "model-version")]
+    version: Option<u64>,
+    /// Batch sizes of the generated inputs (ignored for models without a batch dimension).
+    #[arg(long, value_delimiter = ',', default_value = "1,8")]
+    batch_sizes: Vec<usize>,
+    /// Use these inputs (NAME=FILE.npy) instead of generated ones.
+    #[arg(long = "input", value_name = "NAME=FILE")]
+    inputs: Vec<InputFile>,
+    /// Relative tolerance.
+    #[arg(long, default_value_t = 1e-4)]
+    rtol: f64,
+    /// Absolute tolerance.
+    #[arg(long, default_value_t = 1e-5)]
+    atol: f64,
+    /// Timed calls per bridge and batch size (after 3 untimed ones).
+    #[arg(long, default_value_t = 20)]
+    iterations: usize,
+    /// Seed of the generated inputs.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+struct Loaded {
+    model: Model,
+    load_time: Duration,
+}
+
+pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    let dir = ModelDir::open(&args.model_dir, args.version)?;
+    let bridges = if args.bridges.is_empty() { dir.available_bridges() } else { args.bridges.clone() };
+    if bridges.is_empty() {
+        bail!("{} holds no model file any bridge reads", dir.version_dir.display());
+    }
+    let mut loaded = Vec::new();
+    for &bridge in &bridges {
+        let started = Instant::now();
+        let model = Model::from_dir(dir.clone(), bridge)?;
+        loaded.push(Loaded { model, load_time: started.elapsed() });
+    }
+    let meta = loaded[0].model.metadata().clone();
+    let cases: Vec<(String, Vec<Tensor>)> = if !args.inputs.is_empty() {
+        vec![("given".into(), read_inputs(&args.inputs, &meta)?)]
+    } else if meta.max_batch_size == 0 {
+        vec![("no batch".into(), torchbridge::random::inputs(&meta, 1, 8, &mut Rng::new(args.seed))?)]
+    } else {
+        let mut rng = Rng::new(args.seed);
+        let mut cases = Vec::new();
+        for &rows in &args.batch_sizes {
+            let rows = rows.clamp(1, meta.max_batch_size as usize);
+            cases.push((format!("batch {rows}"), torchbridge::random::inputs(&meta, rows, 8, &mut rng)?));
+        }
+        cases
+    };
+
+    println!("{} v{} · reference: {} · rtol {} atol {}\n", meta.name, meta.version, bridges[0], args.rtol, args.atol);
+    println!("{:<12} {:>9}  {}", "bridge", "load", cases.iter().map(|(c, _)| format!("{:>14}", format!("p50 {c}"))).collect::<String>());
+    let mut outputs = Vec::new();
+    for l in &loaded {
+        let mut row = format!("{:<12} {:>8.2}s  ", l.model.bridge().as_str(), l.load_time.as_secs_f64());
+        let mut per_case = Vec::new();
+        for (_, inputs) in &cases {
+            let (out, p50) = time(&l.model, inputs, args.iterations)?;
+            row.push_str(&format!("{:>11.3} ms", p50.as_secs_f64() * 1e3));
+            per_case.push(out);
+        }
+        println!("{row}");
+        outputs.push(per_case);
+    }
+
+    println!("\n{:<12} {:<16} {:<10} {:>10} {:>10}  verdict", "bridge", "output", "inputs", "max abs", "max rel");
+    let mut disagree = false;
+    for (l, per_case) in loaded.iter().zip(&outputs).skip(1) {
+        for ((case, _), (outs, refs)) in cases.iter().zip(per_case.iter().zip(&outputs[0])) {
+            for (out, reference) in outs.iter().zip(refs) {
+                let (abs, rel, ok) = match compare(out, reference, args.rtol, args.atol) {
+                    Ok(d) => (format!("{:.2e}", d.max_abs), format!("{:.2e}", d.max_rel), d.mismatched == 0),
+                    Err(why) => (why, String::new(), false),
+                };
+                disagree |= !ok;
+                let verdict = if ok { "ok".to_string() } else { "DIFFERENT".to_string() };
+                println!("{:<12} {:<16} {:<10} {abs:>10} {rel:>10}  {verdict}", l.model.bridge().as_str(), out.name, case);
+            }
+        }
+    }
+    if loaded.len() == 1 {
+        println!("(only one form present: nothing to compare)");
+    }
+    println!();
+    if disagree {
+        println!("verdict: the forms DISAGREE beyond rtol {} atol {}", args.rtol, args.atol);
+        return Ok(ExitCode::from(1));
+    }
+    println!("verdict: the forms agree within rtol {} atol {}", args.rtol, args.atol);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `inputs` `iterations` times after 3 warm-up calls; the last outputs and the median time.
+fn time(model: &Model, inputs: &[Tensor], iterations: usize) -> anyhow::Result<(Vec<Tensor>, Duration)> {
+    let mut out = Vec::new();
+    for _ in 0..3 {
+        out = model.infer(inputs.to_vec())?;
+    }
+    let mut times = Vec::with_capacity(iterations.max(1));
+    for _ in 0..iterations.max(1) {
+        let started = Instant::now();
+        out = model.infer(inputs.to_vec())?;
+        times.push(started.elapsed());
+    }
+    times.sort_unstable();
+    Ok((out, times[times.len() / 2]))
+}

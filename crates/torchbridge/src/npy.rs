@@ -1,0 +1,153 @@
+//! Reading and writing NumPy `.npy` files, the format users already have tensors in.
+//!
+//! Only what tensors need: little-endian numbers and booleans in C order. `BF16` has no
+//! NumPy type; it travels as its raw bits in a `uint16` array.
+
+use std::path::Path;
+
+use anyhow::{Context, bail, ensure};
+
+use crate::{DataType, Tensor};
+
+const MAGIC: &[u8] = b"\x93NUMPY";
+
+fn descr_of(datatype: DataType) -> Option<&'static str> {
+    Some(match datatype {
+        DataType::Bool => "|b1",
+        DataType::Uint8 => "|u1",
+        DataType::Int8 => "|i1",
+        DataType::Uint16 | DataType::Bf16 => "<u2",
+        DataType::Int16 => "<i2",
+        DataType::Fp16 => "<f2",
+        DataType::Uint32 => "<u4",
+        DataType::Int32 => "<i4",
+        DataType::Fp32 => "<f4",
+        DataType::Uint64 => "<u8",
+        DataType::Int64 => "<i8",
+        DataType::Fp64 => "<f8",
+        DataType::Bytes => return None,
+    })
+}
+
+fn datatype_of(descr: &str) -> Option<DataType> {
+    let descr = descr.trim_start_matches(['<', '|', '=']);
+    [
+        DataType::Bool,
+        DataType::Uint8,
+        DataType::Int8,
+        DataType::Uint16,
+        DataType::Int16,
+        DataType::Fp16,
+        DataType::Uint32,
+        DataType::Int32,
+        DataType::Fp32,
+        DataType::Uint64,
+        DataType::Int64,
+        DataType::Fp64,
+    ]
+    .into_iter()
+    .find(|&d| descr_of(d).is_some_and(|s| &s[1..] == descr))
+}
+
+/// Reads `path` as a tensor named `name`. Where `want` is `BF16`, a `uint16` array is
+/// taken as BF16 bits.
+pub fn read(path: &Path, name: &str, want: Option<DataType>) -> anyhow::Result<Tensor> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    parse(&bytes, name, want).with_context(|| format!("{} is not a usable .npy file", path.display()))
+}
+
+fn parse(bytes: &[u8], name: &str, want: Option<DataType>) -> anyhow::Result<Tensor> {
+    ensure!(bytes.len() >= 10 && bytes.starts_with(MAGIC), "no .npy magic number");
+    let (header_len, start) = match bytes[6] {
+        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
+        2 | 3 => {
+            ensure!(bytes.len() >= 12, "truncated header");
+            (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12)
+        }
+        v => bail!("unsupported .npy version {v}"),
+    };
+    let header = bytes.get(start..start + header_len).context("truncated header")?;
+    let header = std::str::from_utf8(header).context("header is not text")?;
+    let descr = field(header, "descr")?.trim_matches(['\'', '"']);
+    ensure!(field(header, "fortran_order")? == "False", "Fortran-order arrays are not supported; save with np.ascontiguousarray");
+    let shape_text = field(header, "shape")?;
+    let shape = shape_text
+        .trim_matches(['(', ')'])
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|d| d.parse::<i64>().with_context(|| format!("bad shape {shape_text}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut datatype = datatype_of(descr).with_context(|| format!("unsupported dtype {descr}"))?;
+    if want == Some(DataType::Bf16) && datatype == DataType::Uint16 {
+        datatype = DataType::Bf16;
+    }
+    let data = bytes::Bytes::copy_from_slice(&bytes[start + header_len..]);
+    Ok(Tensor::new(name, datatype, shape, data)?)
+}
+
+/// The text of `key`'s value in the header dict, e.g. `'<f4'` or `(3, 4)`.
+fn field<'h>(header: &'h str, key: &str) -> anyhow::Result<&'h str> {
+    let at = header.find(&format!("'{key}'")).with_context(|| format!("header has no '{key}'"))?;
+    let rest = header[at + key.len() + 2..].trim_start().trim_start_matches(':').trim_start();
+    let end = if rest.starts_with('(') {
+        rest.find(')').map(|i| i + 1)
+    } else {
+        rest.find([',', '}'])
+    };
+    Ok(rest[..end.context("unterminated header value")?].trim())
+}
+
+/// Writes `tensor` as a version 1.0 `.npy` file.
+pub fn write(path: &Path, tensor: &Tensor) -> anyhow::Result<()> {
+    std::fs::write(path, encode(tensor)?).with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn encode(tensor: &Tensor) -> anyhow::Result<Vec<u8>> {
+    let descr = descr_of(tensor.datatype)
+        .with_context(|| format!("{} tensors cannot be saved as .npy", tensor.datatype))?;
+    let dims: Vec<String> = tensor.shape.iter().map(i64::to_string).collect();
+    let shape = match dims.len() {
+        1 => format!("({},)", dims[0]),
+        _ => format!("({})", dims.join(", ")),
+    };
+    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+    // Pad so the data starts on a 64-byte boundary, the header ending in a newline.
+    let unpadded = MAGIC.len() + 4 + header.len() + 1;
+    header.push_str(&" ".repeat(unpadded.next_multiple_of(64) - unpadded));
+    header.push('\n');
+    let mut out = Vec::with_capacity(MAGIC.len() + 4 + header.len() + tensor.data.len());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&[1, 0]);
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    out.extend_from_slice(&tensor.data);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips() {
+        let t = Tensor::from_slice("x", vec![2, 3], &[1i64, -2, 3, 4, 5, 6]).unwrap();
+        let back = parse(&encode(&t).unwrap(), "x", None).unwrap();
+        assert_eq!(back, t);
+        let v = Tensor::from_slice("v", vec![1], &[2.5f32]).unwrap();
+        let bytes = encode(&v).unwrap();
+        assert_eq!((bytes.len() - 4) % 64, 0);
+        assert_eq!(parse(&bytes, "v", None).unwrap(), v);
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_read() {
+        assert!(parse(b"hello", "x", None).unwrap_err().to_string().contains("magic"));
+        let t = Tensor::from_slice("x", vec![2], &[1u8, 2]).unwrap();
+        let mut bytes = encode(&t).unwrap();
+        let at = bytes.windows(5).position(|w| w == b"False").unwrap();
+        bytes[at..at + 5].copy_from_slice(b"True ");
+        let err = format!("{:#}", parse(&bytes, "x", None).unwrap_err());
+        assert!(err.contains("Fortran"), "{err}");
+    }
+}
