@@ -110,7 +110,7 @@ class Model:
             return {{name: out[name] for name in OUTPUTS}}
         if isinstance(out, torch.Tensor):
             out = (out,)
-        return dict(zip(OUTPUTS, out))
+        return dict(zip(OUTPUTS, out, strict=True))
 '''
 
 

@@ -1,0 +1,89 @@
+//! Fixture generation (once per test run) and reference data.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use torchbridge::compare::compare;
+use torchbridge::{BackendKind, DataType, Model, Tensor};
+
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+pub fn python() -> PathBuf {
+    let venv = std::env::var_os("VIRTUAL_ENV").map_or_else(|| workspace().join(".venv"), PathBuf::from);
+    venv.join("bin/python")
+}
+
+/// The generated model repository; made on first use, reused while the script is unchanged.
+pub fn fixtures() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let script = workspace().join("tests/fixtures/make_fixtures.py");
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fixtures");
+        let manifest = dir.join("manifest.json");
+        let fresh = |p: &Path| p.metadata().and_then(|m| m.modified()).ok();
+        if fresh(&manifest).is_none() || fresh(&manifest) < fresh(&script) {
+            let status = Command::new(python()).arg(&script).arg(&dir).status().expect("run make_fixtures.py");
+            assert!(status.success(), "make_fixtures.py failed");
+        }
+        dir
+    })
+}
+
+pub fn model_dir(name: &str) -> PathBuf {
+    fixtures().join(name)
+}
+
+/// `manifest.json`: which forms each fixture model was written in.
+pub fn manifest() -> serde_json::Value {
+    let text = std::fs::read_to_string(fixtures().join("manifest.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+pub fn bridge_of(form: &str) -> BackendKind {
+    match form {
+        "python" | "pt2" => BackendKind::Python,
+        "torchscript" => BackendKind::Torchscript,
+        "onnx" => BackendKind::Onnx,
+        other => panic!("unknown form {other}"),
+    }
+}
+
+/// The reference inputs and outputs Python computed with the eager module.
+pub fn reference(model: &Model) -> (Vec<Tensor>, Vec<Tensor>) {
+    let dir = model.dir().root.join("ref");
+    let read = |kind: &str, spec: &torchbridge::TensorSpec| {
+        let path = dir.join(kind).join(format!("{}.npy", spec.name));
+        torchbridge::npy::read(&path, &spec.name, Some(spec.datatype)).unwrap()
+    };
+    let meta = model.metadata();
+    let inputs = meta.inputs.iter().map(|s| read("inputs", s)).collect();
+    let outputs = meta.outputs.iter().map(|s| read("outputs", s)).collect();
+    (inputs, outputs)
+}
+
+/// Integers and booleans must be equal; floats within 1e-5 relative (1e-2 for the
+/// 16-bit floats, whose last bit may round differently between engines).
+pub fn assert_matches(context: &str, actual: &[Tensor], expected: &[Tensor]) {
+    assert_eq!(actual.len(), expected.len(), "{context}: output count");
+    for (a, e) in actual.iter().zip(expected) {
+        let rtol = match e.datatype {
+            DataType::Fp16 | DataType::Bf16 => 1e-2,
+            d if d.is_float() => 1e-5,
+            _ => 0.0,
+        };
+        let d = compare(a, e, rtol, 1e-6 * f64::from(u8::from(rtol > 0.0))).unwrap_or_else(|why| panic!("{context}: {why}"));
+        assert_eq!(d.mismatched, 0, "{context}: output `{}` differs: {d:?}", a.name);
+    }
+}
+
+/// Row `i` of a batched tensor, as a batch of one.
+pub fn row(t: &Tensor, i: usize) -> Tensor {
+    let rows = t.shape[0] as usize;
+    let width = t.data.len() / rows;
+    let mut shape = t.shape.clone();
+    shape[0] = 1;
+    Tensor::new(t.name.clone(), t.datatype, shape, t.data.slice(i * width..(i + 1) * width)).unwrap()
+}

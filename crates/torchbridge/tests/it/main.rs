@@ -1,0 +1,8 @@
+//! End-to-end tests of the library through every bridge, on fixture models that
+//! `tests/fixtures/make_fixtures.py` generates with real torch at test time.
+//! One test binary, modules by topic.
+
+mod common;
+mod concurrency;
+mod errors;
+mod reference;

@@ -1,0 +1,34 @@
+//! Every fixture model through every form it was written in gives Python's answer.
+
+use torchbridge::Model;
+
+use crate::common::{assert_matches, bridge_of, manifest, model_dir, reference, row};
+
+#[test]
+fn every_form_of_every_fixture_matches_the_python_reference() {
+    let manifest = manifest();
+    let models = manifest["models"].as_object().unwrap();
+    assert!(models.len() >= 10, "the fixture script wrote only {} models", models.len());
+    let mut checked = 0;
+    for (name, entry) in models {
+        if entry["reference"] == false {
+            continue;
+        }
+        for form in entry["forms"].as_array().unwrap() {
+            let form = form.as_str().unwrap();
+            let context = format!("{name} through {form}");
+            let model = Model::load_with(model_dir(name), bridge_of(form)).unwrap_or_else(|e| panic!("{context}: {e}"));
+            let (inputs, expected) = reference(&model);
+            let actual = model.infer(inputs.clone()).unwrap_or_else(|e| panic!("{context}: {e}"));
+            assert_matches(&context, &actual, &expected);
+            if model.metadata().max_batch_size > 0 {
+                let one: Vec<_> = inputs.iter().map(|t| row(t, 1)).collect();
+                let actual = model.infer(one).unwrap_or_else(|e| panic!("{context}, batch 1: {e}"));
+                let expected: Vec<_> = expected.iter().map(|t| row(t, 1)).collect();
+                assert_matches(&format!("{context}, batch 1"), &actual, &expected);
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 25, "only {checked} model forms checked");
+}
