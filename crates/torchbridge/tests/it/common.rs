@@ -44,7 +44,7 @@ pub fn manifest() -> serde_json::Value {
 
 pub fn bridge_of(form: &str) -> BackendKind {
     match form {
-        "python" | "pt2" => BackendKind::Python,
+        "python" | "pt2" | "pickle" => BackendKind::Python,
         "torchscript" => BackendKind::Torchscript,
         "onnx" => BackendKind::Onnx,
         other => panic!("unknown form {other}"),

@@ -11,8 +11,8 @@ fn every_form_of_every_fixture_matches_the_python_reference() {
     assert!(models.len() >= 10, "the fixture script wrote only {} models", models.len());
     let mut checked = 0;
     for (name, entry) in models {
-        if entry["reference"] == false {
-            continue;
+        if name == "pickled" {
+            continue; // refused by design: see errors::a_pickle_is_refused_unless_trusted
         }
         for form in entry["forms"].as_array().unwrap() {
             let form = form.as_str().unwrap();
