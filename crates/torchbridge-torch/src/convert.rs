@@ -153,6 +153,7 @@ fn kind_of_value(value: &IValue) -> &'static str {
         IValue::GenericDict(_) => "a dict",
         IValue::Object(_) => "an object",
         IValue::Device(_) => "a device",
+        _ => "a value of another type",
     }
 }
 
