@@ -162,7 +162,9 @@ impl FromStr for Device {
 
 impl<'de> Deserialize<'de> for Device {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -189,7 +191,10 @@ impl ModelConfig {
             return Err("`[batching]` needs `max_batch_size` > 0".into());
         }
         if let Some(b) = &self.batching
-            && let Some(p) = b.preferred_batch_sizes.iter().find(|&&p| p == 0 || p > self.max_batch_size)
+            && let Some(p) = b
+                .preferred_batch_sizes
+                .iter()
+                .find(|&&p| p == 0 || p > self.max_batch_size)
         {
             return Err(format!(
                 "`batching.preferred_batch_sizes` holds {p}, outside 1..={}",
@@ -276,7 +281,9 @@ preferred_batch_sizes = [8, 32]
         assert!(e.contains("missing field `backend`"), "{e}");
         let e = error_of("backend = \"onnx\"\ninstances = 0");
         assert!(e.contains("`instances`"), "{e}");
-        let e = error_of("backend = \"onnx\"\n[[input]]\nname = \"X\"\ndatatype = \"FLOAT\"\ndims = [1]");
+        let e = error_of(
+            "backend = \"onnx\"\n[[input]]\nname = \"X\"\ndatatype = \"FLOAT\"\ndims = [1]",
+        );
         assert!(e.contains("unknown datatype `FLOAT`"), "{e}");
         let e = error_of("backend = \"onnx\"\n[batching]\nmax_queue_delay_us = 5");
         assert!(e.contains("max_batch_size"), "{e}");

@@ -96,7 +96,10 @@ impl FromStr for DataType {
             .find(|d| d.as_str() == s)
             .ok_or_else(|| {
                 let names: Vec<_> = DataType::ALL.iter().map(|d| d.as_str()).collect();
-                format!("unknown datatype `{s}`, expected one of {}", names.join(" "))
+                format!(
+                    "unknown datatype `{s}`, expected one of {}",
+                    names.join(" ")
+                )
             })
     }
 }

@@ -28,6 +28,14 @@ pub enum Error {
     #[error("model `{model}` raised {0}", .error)]
     Python { model: String, error: PythonError },
 
+    /// No such model (or version) in the repository.
+    #[error("unknown model `{0}`")]
+    ModelNotFound(String),
+
+    /// The model exists but is not loaded (it failed to load, or was unloaded).
+    #[error("model `{model}` is not ready: {reason}")]
+    NotReady { model: String, reason: String },
+
     /// The model's workers are gone (it was unloaded, or the process is shutting down).
     #[error("model `{0}` is not available: its workers have stopped")]
     Unavailable(String),

@@ -16,7 +16,9 @@ mod datatype;
 mod error;
 mod metadata;
 mod pool;
+mod registry;
 mod repository;
+mod stats;
 mod tensor;
 
 pub use backend::{Backend, Batch, LoadContext};
@@ -25,5 +27,7 @@ pub use datatype::{DataType, Element};
 pub use error::{Error, PythonError, Result};
 pub use metadata::{ModelMetadata, TensorSpec};
 pub use pool::InstancePool;
+pub use registry::{IndexEntry, Loader, ModelState, Registry};
 pub use repository::{ModelDir, ModelForm};
+pub use stats::{DurationStat, ModelStats};
 pub use tensor::Tensor;

@@ -57,9 +57,16 @@ impl ModelMetadata {
         let mut ordered = Vec::with_capacity(self.inputs.len());
         let mut rows = None;
         for spec in &self.inputs {
-            let at = tensors.iter().position(|t| t.name == spec.name).ok_or_else(|| {
-                self.invalid(format!("input `{}` is missing; the model needs {}", spec.name, names(&self.inputs)))
-            })?;
+            let at = tensors
+                .iter()
+                .position(|t| t.name == spec.name)
+                .ok_or_else(|| {
+                    self.invalid(format!(
+                        "input `{}` is missing; the model needs {}",
+                        spec.name,
+                        names(&self.inputs)
+                    ))
+                })?;
             let tensor = tensors.swap_remove(at);
             let r = self.check_input(spec, &tensor)?;
             if let (Some(a), Some(b)) = (rows, r)
@@ -89,7 +96,10 @@ impl ModelMetadata {
         }
         let expected = self.full_shape(spec);
         let fits = t.shape.len() == expected.len()
-            && t.shape.iter().zip(&expected).all(|(&d, &e)| d >= 0 && (e == -1 || d == e));
+            && t.shape
+                .iter()
+                .zip(&expected)
+                .all(|(&d, &e)| d >= 0 && (e == -1 || d == e));
         if !fits || element_count(&t.shape).is_none() {
             return Err(self.invalid(format!(
                 "input `{}` must have shape {expected:?}, got {:?}",
@@ -136,7 +146,10 @@ impl ModelMetadata {
                 expected[0] = rows as i64;
             }
             let fits = t.shape.len() == expected.len()
-                && t.shape.iter().zip(&expected).all(|(&d, &e)| e == -1 || d == e);
+                && t.shape
+                    .iter()
+                    .zip(&expected)
+                    .all(|(&d, &e)| e == -1 || d == e);
             if !fits {
                 return Err(fail(format!(
                     "output `{}` should have shape {expected:?}, got {:?}",
@@ -173,7 +186,10 @@ mod tests {
             version: 1,
             platform: "onnx".into(),
             max_batch_size: 4,
-            inputs: vec![spec("A", DataType::Fp32, vec![2]), spec("B", DataType::Int64, vec![-1])],
+            inputs: vec![
+                spec("A", DataType::Fp32, vec![2]),
+                spec("B", DataType::Int64, vec![-1]),
+            ],
             outputs: vec![spec("Y", DataType::Fp32, vec![2])],
         }
     }
@@ -204,7 +220,9 @@ mod tests {
         assert!(error(vec![a(1), b(1, 1), a(1)]).contains("given twice"));
         let mut c = a(1);
         c.name = "C".into();
-        assert!(error(vec![c, b(1, 1)]).contains("unknown input `C`; the model's inputs are `A`, `B`"));
+        assert!(
+            error(vec![c, b(1, 1)]).contains("unknown input `C`; the model's inputs are `A`, `B`")
+        );
         assert!(error(vec![a(2), b(3, 1)]).contains("disagree on the batch size"));
         assert!(error(vec![a(5), b(5, 1)]).contains("5 rows; the batch size must be 1..=4"));
         let wrong = Tensor::from_slice("A", vec![1, 3], &[0f32; 3]).unwrap();
@@ -221,6 +239,11 @@ mod tests {
         let e = m.check_outputs(&[y], 2).unwrap_err().to_string();
         assert!(e.contains("should have shape [2, 2], got [3, 2]"), "{e}");
         let z = Tensor::from_slice("Z", vec![3, 2], &[0f32; 6]).unwrap();
-        assert!(m.check_outputs(&[z], 3).unwrap_err().to_string().contains("got `Z`"));
+        assert!(
+            m.check_outputs(&[z], 3)
+                .unwrap_err()
+                .to_string()
+                .contains("got `Z`")
+        );
     }
 }

@@ -1,16 +1,19 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, Sender};
 use tokio::sync::oneshot;
 
-use crate::{Backend, Batch, Error, ModelMetadata, Result, Tensor};
+use crate::{Backend, Batch, Error, ModelMetadata, ModelStats, Result, Tensor};
 
 type Reply = oneshot::Sender<Result<Vec<Tensor>>>;
 
 struct Job {
     batch: Batch,
     reply: Reply,
+    enqueued: Instant,
 }
 
 /// N instances of one model, each on a thread of its own, fed from one queue.
@@ -21,6 +24,7 @@ pub struct InstancePool {
     metadata: ModelMetadata,
     jobs: Option<Sender<Job>>,
     workers: Vec<JoinHandle<()>>,
+    stats: Arc<ModelStats>,
 }
 
 impl std::fmt::Debug for InstancePool {
@@ -43,22 +47,30 @@ impl InstancePool {
         let load = std::sync::Arc::new(load);
         let (jobs, queue) = crossbeam_channel::unbounded::<Job>();
         let (loaded_tx, loaded_rx) = std::sync::mpsc::channel();
+        let stats = Arc::new(ModelStats::default());
         let mut workers = Vec::with_capacity(instances);
         for i in 0..instances {
-            let (load, queue, loaded) = (load.clone(), queue.clone(), loaded_tx.clone());
+            let (load, queue, loaded, stats) = (
+                load.clone(),
+                queue.clone(),
+                loaded_tx.clone(),
+                stats.clone(),
+            );
             let spawned = std::thread::Builder::new()
                 .name(format!("tb-{model}-{i}"))
                 .spawn(move || match load(i) {
                     Ok(backend) => {
                         let _ = loaded.send(Ok(backend.metadata().clone()));
                         drop(loaded);
-                        serve(backend, queue);
+                        serve(backend, queue, &stats);
                     }
                     Err(e) => {
                         let _ = loaded.send(Err(e));
                     }
                 });
-            workers.push(spawned.map_err(|e| Error::Unavailable(format!("{model} (cannot spawn a thread: {e})")))?);
+            workers.push(spawned.map_err(|e| {
+                Error::Unavailable(format!("{model} (cannot spawn a thread: {e})"))
+            })?);
         }
         drop(loaded_tx);
         let mut pool = InstancePool {
@@ -72,6 +84,7 @@ impl InstancePool {
             },
             jobs: Some(jobs),
             workers,
+            stats,
         };
         let mut first = None;
         for result in loaded_rx.iter().take(instances) {
@@ -92,6 +105,11 @@ impl InstancePool {
         &self.metadata
     }
 
+    /// Counters of this pool's requests and backend calls.
+    pub fn stats(&self) -> &ModelStats {
+        &self.stats
+    }
+
     pub fn instances(&self) -> usize {
         self.workers.len()
     }
@@ -101,7 +119,12 @@ impl InstancePool {
         let (reply, rx) = oneshot::channel();
         let unavailable = || Error::Unavailable(self.metadata.name.clone());
         let jobs = self.jobs.as_ref().ok_or_else(unavailable)?;
-        jobs.send(Job { batch, reply }).map_err(|_| unavailable())?;
+        jobs.send(Job {
+            batch,
+            reply,
+            enqueued: Instant::now(),
+        })
+        .map_err(|_| unavailable())?;
         Ok(rx)
     }
 
@@ -130,12 +153,15 @@ impl Drop for InstancePool {
 }
 
 /// A worker's loop: run each job whose caller still waits, check what came back.
-fn serve(mut backend: Box<dyn Backend>, queue: Receiver<Job>) {
+fn serve(mut backend: Box<dyn Backend>, queue: Receiver<Job>, stats: &ModelStats) {
+    use std::sync::atomic::Ordering::Relaxed;
     for job in queue {
         if job.reply.is_closed() {
             continue;
         }
         let rows = job.batch.rows;
+        let started = Instant::now();
+        stats.queue.record(started - job.enqueued);
         let result = catch_unwind(AssertUnwindSafe(|| backend.infer(job.batch)))
             .unwrap_or_else(|panic| {
                 let message = panic
@@ -152,6 +178,21 @@ fn serve(mut backend: Box<dyn Backend>, queue: Receiver<Job>) {
                 backend.metadata().check_outputs(&outputs, rows)?;
                 Ok(outputs)
             });
+        stats.compute_infer.record(started.elapsed());
+        stats.execution_count.fetch_add(1, Relaxed);
+        stats.inference_count.fetch_add(rows as u64, Relaxed);
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        stats
+            .last_inference_ms
+            .store(now.as_millis() as u64, Relaxed);
+        let outcome = if result.is_ok() {
+            &stats.success
+        } else {
+            &stats.fail
+        };
+        outcome.record(job.enqueued.elapsed());
         let _ = job.reply.send(result);
     }
 }
@@ -172,7 +213,11 @@ mod tests {
             let x = batch.inputs[0].to_vec::<f32>()?;
             assert!(!x.iter().any(|v| v.is_nan()), "NaN input");
             let y: Vec<f32> = x.iter().map(|v| v * 2.0).collect();
-            Ok(vec![Tensor::from_slice("Y", batch.inputs[0].shape.clone(), &y)?])
+            Ok(vec![Tensor::from_slice(
+                "Y",
+                batch.inputs[0].shape.clone(),
+                &y,
+            )?])
         }
     }
 
@@ -218,9 +263,17 @@ mod tests {
     #[test]
     fn a_panic_fails_one_request_and_the_worker_lives() {
         let pool = InstancePool::start("doubler", 1, doubler).unwrap();
-        let err = pool.run_blocking(batch(&pool, f32::NAN)).unwrap_err().to_string();
+        let err = pool
+            .run_blocking(batch(&pool, f32::NAN))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("the bridge panicked: NaN input"), "{err}");
-        assert_eq!(pool.run_blocking(batch(&pool, 2.0)).unwrap()[0].to_vec::<f32>().unwrap(), vec![4.0]);
+        assert_eq!(
+            pool.run_blocking(batch(&pool, 2.0)).unwrap()[0]
+                .to_vec::<f32>()
+                .unwrap(),
+            vec![4.0]
+        );
     }
 
     #[test]

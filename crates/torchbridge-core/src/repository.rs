@@ -51,10 +51,16 @@ impl ModelDir {
         let version = match version {
             Some(v) if versions.contains(&v) => v,
             Some(v) => {
-                return Err(Error::config(root, format!("has no version {v}; versions present: {versions:?}")));
+                return Err(Error::config(
+                    root,
+                    format!("has no version {v}; versions present: {versions:?}"),
+                ));
             }
             None => *versions.last().ok_or_else(|| {
-                Error::config(root, "holds no version directory (expected `1/` holding the model file)")
+                Error::config(
+                    root,
+                    "holds no version directory (expected `1/` holding the model file)",
+                )
             })?,
         };
         let name = root
@@ -73,7 +79,8 @@ impl ModelDir {
 
     /// The numeric version directories, ascending.
     pub fn versions(root: &Path) -> Result<Vec<u64>> {
-        let entries = std::fs::read_dir(root).map_err(|e| Error::config(root, format!("cannot list: {e}")))?;
+        let entries = std::fs::read_dir(root)
+            .map_err(|e| Error::config(root, format!("cannot list: {e}")))?;
         let mut versions: Vec<u64> = entries
             .filter_map(|e| e.ok())
             .filter(|e| e.path().is_dir())
@@ -102,16 +109,23 @@ impl ModelDir {
                 BackendKind::Torchscript => "model.pt",
                 _ => "model.onnx",
             };
-            Error::config(dir, format!("holds no model file for the {bridge} bridge (expected {wanted})"))
+            Error::config(
+                dir,
+                format!("holds no model file for the {bridge} bridge (expected {wanted})"),
+            )
         })
     }
 
     /// The bridges that find a model file in this version (python, torchscript, onnx order).
     pub fn available_bridges(&self) -> Vec<BackendKind> {
-        [BackendKind::Python, BackendKind::Torchscript, BackendKind::Onnx]
-            .into_iter()
-            .filter(|&b| self.form_for(b).is_ok())
-            .collect()
+        [
+            BackendKind::Python,
+            BackendKind::Torchscript,
+            BackendKind::Onnx,
+        ]
+        .into_iter()
+        .filter(|&b| self.form_for(b).is_ok())
+        .collect()
     }
 }
 
@@ -137,19 +151,38 @@ mod tests {
         let dir = repo();
         let m = ModelDir::open(&dir.path().join("digits"), None).unwrap();
         assert_eq!((m.name.as_str(), m.version), ("digits", 10));
-        assert_eq!(m.available_bridges(), vec![BackendKind::Python, BackendKind::Onnx]);
-        let err = m.form_for(BackendKind::Torchscript).unwrap_err().to_string();
-        assert!(err.contains("no model file for the torchscript bridge (expected model.pt)"), "{err}");
+        assert_eq!(
+            m.available_bridges(),
+            vec![BackendKind::Python, BackendKind::Onnx]
+        );
+        let err = m
+            .form_for(BackendKind::Torchscript)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("no model file for the torchscript bridge (expected model.pt)"),
+            "{err}"
+        );
         let m = ModelDir::open(&dir.path().join("digits"), Some(2)).unwrap();
-        assert!(matches!(m.form_for(BackendKind::Python).unwrap(), ModelForm::TorchScript(_)));
-        let err = ModelDir::open(&dir.path().join("digits"), Some(3)).unwrap_err().to_string();
-        assert!(err.contains("has no version 3; versions present: [1, 2, 10]"), "{err}");
+        assert!(matches!(
+            m.form_for(BackendKind::Python).unwrap(),
+            ModelForm::TorchScript(_)
+        ));
+        let err = ModelDir::open(&dir.path().join("digits"), Some(3))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("has no version 3; versions present: [1, 2, 10]"),
+            "{err}"
+        );
     }
 
     #[test]
     fn missing_things_are_named() {
         let dir = tempfile::tempdir().unwrap();
-        let err = ModelDir::open(&dir.path().join("nope"), None).unwrap_err().to_string();
+        let err = ModelDir::open(&dir.path().join("nope"), None)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("nope: no such model directory"), "{err}");
         std::fs::write(dir.path().join("config.toml"), "backend = \"onnx\"").unwrap();
         let err = ModelDir::open(dir.path(), None).unwrap_err().to_string();

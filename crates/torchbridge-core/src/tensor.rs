@@ -110,7 +110,11 @@ impl Tensor {
         // SAFETY: `data` holds exactly `n` elements (checked at construction), every bit
         // pattern is a valid `T`, and copying bytes sidesteps the buffer's alignment.
         unsafe {
-            std::ptr::copy_nonoverlapping(self.data.as_ptr(), out.as_mut_ptr().cast(), self.data.len());
+            std::ptr::copy_nonoverlapping(
+                self.data.as_ptr(),
+                out.as_mut_ptr().cast(),
+                self.data.len(),
+            );
             out.set_len(n);
         }
         Ok(out)
@@ -209,13 +213,21 @@ mod tests {
         let t = Tensor::from_slice("x", vec![2, 2], &[1.5f32, -2.0, 3.0, 4.25]).unwrap();
         assert_eq!(t.data.len(), 16);
         assert_eq!(t.to_vec::<f32>().unwrap(), vec![1.5, -2.0, 3.0, 4.25]);
-        assert!(t.to_vec::<i32>().unwrap_err().to_string().contains("holds FP32, not INT32"));
+        assert!(
+            t.to_vec::<i32>()
+                .unwrap_err()
+                .to_string()
+                .contains("holds FP32, not INT32")
+        );
     }
 
     #[test]
     fn byte_count_must_match_shape() {
         let err = Tensor::new("x", DataType::Fp32, vec![3], vec![0u8; 8]).unwrap_err();
-        assert_eq!(err.to_string(), "tensor `x`: shape [3] of FP32 needs 12 bytes, got 8");
+        assert_eq!(
+            err.to_string(),
+            "tensor `x`: shape [3] of FP32 needs 12 bytes, got 8"
+        );
         let err = Tensor::new("x", DataType::Fp32, vec![-1], vec![]).unwrap_err();
         assert!(err.to_string().contains("negative"), "{err}");
     }
@@ -223,9 +235,15 @@ mod tests {
     #[test]
     fn strings_round_trip_and_are_validated() {
         let t = Tensor::from_strings("s", vec![3], &["a", "", "héllo"]).unwrap();
-        assert_eq!(t.strings().unwrap(), vec![&b"a"[..], b"", "héllo".as_bytes()]);
+        assert_eq!(
+            t.strings().unwrap(),
+            vec![&b"a"[..], b"", "héllo".as_bytes()]
+        );
         let err = Tensor::from_strings("s", vec![2], &["a"]).unwrap_err();
-        assert!(err.to_string().contains("needs 2 BYTES elements, got 1"), "{err}");
+        assert!(
+            err.to_string().contains("needs 2 BYTES elements, got 1"),
+            "{err}"
+        );
         let err = Tensor::new("s", DataType::Bytes, vec![1], vec![9u8, 0, 0, 0, b'a']).unwrap_err();
         assert!(err.to_string().contains("not a sequence"), "{err}");
     }

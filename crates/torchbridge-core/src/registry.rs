@@ -1,0 +1,270 @@
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use crate::{Error, InstancePool, ModelDir, Result};
+
+/// Builds the instance pool of an opened model directory (the facade supplies it,
+/// knowing which bridges were compiled in).
+pub type Loader = Arc<dyn Fn(&ModelDir) -> Result<InstancePool> + Send + Sync>;
+
+/// Where a model of the repository stands.
+#[derive(Debug, Clone)]
+pub enum ModelState {
+    Loading,
+    Ready(Arc<InstancePool>),
+    /// Failed to load, or unloaded; the reason says which.
+    Unavailable(String),
+}
+
+/// One row of the repository index.
+#[derive(Debug, Clone)]
+pub struct IndexEntry {
+    pub name: String,
+    pub version: Option<u64>,
+    /// `"READY"`, `"LOADING"` or `"UNAVAILABLE"`, as Triton names them.
+    pub state: &'static str,
+    pub reason: String,
+}
+
+/// The models of one repository directory and their states. A model that fails to load
+/// is recorded with its reason and never affects the others.
+pub struct Registry {
+    root: PathBuf,
+    loader: Loader,
+    models: RwLock<BTreeMap<String, ModelState>>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("root", &self.root)
+            .finish()
+    }
+}
+
+impl Registry {
+    pub fn new(root: impl Into<PathBuf>, loader: Loader) -> Self {
+        Registry {
+            root: root.into(),
+            loader,
+            models: RwLock::default(),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Model names in the repository: directories that hold a `config.toml`.
+    pub fn scan(&self) -> Result<Vec<String>> {
+        let entries = std::fs::read_dir(&self.root).map_err(|e| Error::Config {
+            path: self.root.clone(),
+            message: format!("cannot read the model repository: {e}"),
+        })?;
+        let mut names: Vec<String> = entries
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().join("config.toml").is_file())
+            .filter_map(|e| e.file_name().to_str().map(str::to_string))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// Loads every model found; returns how many are ready. Blocks while models load.
+    pub fn load_all(&self) -> Result<usize> {
+        let names = self.scan()?;
+        Ok(names.iter().filter(|name| self.load(name).is_ok()).count())
+    }
+
+    /// Loads (or reloads) `name`; its old pool keeps serving until the new one is ready.
+    pub fn load(&self, name: &str) -> Result<()> {
+        if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
+            return Err(Error::ModelNotFound(name.to_string()));
+        }
+        let path = self.root.join(name);
+        if !path.join("config.toml").is_file() {
+            return Err(Error::ModelNotFound(name.to_string()));
+        }
+        self.models
+            .write()
+            .unwrap()
+            .entry(name.to_string())
+            .or_insert(ModelState::Loading);
+        let loaded = ModelDir::open(&path, None).and_then(|dir| (self.loader)(&dir));
+        let mut models = self.models.write().unwrap();
+        match loaded {
+            Ok(pool) => {
+                models.insert(name.to_string(), ModelState::Ready(Arc::new(pool)));
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(model = name, "failed to load: {e}");
+                models.insert(name.to_string(), ModelState::Unavailable(e.to_string()));
+                Err(e)
+            }
+        }
+    }
+
+    /// Unloads `name`: new requests are refused; requests already queued finish.
+    pub fn unload(&self, name: &str) -> Result<()> {
+        let mut models = self.models.write().unwrap();
+        match models.get_mut(name) {
+            Some(state) => {
+                *state = ModelState::Unavailable("unloaded".into());
+                Ok(())
+            }
+            None => Err(Error::ModelNotFound(name.to_string())),
+        }
+    }
+
+    /// The ready pool of `name`, at `version` if one is asked for.
+    pub fn get(&self, name: &str, version: Option<u64>) -> Result<Arc<InstancePool>> {
+        let models = self.models.read().unwrap();
+        match models.get(name) {
+            None => Err(Error::ModelNotFound(name.to_string())),
+            Some(ModelState::Loading) => Err(Error::NotReady {
+                model: name.into(),
+                reason: "loading".into(),
+            }),
+            Some(ModelState::Unavailable(reason)) => Err(Error::NotReady {
+                model: name.into(),
+                reason: reason.clone(),
+            }),
+            Some(ModelState::Ready(pool)) => match version {
+                Some(v) if v != pool.metadata().version => {
+                    Err(Error::ModelNotFound(format!("{name}` version `{v}")))
+                }
+                _ => Ok(pool.clone()),
+            },
+        }
+    }
+
+    /// Every model known: loaded ones, failed ones, and those on disk not yet loaded.
+    pub fn index(&self) -> Vec<IndexEntry> {
+        let models = self.models.read().unwrap();
+        let on_disk = self.scan().unwrap_or_default();
+        let mut names: Vec<&String> = models.keys().chain(on_disk.iter()).collect();
+        names.sort();
+        names.dedup();
+        names
+            .into_iter()
+            .map(|name| {
+                let (version, state, reason) = match models.get(name) {
+                    Some(ModelState::Ready(pool)) => {
+                        (Some(pool.metadata().version), "READY", String::new())
+                    }
+                    Some(ModelState::Loading) => (None, "LOADING", String::new()),
+                    Some(ModelState::Unavailable(r)) => (None, "UNAVAILABLE", r.clone()),
+                    None => (None, "UNAVAILABLE", "not loaded".into()),
+                };
+                IndexEntry {
+                    name: name.clone(),
+                    version,
+                    state,
+                    reason,
+                }
+            })
+            .collect()
+    }
+
+    /// True when no model is still loading (failed models are in the index, with reasons).
+    pub fn all_ready(&self) -> bool {
+        !self
+            .models
+            .read()
+            .unwrap()
+            .values()
+            .any(|s| matches!(s, ModelState::Loading))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Backend, Batch, ModelMetadata, Tensor};
+
+    struct Empty(ModelMetadata);
+
+    impl Backend for Empty {
+        fn metadata(&self) -> &ModelMetadata {
+            &self.0
+        }
+        fn infer(&mut self, _: Batch) -> Result<Vec<Tensor>> {
+            Ok(vec![])
+        }
+    }
+
+    /// Loads models whose config says `backend = "onnx"`; fails the others.
+    fn loader() -> Loader {
+        Arc::new(|dir: &ModelDir| {
+            if dir.config.backend != crate::BackendKind::Onnx {
+                return Err(Error::Load {
+                    model: dir.name.clone(),
+                    bridge: "python",
+                    message: "broken".into(),
+                });
+            }
+            let meta = ModelMetadata {
+                name: dir.name.clone(),
+                version: dir.version,
+                platform: "test".into(),
+                max_batch_size: 0,
+                inputs: vec![],
+                outputs: vec![],
+            };
+            InstancePool::start(&dir.name, 1, move |_| {
+                Ok(Box::new(Empty(meta.clone())) as Box<dyn Backend>)
+            })
+        })
+    }
+
+    #[test]
+    fn a_failed_model_is_reported_and_the_others_serve() {
+        let repo = tempfile::tempdir().unwrap();
+        for (name, backend) in [("good", "onnx"), ("bad", "python")] {
+            std::fs::create_dir_all(repo.path().join(name).join("3")).unwrap();
+            std::fs::write(
+                repo.path().join(name).join("config.toml"),
+                format!("backend = \"{backend}\""),
+            )
+            .unwrap();
+        }
+        let registry = Registry::new(repo.path(), loader());
+        assert_eq!(registry.load_all().unwrap(), 1);
+        assert!(registry.all_ready());
+        assert_eq!(registry.get("good", None).unwrap().metadata().version, 3);
+        assert!(registry.get("good", Some(2)).is_err());
+        let err = registry.get("bad", None).unwrap_err().to_string();
+        assert!(
+            err.contains("model `bad` is not ready: model `bad` failed to load through the python bridge: broken"),
+            "{err}"
+        );
+        let index = registry.index();
+        assert_eq!(
+            index
+                .iter()
+                .map(|e| (e.name.as_str(), e.state))
+                .collect::<Vec<_>>(),
+            vec![("bad", "UNAVAILABLE"), ("good", "READY")]
+        );
+        registry.unload("good").unwrap();
+        assert!(
+            registry
+                .get("good", None)
+                .unwrap_err()
+                .to_string()
+                .contains("unloaded")
+        );
+        registry.load("good").unwrap();
+        assert!(registry.get("good", None).is_ok());
+        assert!(matches!(
+            registry.get("nope", None),
+            Err(Error::ModelNotFound(_))
+        ));
+        assert!(matches!(
+            registry.load("../etc"),
+            Err(Error::ModelNotFound(_))
+        ));
+    }
+}
