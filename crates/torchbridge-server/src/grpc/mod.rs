@@ -1,0 +1,1 @@
+//! gRPC (tonic): see the crate docs.

@@ -1,0 +1,1 @@
+//! HTTP/REST (axum): see the crate docs.

@@ -1,0 +1,16 @@
+//! `torchbridge serve`: the KServe v2 / Open Inference Protocol over HTTP and gRPC, so
+//! that every Triton and KServe client (tritonclient, perf_analyzer, the kserve SDK)
+//! works against torchbridge unchanged.
+//!
+//! Both transports share one [`AppState`] — the model [`Registry`] and the server's
+//! settings — and one inference path ([`AppState::infer`]): look the model up, check the
+//! tensors against its metadata, queue them to its instance pool, await the outputs.
+//! Each transport only translates: the HTTP routes live in `http/`, one file per route
+//! family; the gRPC service in `grpc/`. Errors map to HTTP statuses and to gRPC codes in
+//! exactly one place each (`http/error.rs`, `grpc/error.rs`).
+
+pub mod grpc;
+pub mod http;
+mod state;
+
+pub use state::{AppState, ServerSettings};
