@@ -4,13 +4,19 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 python="${PYTHON:-python3}"
-stamp=".venv/.requirements.sha256"
-want="$(sha256sum requirements.txt | cut -d' ' -f1)"
-if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-    echo "==> making .venv with $("$python" --version) and requirements.txt"
-    "$python" -m venv .venv
-    .venv/bin/python -m pip install --quiet --upgrade pip
-    .venv/bin/python -m pip install --quiet -r requirements.txt
-    echo "$want" > "$stamp"
-fi
+
+# make_venv DIR REQUIREMENTS: (re)installs when the requirements file changed.
+make_venv() {
+    local stamp="$1/.requirements.sha256" want
+    want="$(sha256sum "$2" | cut -d' ' -f1)"
+    if [ ! -x "$1/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+        echo "==> making $1 with $("$python" --version) and $2"
+        "$python" -m venv "$1"
+        "$1/bin/python" -m pip install --quiet --upgrade pip
+        "$1/bin/python" -m pip install --quiet -r "$2"
+        echo "$want" > "$stamp"
+    fi
+}
+make_venv .venv requirements.txt
+make_venv .venv-clients requirements-clients.txt
 source scripts/env.sh

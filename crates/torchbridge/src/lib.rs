@@ -24,8 +24,24 @@ use std::path::Path;
 pub use bridges::{compiled_bridges, runtime_versions};
 pub use torchbridge_core::{
     Backend, BackendKind, Batch, DataType, Device, Element, Error, InstancePool, LoadContext, ModelConfig,
-    ModelDir, ModelForm, ModelMetadata, PythonError, Result, Tensor, TensorSpec,
+    ModelDir, ModelForm, ModelMetadata, PythonError, Registry, Result, Tensor, TensorSpec,
 };
+
+/// Starts `config.instances` instances of the model through `bridge`, each loading
+/// on its own thread; the loader a server's [`torchbridge_core::Registry`] uses.
+pub fn start_pool(dir: &ModelDir, bridge: BackendKind) -> Result<InstancePool> {
+    let ctx = LoadContext {
+        model: dir.name.clone(),
+        version: dir.version,
+        config: dir.config.clone(),
+        version_dir: dir.version_dir.clone(),
+        form: dir.form_for(bridge)?,
+        instance: 0,
+    };
+    InstancePool::start(&dir.name, dir.config.instances as usize, move |instance| {
+        bridges::load_backend(&LoadContext { instance, ..ctx.clone() }, bridge)
+    })
+}
 
 /// A loaded model: one or more backend instances of one bridge, behind a queue.
 #[derive(Debug)]
@@ -52,19 +68,7 @@ impl Model {
 
     /// Loads an opened model directory (a chosen version) through `bridge`.
     pub fn from_dir(dir: ModelDir, bridge: BackendKind) -> Result<Self> {
-        let form = dir.form_for(bridge)?;
-        let ctx = LoadContext {
-            model: dir.name.clone(),
-            version: dir.version,
-            config: dir.config.clone(),
-            version_dir: dir.version_dir.clone(),
-            form,
-            instance: 0,
-        };
-        let instances = dir.config.instances as usize;
-        let pool = InstancePool::start(&dir.name, instances, move |instance| {
-            bridges::load_backend(&LoadContext { instance, ..ctx.clone() }, bridge)
-        })?;
+        let pool = start_pool(&dir, bridge)?;
         Ok(Model { dir, bridge, pool })
     }
 

@@ -14,25 +14,35 @@ struct Args {
     #[command(subcommand)]
     command: Command,
     /// Log filter, e.g. `info` or `torchbridge=debug`.
-    #[arg(long, env = "TORCHBRIDGE_LOG", default_value = "warn", global = true)]
+    #[arg(long, env = "TORCHBRIDGE_LOG", default_value = "info", global = true)]
     log: String,
+    /// Log lines as text, or as JSON for log collectors.
+    #[arg(long, env = "TORCHBRIDGE_LOG_FORMAT", value_enum, default_value = "text", global = true)]
+    log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
     Infer(cli::infer::InferArgs),
     Check(cli::check::CheckArgs),
+    #[cfg(feature = "server")]
+    Serve(cli::serve::ServeArgs),
 }
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(&args.log))
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging(&args.log, args.log_format);
     let result = match args.command {
         Command::Infer(a) => cli::infer::run(a),
         Command::Check(a) => cli::check::run(a),
+        #[cfg(feature = "server")]
+        Command::Serve(a) => cli::serve::run(a),
     };
     match result {
         Ok(code) => code,
@@ -40,5 +50,15 @@ fn main() -> std::process::ExitCode {
             eprintln!("error: {e:#}");
             std::process::ExitCode::from(2)
         }
+    }
+}
+
+fn init_logging(filter: &str, format: LogFormat) {
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
     }
 }

@@ -2,6 +2,8 @@
 
 pub mod check;
 pub mod infer;
+#[cfg(feature = "server")]
+pub mod serve;
 
 use std::path::PathBuf;
 
