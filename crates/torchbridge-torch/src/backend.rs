@@ -3,7 +3,9 @@
 use std::path::Path;
 
 use tch::{CModule, Device, IValue};
-use torchbridge_core::{Backend, Batch, Error, LoadContext, ModelForm, ModelMetadata, Result, Tensor};
+use torchbridge_core::{
+    Backend, Batch, Error, LoadContext, ModelForm, ModelMetadata, Result, Tensor,
+};
 
 use crate::convert::{check_declared, outputs_of, to_torch};
 use crate::errors::libtorch_message;
@@ -49,7 +51,10 @@ impl TorchScriptBackend {
             device,
             threads,
         };
-        backend.module.f_set_eval().map_err(|e| fail(libtorch_message(&e)))?;
+        backend
+            .module
+            .f_set_eval()
+            .map_err(|e| fail(libtorch_message(&e)))?;
         backend.keep_threads();
         tracing::debug!(model = %ctx.model, path = %path.display(), %ctx.config.device, "TorchScript module loaded");
         Ok(backend)
@@ -91,7 +96,7 @@ impl Backend for TorchScriptBackend {
         let inputs = batch
             .inputs
             .iter()
-            .map(|t| to_torch(t, self.device).map(IValue::Tensor))
+            .map(|t| to_torch(t, self.device, &self.metadata.name).map(IValue::Tensor))
             .collect::<Result<Vec<_>>>()?;
         drop(batch);
         let output = tch::no_grad(|| self.module.forward_is(&inputs))
@@ -110,7 +115,9 @@ fn check_config(metadata: &ModelMetadata) -> Result<(), String> {
                  add an `[[{key}]]` table (name, datatype, dims) for each {key}, in the order forward() takes or returns them"
             ));
         }
-        specs.iter().try_for_each(|spec| check_declared(spec, key))?;
+        specs
+            .iter()
+            .try_for_each(|spec| check_declared(spec, key))?;
     }
     Ok(())
 }

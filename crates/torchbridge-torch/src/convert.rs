@@ -11,8 +11,9 @@ use crate::kinds::{describe, kind_of};
 ///
 /// On the CPU, `from_data_size` is the one copy (it also makes the result aligned and
 /// owned by libtorch, so the module may keep it). For CUDA the bytes are wrapped, not
-/// copied, and the host-to-device transfer is the one copy.
-pub(crate) fn to_torch(tensor: &Tensor, device: Device) -> Result<tch::Tensor> {
+/// copied, and the host-to-device transfer is the one copy. A failure of libtorch here
+/// (out of device memory, say) is an inference error of `model`, not the request's.
+pub(crate) fn to_torch(tensor: &Tensor, device: Device, model: &str) -> Result<tch::Tensor> {
     let invalid = |why: &str| Error::InvalidInput(format!("input `{}`: {why}", tensor.name));
     let kind = kind_of(tensor.datatype).map_err(invalid)?;
     // libtorch reads as many bytes as the shape calls for, so check the length here.
@@ -20,15 +21,26 @@ pub(crate) fn to_torch(tensor: &Tensor, device: Device) -> Result<tch::Tensor> {
     if kind == Kind::Bool && tensor.data.iter().any(|&b| b > 1) {
         return Err(invalid("BOOL elements must be the bytes 0 or 1"));
     }
-    let failed = |e: tch::TchError| invalid(&format!("libtorch refused it: {}", libtorch_message(&e)));
+    let failed = |e: tch::TchError| Error::Inference {
+        model: model.to_string(),
+        message: format!("input `{}`: {}", tensor.name, libtorch_message(&e)),
+    };
     match device {
-        Device::Cpu => tch::Tensor::f_from_data_size(&tensor.data, &tensor.shape, kind).map_err(failed),
+        Device::Cpu => {
+            tch::Tensor::f_from_data_size(&tensor.data, &tensor.shape, kind).map_err(failed)
+        }
         _ => {
             // SAFETY: `data` holds exactly the shape's elements (checked above) and outlives
             // the borrowed view, which `f_to_device` copies from synchronously (the source
             // is pageable memory) before the view is dropped at the end of this arm.
             let view = unsafe {
-                tch::Tensor::f_from_blob(tensor.data.as_ptr(), &tensor.shape, &[], kind, Device::Cpu)
+                tch::Tensor::f_from_blob(
+                    tensor.data.as_ptr(),
+                    &tensor.shape,
+                    &[],
+                    kind,
+                    Device::Cpu,
+                )
             }
             .map_err(failed)?;
             view.f_to_device(device).map_err(failed)
@@ -63,31 +75,50 @@ pub(crate) fn outputs_of(value: IValue, specs: &[TensorSpec]) -> Result<Vec<Tens
             names(specs)
         ));
     }
-    specs.iter().zip(&tensors).map(|(spec, t)| from_torch(spec, t)).collect()
+    specs
+        .iter()
+        .zip(&tensors)
+        .map(|(spec, t)| from_torch(spec, t))
+        .collect()
 }
 
-fn outputs_by_name(entries: Vec<(IValue, IValue)>, specs: &[TensorSpec]) -> Result<Vec<Tensor>, String> {
+fn outputs_by_name(
+    entries: Vec<(IValue, IValue)>,
+    specs: &[TensorSpec],
+) -> Result<Vec<Tensor>, String> {
     let mut keyed = Vec::with_capacity(entries.len());
     for (key, value) in entries {
         match key {
             IValue::String(key) => keyed.push((key, value)),
-            other => return Err(format!("returned a dict keyed by {}, not str", kind_of_value(&other))),
+            other => {
+                return Err(format!(
+                    "returned a dict keyed by {}, not str",
+                    kind_of_value(&other)
+                ));
+            }
         }
     }
     specs
         .iter()
         .map(|spec| {
-            let (_, value) = keyed.iter().find(|(key, _)| *key == spec.name).ok_or_else(|| {
-                let keys: Vec<_> = keyed.iter().map(|(k, _)| format!("`{k}`")).collect();
-                format!(
-                    "returned a dict with no key `{}` (its keys: {})",
-                    spec.name,
-                    keys.join(", ")
-                )
-            })?;
+            let (_, value) = keyed
+                .iter()
+                .find(|(key, _)| *key == spec.name)
+                .ok_or_else(|| {
+                    let keys: Vec<_> = keyed.iter().map(|(k, _)| format!("`{k}`")).collect();
+                    format!(
+                        "returned a dict with no key `{}` (its keys: {})",
+                        spec.name,
+                        keys.join(", ")
+                    )
+                })?;
             match value {
                 IValue::Tensor(t) => from_torch(spec, t),
-                other => Err(format!("output `{}` is {}, not a tensor", spec.name, kind_of_value(other))),
+                other => Err(format!(
+                    "output `{}` is {}, not a tensor",
+                    spec.name,
+                    kind_of_value(other)
+                )),
             }
         })
         .collect()
@@ -96,7 +127,10 @@ fn outputs_by_name(entries: Vec<(IValue, IValue)>, specs: &[TensorSpec]) -> Resu
 fn tensor_of(value: IValue) -> Result<tch::Tensor, String> {
     match value {
         IValue::Tensor(t) => Ok(t),
-        other => Err(format!("returned a sequence holding {}, not only tensors", kind_of_value(&other))),
+        other => Err(format!(
+            "returned a sequence holding {}, not only tensors",
+            kind_of_value(&other)
+        )),
     }
 }
 
@@ -107,11 +141,16 @@ fn from_torch(spec: &TensorSpec, tensor: &tch::Tensor) -> Result<Tensor, String>
         return Err(format!("output `{name}` is an undefined tensor"));
     }
     if tensor.is_sparse() || tensor.is_mkldnn() {
-        return Err(format!("output `{name}` is not a dense (strided) tensor; return `.to_dense()`"));
+        return Err(format!(
+            "output `{name}` is not a dense (strided) tensor; return `.to_dense()`"
+        ));
     }
-    let kind = tensor
-        .f_kind()
-        .map_err(|_| format!("output `{name}` has a dtype tch 0.26 does not know; return {}", spec.datatype))?;
+    let kind = tensor.f_kind().map_err(|_| {
+        format!(
+            "output `{name}` has a dtype tch 0.26 does not know; return {}",
+            spec.datatype
+        )
+    })?;
     let expected = kind_of(spec.datatype).map_err(|why| format!("output `{name}`: {why}"))?;
     if kind != expected {
         return Err(format!(
@@ -131,7 +170,8 @@ fn from_torch(spec: &TensorSpec, tensor: &tch::Tensor) -> Result<Tensor, String>
     } else {
         // SAFETY: a defined, dense, contiguous CPU tensor of `kind` holds `numel` elements
         // of `elt_size_in_bytes` from `data_ptr` on; `tensor` lives to the end of the copy.
-        let bytes = unsafe { std::slice::from_raw_parts(tensor.data_ptr().cast::<u8>(), byte_count) };
+        let bytes =
+            unsafe { std::slice::from_raw_parts(tensor.data_ptr().cast::<u8>(), byte_count) };
         Bytes::copy_from_slice(bytes)
     };
     Tensor::new(name.clone(), spec.datatype, shape, data).map_err(|e| e.to_string())
@@ -145,9 +185,10 @@ fn kind_of_value(value: &IValue) -> &'static str {
         IValue::Int(_) => "an int",
         IValue::Bool(_) => "a bool",
         IValue::Tuple(_) => "a tuple",
-        IValue::IntList(_) | IValue::DoubleList(_) | IValue::BoolList(_) | IValue::StringList(_) => {
-            "a list of scalars"
-        }
+        IValue::IntList(_)
+        | IValue::DoubleList(_)
+        | IValue::BoolList(_)
+        | IValue::StringList(_) => "a list of scalars",
         IValue::String(_) => "a str",
         IValue::TensorList(_) | IValue::GenericList(_) => "a list",
         IValue::GenericDict(_) => "a dict",

@@ -20,7 +20,9 @@ pub(crate) fn kind_of(datatype: DataType) -> Result<Kind, &'static str> {
         DataType::Fp64 => Kind::Double,
         DataType::Bf16 => Kind::BFloat16,
         DataType::Uint16 | DataType::Uint32 | DataType::Uint64 => {
-            return Err("tch 0.26 has no unsigned 16, 32 or 64-bit tensor kind; declare a signed type");
+            return Err(
+                "tch 0.26 has no unsigned 16, 32 or 64-bit tensor kind; declare a signed type",
+            );
         }
         DataType::Bytes => return Err("the torchscript bridge does not take BYTES tensors"),
     })
@@ -98,7 +100,11 @@ mod tests {
                 ),
             }
         }
-        assert!(kind_of(DataType::Bytes).unwrap_err().contains("does not take BYTES"));
+        assert!(
+            kind_of(DataType::Bytes)
+                .unwrap_err()
+                .contains("does not take BYTES")
+        );
         assert_eq!(describe(Kind::Double), "torch.float64 (FP64)");
     }
 }

@@ -35,5 +35,7 @@ pub fn load(ctx: &LoadContext) -> Result<Box<dyn Backend>> {
 /// libtorch's version string (e.g. `2.13.0+cu130`), for server metadata: the torch
 /// installation this crate was built against, which tch requires at run time too.
 pub fn libtorch_version() -> String {
-    option_env!("TORCHBRIDGE_LIBTORCH_VERSION").unwrap_or("unknown").to_string()
+    option_env!("TORCHBRIDGE_LIBTORCH_VERSION")
+        .unwrap_or("unknown")
+        .to_string()
 }
