@@ -25,16 +25,19 @@ fn sixteen_threads(bridge: BackendKind) {
 }
 
 #[test]
+#[cfg(feature = "python")]
 fn python_bridge_serves_sixteen_threads() {
     sixteen_threads(BackendKind::Python);
 }
 
 #[test]
+#[cfg(feature = "torchscript")]
 fn torchscript_bridge_serves_sixteen_threads() {
     sixteen_threads(BackendKind::Torchscript);
 }
 
 #[test]
+#[cfg(feature = "onnx")]
 fn onnx_bridge_serves_sixteen_threads() {
     sixteen_threads(BackendKind::Onnx);
 }

@@ -9,6 +9,7 @@ fn load_error(result: torchbridge::Result<Model>) -> String {
 }
 
 #[test]
+#[cfg(feature = "python")]
 fn a_python_exception_fails_one_call_and_the_next_works() {
     let model = Model::load(model_dir("py_error")).unwrap();
     let bad = Tensor::from_slice("X", vec![1, 2], &[-1.0f32, 2.0]).unwrap();
@@ -25,6 +26,7 @@ fn a_python_exception_fails_one_call_and_the_next_works() {
 }
 
 #[test]
+#[cfg(feature = "python")]
 fn a_pickle_is_refused_unless_trusted() {
     let err = load_error(Model::load(model_dir("pickled")));
     assert!(err.contains("trust_pickle"), "{err}");
@@ -49,6 +51,7 @@ fn a_bad_config_names_the_file_and_key() {
 }
 
 #[test]
+#[cfg(feature = "torchscript")]
 fn wrong_inputs_are_refused_before_the_bridge_runs() {
     let model = Model::load_with(model_dir("mlp"), BackendKind::Torchscript).unwrap();
     let wrong = Tensor::from_slice("INPUT0", vec![1, 15], &[0f32; 15]).unwrap();

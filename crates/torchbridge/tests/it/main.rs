@@ -5,4 +5,5 @@
 mod common;
 mod concurrency;
 mod errors;
+mod parity;
 mod reference;

@@ -16,6 +16,9 @@ fn every_form_of_every_fixture_matches_the_python_reference() {
         }
         for form in entry["forms"].as_array().unwrap() {
             let form = form.as_str().unwrap();
+            if !torchbridge::compiled_bridges().contains(&bridge_of(form)) {
+                continue;
+            }
             let context = format!("{name} through {form}");
             let model = Model::load_with(model_dir(name), bridge_of(form)).unwrap_or_else(|e| panic!("{context}: {e}"));
             let (inputs, expected) = reference(&model);
@@ -30,5 +33,6 @@ fn every_form_of_every_fixture_matches_the_python_reference() {
             checked += 1;
         }
     }
-    assert!(checked >= 25, "only {checked} model forms checked");
+    let least = if torchbridge::compiled_bridges().len() == 3 { 35 } else { 1 };
+    assert!(checked >= least, "only {checked} model forms checked");
 }

@@ -1,0 +1,159 @@
+//! One loaded model instance in the embedded interpreter: load and the call.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use pyo3::prelude::*;
+use torchbridge_core::{
+    Backend, Batch, DataType, Error, LoadContext, ModelForm, ModelMetadata, Result, Tensor,
+};
+
+use crate::convert::{inputs_to_python, outputs_from_python};
+use crate::errors::{call_error, load_message};
+use crate::interpreter::{glue, prepare};
+
+const BRIDGE: &str = "python";
+
+/// A model instance: the glue's `Runner` (model, declared tensors, device) and the
+/// metadata from config.toml. Holds only a `Py` handle, so it is `Send`; every use
+/// attaches to the interpreter for the length of one call.
+#[derive(Debug)]
+pub(crate) struct PythonBackend {
+    /// `None` only while dropping.
+    runner: Option<Py<PyAny>>,
+    metadata: ModelMetadata,
+}
+
+impl PythonBackend {
+    pub(crate) fn load(ctx: &LoadContext) -> Result<Self> {
+        let fail = |message: String| Error::Load {
+            model: ctx.model.clone(),
+            bridge: BRIDGE,
+            message,
+        };
+        let (form, path) = match &ctx.form {
+            ModelForm::PythonHandler(path) => ("handler", path),
+            ModelForm::TorchScript(path) => ("torchscript", path),
+            ModelForm::Exported(path) => ("exported", path),
+            other => {
+                return Err(fail(format!(
+                    "it loads model.py, model.pt or model.pt2, not {}",
+                    other.path().display()
+                )));
+            }
+        };
+        let metadata = ctx.configured_metadata(BRIDGE);
+        check_config(&metadata, form).map_err(fail)?;
+        let parameters = serde_json::to_string(&ctx.config.parameters)
+            .map_err(|e| fail(format!("`[parameters]` cannot be handed to Python: {e}")))?;
+        let declared = |specs: &[torchbridge_core::TensorSpec]| -> Vec<(String, &str)> {
+            specs
+                .iter()
+                .map(|s| (s.name.clone(), s.datatype.as_str()))
+                .collect()
+        };
+        prepare(ctx.config.python_env.as_deref()).map_err(fail)?;
+        let runner = Python::attach(|py| {
+            let glue = glue(py).map_err(|e| e.to_string())?;
+            let args = (
+                form,
+                path,
+                &ctx.version_dir,
+                module_name(ctx),
+                parameters,
+                ctx.config.trust_pickle,
+                ctx.config.device.to_string(),
+                ctx.config.threads,
+                declared(&metadata.inputs),
+                declared(&metadata.outputs),
+            );
+            glue.call_method1("load", args)
+                .map(Bound::unbind)
+                .map_err(|e| load_message(py, path, &e))
+        })
+        .map_err(fail)?;
+        tracing::debug!(model = %ctx.model, path = %path.display(), device = %ctx.config.device, "python model loaded");
+        Ok(PythonBackend {
+            runner: Some(runner),
+            metadata,
+        })
+    }
+}
+
+impl Backend for PythonBackend {
+    fn metadata(&self) -> &ModelMetadata {
+        &self.metadata
+    }
+
+    fn infer(&mut self, batch: Batch) -> Result<Vec<Tensor>> {
+        let model = &self.metadata.name;
+        let runner = self.runner.as_ref().ok_or_else(|| Error::Inference {
+            model: model.clone(),
+            message: "the model was unloaded".into(),
+        })?;
+        // One attach per batch; torch releases the GIL inside its ops, so other
+        // instances run their Python in the meantime.
+        Python::attach(|py| {
+            let inputs = inputs_to_python(py, batch.inputs)?;
+            let result = runner
+                .bind(py)
+                .call_method1("run", (inputs,))
+                .map_err(|e| call_error(py, model, &e))?;
+            outputs_from_python(&result, &self.metadata.outputs).map_err(|message| {
+                Error::Inference {
+                    model: model.clone(),
+                    message,
+                }
+            })
+        })
+    }
+}
+
+impl Drop for PythonBackend {
+    /// Releases the model now (and its memory, GPU memory included) rather than at the
+    /// interpreter's next use; skipped when the interpreter is shutting down.
+    fn drop(&mut self) {
+        if let Some(runner) = self.runner.take() {
+            Python::try_attach(move |_py| drop(runner));
+        }
+    }
+}
+
+/// Python models do not declare their tensors, so the config must; and only a
+/// `model.py` handler can take or give BYTES.
+fn check_config(metadata: &ModelMetadata, form: &str) -> Result<(), String> {
+    for (key, specs) in [("input", &metadata.inputs), ("output", &metadata.outputs)] {
+        if specs.is_empty() {
+            return Err(format!(
+                "a python model does not declare its tensors, so config.toml must: add an \
+                 `[[{key}]]` table (name, datatype, dims) for each {key}, in the order the \
+                 model takes or returns them"
+            ));
+        }
+        if form != "handler"
+            && let Some(spec) = specs.iter().find(|s| s.datatype == DataType::Bytes)
+        {
+            return Err(format!(
+                "`[[{key}]]` `{}` is BYTES: only a model.py handler takes or returns BYTES; \
+                 a module gets and returns tensors",
+                spec.name
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A module name no other load in this process uses, so instances and versions of a
+/// model each get their own module object.
+fn module_name(ctx: &LoadContext) -> String {
+    static LOADS: AtomicU64 = AtomicU64::new(0);
+    let model: String = ctx
+        .model
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    let n = LOADS.fetch_add(1, Ordering::Relaxed);
+    format!(
+        "torchbridge_model_{model}_v{}_i{}_{n}",
+        ctx.version, ctx.instance
+    )
+}

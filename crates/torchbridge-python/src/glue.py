@@ -1,0 +1,298 @@
+"""The Python half of torchbridge's python bridge (embedded in the Rust crate).
+
+Rust calls three things here: `use_venv` (once per virtualenv), `load` (once per model
+instance, returns a `Runner`) and `Runner.run` (once per batch). Keeping this glue in
+Python keeps the Rust side to a handful of calls, and lets torch's own functions do the
+conversions (`torch.frombuffer` over Rust memory, `.numpy()` for the way back).
+
+torch is imported lazily: this module is created before the virtualenv that holds torch
+is on sys.path.
+"""
+
+import contextlib
+import importlib.util
+import json
+import os
+import site
+import struct
+import sys
+import warnings
+import zipfile
+
+# Inputs are read-only views of Rust memory; torch warns that it cannot mark a tensor
+# read-only. Models must not write to their inputs (the bridge documents this).
+warnings.filterwarnings("ignore", message="The given buffer is not writable", category=UserWarning)
+
+
+class BridgeError(Exception):
+    """The model (or its file) does not fit what the bridge and the config expect. Rust
+    reports it as a load or inference error, not as an exception of the model's code."""
+
+
+_venvs = []
+
+
+def use_venv(venv, site_packages):
+    """Puts a virtualenv's site-packages (and its .pth files) on sys.path.
+
+    The interpreter was started as the first virtualenv's python, so that one is already
+    there, ahead of the rest. One process holds one interpreter: another model's
+    virtualenv is appended, so its packages fill in; they do not replace packages
+    found (or imported) earlier. Returns whether sys.path changed.
+    """
+    venv, site_packages = os.fspath(venv), os.fspath(site_packages)
+    if venv not in _venvs:
+        _venvs.append(venv)
+    if site_packages in sys.path:
+        return False
+    site.addsitedir(site_packages)
+    return True
+
+
+def interpreter():
+    """The interpreter, as an import error names it."""
+    return (f"Python {sys.version.split()[0]} ({sys.executable}, sys.prefix {sys.prefix}); "
+            f"virtualenvs used: {_venvs or 'none'}; sys.path = {sys.path}")
+
+
+def torch_version():
+    import torch
+
+    return torch.__version__
+
+
+def format_exception(exc):
+    import traceback
+
+    return "".join(traceback.format_exception(exc))
+
+
+def load(form, path, model_dir, module_name, config_json, trust_pickle, device, threads,
+         inputs, outputs):
+    """Loads one instance of a model and wraps it in a Runner.
+
+    form: "handler" (model.py), "torchscript" (model.pt) or "exported" (model.pt2).
+    inputs, outputs: [(name, datatype)] from the config, in order.
+    """
+    import torch
+
+    path, model_dir = os.fspath(path), os.fspath(model_dir)
+    _check_device(torch, device)
+    if form == "handler":
+        model = _load_handler(path, model_dir, module_name, json.loads(config_json))
+        if isinstance(model, torch.nn.Module):
+            model.to(device).eval()
+    elif form == "torchscript":
+        model = _load_torchscript(torch, path, model_dir, trust_pickle, device).eval()
+    elif form == "exported":
+        program = torch.export.load(path)
+        if device != "cpu":
+            from torch.export.passes import move_to_device_pass
+
+            program = move_to_device_pass(program, device)
+        # An exported graph keeps the train/eval mode it was traced in; its module
+        # refuses .eval(). Export from a module in eval mode.
+        model = program.module()
+    else:
+        raise BridgeError(f"unknown model form {form!r}")
+    return Runner(torch, model, form == "handler", inputs, outputs, device, threads)
+
+
+def _check_device(torch, device):
+    if device == "cpu":
+        return
+    index = int(device.partition(":")[2] or 0)
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if index >= count:
+        raise BridgeError(f"device `{device}` is not available: torch sees {count} CUDA device(s)")
+
+
+def _load_handler(path, model_dir, module_name, config):
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        with _on_sys_path(model_dir):
+            spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[module_name]
+        raise
+    cls = getattr(module, "Model", None)
+    if not isinstance(cls, type):
+        raise BridgeError(f"{path} defines no class `Model`")
+    model = cls(model_dir, config)
+    if not callable(getattr(model, "predict", None)):
+        raise BridgeError(f"{path}: `Model` has no method `predict(inputs)`")
+    return model
+
+
+@contextlib.contextmanager
+def _on_sys_path(directory):
+    """The version directory is on sys.path only while the model's code is imported,
+    so helper modules beside model.py import, and one model's files never shadow
+    another's later."""
+    sys.path.insert(0, directory)
+    try:
+        yield
+    finally:
+        if directory in sys.path:
+            sys.path.remove(directory)
+
+
+def _load_torchscript(torch, path, model_dir, trust_pickle, device):
+    try:
+        return torch.jit.load(path, map_location=device)
+    except RuntimeError:
+        if not _is_pickle(path):
+            raise
+    if not trust_pickle:
+        raise BridgeError(
+            f"{path} is not TorchScript: it is a pickled object written by torch.save. "
+            "Loading a pickle runs arbitrary code from the file; set `trust_pickle = true` "
+            "in config.toml only if you trust this file, or save the model with "
+            "torch.jit.script/trace (or torch.export to model.pt2)")
+    with _on_sys_path(model_dir):
+        model = torch.load(path, weights_only=False, map_location=device)
+    if not isinstance(model, torch.nn.Module):
+        raise BridgeError(f"{path} holds a pickled {type(model).__name__}, not a whole "
+                          "nn.Module (a state_dict needs a model.py handler to build the module)")
+    return model
+
+
+def _is_pickle(path):
+    """torch.save's zip holds data.pkl but, unlike TorchScript, no constants.pkl."""
+    if not zipfile.is_zipfile(path):
+        return True  # torch.save's legacy (pre-zip) format
+    names = [n.rsplit("/", 1)[-1] for n in zipfile.ZipFile(path).namelist()]
+    return "data.pkl" in names and "constants.pkl" not in names
+
+
+DTYPES = {
+    "BOOL": "bool", "UINT8": "uint8", "UINT16": "uint16", "UINT32": "uint32",
+    "UINT64": "uint64", "INT8": "int8", "INT16": "int16", "INT32": "int32",
+    "INT64": "int64", "FP16": "float16", "FP32": "float32", "FP64": "float64",
+    "BF16": "bfloat16",
+}
+
+
+class Runner:
+    """One loaded model instance and the declared tensors it is called with."""
+
+    def __init__(self, torch, model, is_handler, inputs, outputs, device, threads):
+        self.torch = torch
+        self.model = model
+        self.is_handler = is_handler
+        self.inputs = [(name, None if dt == "BYTES" else getattr(torch, DTYPES[dt]))
+                       for name, dt in inputs]
+        self.outputs = outputs
+        self.datatypes = {getattr(torch, t): dt for dt, t in DTYPES.items()}
+        self.device = device
+        self.threads = threads
+
+    def run(self, inputs):
+        """inputs: [(data, shape, aligned)] in config order; data is an InputBuffer over
+        the Rust bytes (None when empty), or a list of bytes for BYTES.
+        Returns, in config order, a numpy array over each output's contiguous CPU
+        memory (int16 bits for BF16, which numpy lacks), or (bytes, shape) for BYTES."""
+        torch = self.torch
+        # torch's intra-op thread count is process-wide: re-apply this model's.
+        if self.threads and torch.get_num_threads() != self.threads:
+            torch.set_num_threads(self.threads)
+        with torch.inference_mode():
+            tensors = [self._input(dtype, *given) for given, (_, dtype) in zip(inputs, self.inputs)]
+            if self.is_handler:
+                result = self.model.predict(
+                    {name: t for (name, _), t in zip(self.inputs, tensors)})
+                values = self._by_name(result, "predict() returned")
+            else:
+                values = self._module_outputs(self.model(*tensors))
+            return [self._output(name, dt, v) for (name, dt), v in zip(self.outputs, values)]
+
+    def _input(self, dtype, data, shape, aligned):
+        if dtype is None:  # BYTES: a numpy object array of bytes
+            import numpy as np
+
+            array = np.empty(len(data), dtype=object)
+            array[:] = data
+            return array.reshape(shape)
+        torch = self.torch
+        if data is None:
+            tensor = torch.empty(shape, dtype=dtype)
+        elif aligned:
+            tensor = torch.frombuffer(data, dtype=dtype).view(shape)  # a view, no copy
+        else:  # torch kernels need aligned elements: copy this one
+            tensor = torch.frombuffer(data, dtype=torch.uint8).clone().view(dtype).view(shape)
+        return tensor if self.device == "cpu" else tensor.to(self.device)
+
+    def _module_outputs(self, result):
+        torch = self.torch
+        if isinstance(result, torch.Tensor):
+            result = [result]
+        if isinstance(result, dict):
+            return self._by_name(result, "the module returned")
+        if not isinstance(result, (list, tuple)):
+            raise BridgeError(f"the module returned {type(result).__name__}; expected a "
+                              "tensor, a tuple or list of tensors, or a dict of str to tensor")
+        if len(result) != len(self.outputs):
+            names = ", ".join(f"`{n}`" for n, _ in self.outputs)
+            raise BridgeError(f"the module returned {len(result)} value(s), but the config "
+                              f"declares {len(self.outputs)} output(s) ({names})")
+        return result
+
+    def _by_name(self, result, what):
+        if not isinstance(result, dict):
+            raise BridgeError(f"{what} {type(result).__name__}, not a dict of output name to tensor")
+        missing = [name for name, _ in self.outputs if name not in result]
+        if missing:
+            keys = ", ".join(f"`{k}`" for k in result)
+            raise BridgeError(f"{what} no output `{missing[0]}` (its keys: {keys or 'none'})")
+        return [result[name] for name, _ in self.outputs]
+
+    def _output(self, name, datatype, value):
+        if datatype == "BYTES":
+            return _strings_output(name, value)
+        torch = self.torch
+        if not isinstance(value, torch.Tensor):
+            try:
+                value = torch.as_tensor(value)
+            except (TypeError, ValueError, RuntimeError) as e:
+                raise BridgeError(f"output `{name}` is {type(value).__name__}, "
+                                  f"not a tensor or numpy array ({e})") from None
+        got = self.datatypes.get(value.dtype)
+        if got != datatype:
+            raise BridgeError(f"output `{name}` is declared {datatype} but the model returned "
+                              f"{value.dtype}" + (f" ({got})" if got else ""))
+        # Each step is skipped when it would be a no-op (they cost a microsecond each).
+        if value.requires_grad:
+            value = value.detach()
+        if not value.is_cpu:
+            value = value.cpu()
+        if value.layout != torch.strided:
+            value = value.to_dense()
+        if not value.is_contiguous():
+            value = value.contiguous()
+        if datatype == "BF16":
+            value = value.view(torch.int16)
+        return value.numpy()
+
+
+def _strings_output(name, value):
+    """A BYTES output from a list (nested for more dims) or array of bytes or str,
+    laid out as the protocol wants: a little-endian u32 length before each element."""
+    import numpy as np
+
+    if hasattr(value, "detach"):
+        raise BridgeError(f"output `{name}` is declared BYTES but the model returned a tensor")
+    array = np.asarray(value, dtype=object)
+    parts = []
+    for item in array.reshape(-1):
+        if isinstance(item, str):
+            item = item.encode()
+        elif isinstance(item, (bytes, bytearray, memoryview, np.bytes_)):
+            item = bytes(item)
+        else:
+            raise BridgeError(f"output `{name}` is declared BYTES but holds a "
+                              f"{type(item).__name__}; return bytes or str elements")
+        parts.append(struct.pack("<I", len(item)))
+        parts.append(item)
+    return b"".join(parts), list(array.shape)
