@@ -13,6 +13,8 @@ fn main() {
     let config = pyo3_build_config::get();
     if let Some(dir) = config.lib_dir() {
         println!("cargo:rustc-link-arg=-Wl,-rpath,{dir}");
+        // Read by dependents as DEP_TORCHBRIDGE_PYTHON_LIBPYTHON_DIR (`links` below).
+        println!("cargo:libpython_dir={dir}");
     }
     let base = config.executable().and_then(|python| {
         let output = Command::new(python)

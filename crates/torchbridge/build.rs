@@ -5,8 +5,8 @@ fn main() {
     if let Ok(dir) = std::env::var("DEP_TCH_LIBTORCH_LIB") {
         println!("cargo:rustc-link-arg=-Wl,-rpath,{dir}");
     }
-    #[cfg(feature = "python")]
-    if let Some(dir) = &pyo3_build_config::get().lib_dir {
+    // Printed by torchbridge-python (`links = "torchbridge_python"`).
+    if let Ok(dir) = std::env::var("DEP_TORCHBRIDGE_PYTHON_LIBPYTHON_DIR") {
         println!("cargo:rustc-link-arg=-Wl,-rpath,{dir}");
     }
 }
