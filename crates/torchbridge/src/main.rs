@@ -14,7 +14,7 @@ struct Args {
     #[command(subcommand)]
     command: Command,
     /// Log filter, e.g. `info` or `torchbridge=debug`.
-    #[arg(long, env = "TORCHBRIDGE_LOG", default_value = "info", global = true)]
+    #[arg(long, env = "TORCHBRIDGE_LOG", default_value = "warn", global = true)]
     log: String,
     /// Log lines as text, or as JSON for log collectors.
     #[arg(long, env = "TORCHBRIDGE_LOG_FORMAT", value_enum, default_value = "text", global = true)]

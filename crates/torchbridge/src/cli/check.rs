@@ -80,16 +80,28 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     println!("{} v{} · reference: {} · rtol {} atol {}\n", meta.name, meta.version, bridges[0], args.rtol, args.atol);
     println!("{:<12} {:>9}  {}", "bridge", "load", cases.iter().map(|(c, _)| format!("{:>14}", format!("p50 {c}"))).collect::<String>());
     let mut outputs = Vec::new();
+    let mut fastest: Vec<Option<(Duration, BackendKind)>> = vec![None; cases.len()];
     for l in &loaded {
         let mut row = format!("{:<12} {:>8.2}s  ", l.model.bridge().as_str(), l.load_time.as_secs_f64());
         let mut per_case = Vec::new();
-        for (_, inputs) in &cases {
+        for (case, (_, inputs)) in cases.iter().enumerate() {
             let (out, p50) = time(&l.model, inputs, args.iterations)?;
+            if fastest[case].is_none_or(|(best, _)| p50 < best) {
+                fastest[case] = Some((p50, l.model.bridge()));
+            }
             row.push_str(&format!("{:>11.3} ms", p50.as_secs_f64() * 1e3));
             per_case.push(out);
         }
         println!("{row}");
         outputs.push(per_case);
+    }
+    if loaded.len() > 1 {
+        let winners: Vec<String> = cases
+            .iter()
+            .zip(&fastest)
+            .filter_map(|((case, _), f)| f.map(|(_, bridge)| format!("{bridge} at {case}")))
+            .collect();
+        println!("fastest: {}", winners.join(", "));
     }
 
     println!("\n{:<12} {:<16} {:<10} {:>10} {:>10}  verdict", "bridge", "output", "inputs", "max abs", "max rel");
