@@ -19,7 +19,7 @@ struct Job {
 /// N instances of one model, each on a thread of its own, fed from one queue.
 ///
 /// Cloning is not needed: the pool is `Send + Sync`, so share it behind an `Arc`.
-/// Dropping it closes the queue, lets every queued job finish, and joins the threads.
+/// Dropping it closes the queue and lets every queued job finish.
 pub struct InstancePool {
     metadata: ModelMetadata,
     jobs: Option<Sender<Job>>,
@@ -144,11 +144,19 @@ impl InstancePool {
 }
 
 impl Drop for InstancePool {
+    /// Closes the queue; the workers finish what is queued, then exit. They are joined
+    /// on a thread of their own, so dropping a pool never blocks (an async runtime
+    /// thread may hold the last reference).
     fn drop(&mut self) {
         self.jobs = None;
-        for worker in self.workers.drain(..) {
-            let _ = worker.join();
-        }
+        let workers = std::mem::take(&mut self.workers);
+        let _ = std::thread::Builder::new()
+            .name(format!("tb-{}-reaper", self.metadata.name))
+            .spawn(move || {
+                for worker in workers {
+                    let _ = worker.join();
+                }
+            });
     }
 }
 

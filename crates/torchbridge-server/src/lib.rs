@@ -11,6 +11,8 @@
 
 pub mod grpc;
 pub mod http;
+mod serve;
 mod state;
 
+pub use serve::serve;
 pub use state::{AppState, ServerSettings};

@@ -21,10 +21,14 @@ pub async fn serve(
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|&stop| stop).await;
     };
-    let http_server = axum::serve(http, crate::http::app(state.clone())).with_graceful_shutdown(stopped(stop_rx.clone()));
+    let http_server = axum::serve(http, crate::http::app(state.clone()))
+        .with_graceful_shutdown(stopped(stop_rx.clone()));
     let grpc_server = tonic::transport::Server::builder()
         .add_service(crate::grpc::service(state))
-        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(grpc), stopped(stop_rx));
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(grpc),
+            stopped(stop_rx),
+        );
     let (h, g) = tokio::join!(http_server, grpc_server);
     h?;
     g.map_err(std::io::Error::other)

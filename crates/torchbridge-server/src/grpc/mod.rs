@@ -1,1 +1,197 @@
-//! gRPC (tonic): see the crate docs.
+//! gRPC: `inference.GRPCInferenceService`, the KServe v2 / Open Inference Protocol service
+//! with Triton's additions (model config, statistics, repository), so tritonclient.grpc
+//! and perf_analyzer work against torchbridge unchanged.
+//!
+//! The messages are generated at build time from `proto/` (field numbers are the wire
+//! contract). This module only translates: requests become [`Tensor`]s in `convert`, run
+//! through the one shared path ([`AppState::infer`]), and errors become statuses in
+//! `error`. Tensor bytes are not copied on the way in (raw request bytes become each
+//! tensor's buffer) and are copied once on the way out, when tonic encodes the reply.
+//! Triton's shared-memory, trace and log-settings RPCs are not offered: tonic answers
+//! them UNIMPLEMENTED, which tritonclient reports as such.
+//!
+//! [`Tensor`]: torchbridge_core::Tensor
+
+mod convert;
+mod error;
+mod infer;
+mod models;
+mod repository;
+mod stats;
+
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::codec::CompressionEncoding;
+use tonic::{Request, Response, Status, Streaming};
+use torchbridge_core::{Error, Result};
+
+use crate::AppState;
+use proto::grpc_inference_service_server::{GrpcInferenceService, GrpcInferenceServiceServer};
+use proto::*;
+
+/// The messages and the service trait, generated from `proto/grpc_service.proto`.
+#[allow(
+    clippy::all,
+    clippy::pedantic,
+    missing_debug_implementations,
+    missing_docs
+)]
+pub mod proto {
+    tonic::include_proto!("inference");
+}
+
+/// The gRPC service over `state`, ready for `tonic::transport::Server::add_service`.
+///
+/// Messages may be as large as `state.settings.max_body_bytes` each way; gzip and
+/// deflate request compression are accepted. Replies are sent uncompressed (as Triton
+/// does by default): tensors compress poorly and the CPU is better spent on inference.
+pub fn service(state: AppState) -> GrpcInferenceServiceServer<Inference> {
+    let limit = state.settings.max_body_bytes;
+    GrpcInferenceServiceServer::new(Inference { state })
+        .max_decoding_message_size(limit)
+        .max_encoding_message_size(limit)
+        .accept_compressed(CompressionEncoding::Gzip)
+        .accept_compressed(CompressionEncoding::Deflate)
+}
+
+/// The `GRPCInferenceService` implementation; build it with [`service`].
+#[derive(Debug, Clone)]
+pub struct Inference {
+    state: AppState,
+}
+
+/// Answers with `result`, logging a failure once.
+fn reply<T>(rpc: &'static str, model: &str, result: Result<T>) -> Result<Response<T>, Status> {
+    result
+        .map(Response::new)
+        .map_err(|e| error::failed(rpc, model, &e))
+}
+
+/// Runs blocking work (files, model loading) off the async threads.
+async fn blocking<T: Send + 'static>(
+    model: &str,
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(work).await.unwrap_or_else(|e| {
+        Err(Error::Inference {
+            model: model.to_string(),
+            message: format!("the server task panicked: {e}"),
+        })
+    })
+}
+
+#[tonic::async_trait]
+impl GrpcInferenceService for Inference {
+    async fn server_live(
+        &self,
+        _: Request<ServerLiveRequest>,
+    ) -> Result<Response<ServerLiveResponse>, Status> {
+        Ok(Response::new(ServerLiveResponse { live: true }))
+    }
+
+    async fn server_ready(
+        &self,
+        _: Request<ServerReadyRequest>,
+    ) -> Result<Response<ServerReadyResponse>, Status> {
+        let ready = self.state.registry.all_ready();
+        Ok(Response::new(ServerReadyResponse { ready }))
+    }
+
+    async fn model_ready(
+        &self,
+        request: Request<ModelReadyRequest>,
+    ) -> Result<Response<ModelReadyResponse>, Status> {
+        let request = request.into_inner();
+        reply(
+            "ModelReady",
+            &request.name,
+            models::ready(&self.state, &request),
+        )
+    }
+
+    async fn server_metadata(
+        &self,
+        _: Request<ServerMetadataRequest>,
+    ) -> Result<Response<ServerMetadataResponse>, Status> {
+        Ok(Response::new(models::server_metadata()))
+    }
+
+    async fn model_metadata(
+        &self,
+        request: Request<ModelMetadataRequest>,
+    ) -> Result<Response<ModelMetadataResponse>, Status> {
+        let request = request.into_inner();
+        let result = models::metadata(&self.state, &request);
+        reply("ModelMetadata", &request.name, result)
+    }
+
+    async fn model_infer(
+        &self,
+        request: Request<ModelInferRequest>,
+    ) -> Result<Response<ModelInferResponse>, Status> {
+        infer::infer(&self.state, "ModelInfer", request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    type ModelStreamInferStream = ReceiverStream<Result<ModelStreamInferResponse, Status>>;
+
+    async fn model_stream_infer(
+        &self,
+        request: Request<Streaming<ModelInferRequest>>,
+    ) -> Result<Response<Self::ModelStreamInferStream>, Status> {
+        let stream = infer::stream(self.state.clone(), request.into_inner());
+        Ok(Response::new(stream))
+    }
+
+    async fn model_config(
+        &self,
+        request: Request<ModelConfigRequest>,
+    ) -> Result<Response<ModelConfigResponse>, Status> {
+        let request = request.into_inner();
+        let result = models::config(&self.state, &request).await;
+        reply("ModelConfig", &request.name, result)
+    }
+
+    async fn model_statistics(
+        &self,
+        request: Request<ModelStatisticsRequest>,
+    ) -> Result<Response<ModelStatisticsResponse>, Status> {
+        let request = request.into_inner();
+        let result = stats::statistics(&self.state, &request);
+        reply("ModelStatistics", &request.name, result)
+    }
+
+    async fn repository_index(
+        &self,
+        request: Request<RepositoryIndexRequest>,
+    ) -> Result<Response<RepositoryIndexResponse>, Status> {
+        let result = repository::index(&self.state, request.into_inner()).await;
+        reply("RepositoryIndex", "", result)
+    }
+
+    async fn repository_model_load(
+        &self,
+        request: Request<RepositoryModelLoadRequest>,
+    ) -> Result<Response<RepositoryModelLoadResponse>, Status> {
+        let request = request.into_inner();
+        let name = request.model_name.clone();
+        reply(
+            "RepositoryModelLoad",
+            &name,
+            repository::load(&self.state, request).await,
+        )
+    }
+
+    async fn repository_model_unload(
+        &self,
+        request: Request<RepositoryModelUnloadRequest>,
+    ) -> Result<Response<RepositoryModelUnloadResponse>, Status> {
+        let request = request.into_inner();
+        let name = request.model_name.clone();
+        reply(
+            "RepositoryModelUnload",
+            &name,
+            repository::unload(&self.state, request).await,
+        )
+    }
+}

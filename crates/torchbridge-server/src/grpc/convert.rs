@@ -1,0 +1,265 @@
+//! `ModelInferRequest` → [`Tensor`]s and [`Tensor`]s → `ModelInferResponse`.
+//!
+//! Inputs arrive either all in `raw_input_contents` (one entry per input, in input order:
+//! what tritonclient and perf_analyzer send) or all as typed `contents`. Raw bytes are
+//! already the tensor's little-endian layout, so each entry becomes the tensor's buffer as
+//! is; typed contents are packed once. Outputs always go back as `raw_output_contents`,
+//! one entry per output in output order — what tritonclient reads — and are copied only
+//! when the response is encoded.
+
+use std::fmt::Display;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use torchbridge_core::{DataType, Error, ModelMetadata, Result, Tensor};
+
+use super::proto::model_infer_request::{InferInputTensor, InferRequestedOutputTensor};
+use super::proto::model_infer_response::InferOutputTensor;
+use super::proto::{InferTensorContents, ModelInferResponse};
+
+#[cfg(test)]
+mod tests;
+
+fn invalid(message: String) -> Error {
+    Error::InvalidInput(message)
+}
+
+/// A request's model version: empty means the latest.
+pub(crate) fn version(text: &str) -> Result<Option<u64>> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    text.parse().map(Some).map_err(|_| {
+        invalid(format!(
+            "model version `{text}` is not a version number (leave it empty for the latest)"
+        ))
+    })
+}
+
+/// The request's input tensors, in request order.
+pub(crate) fn inputs(inputs: Vec<InferInputTensor>, raw: Vec<Bytes>) -> Result<Vec<Tensor>> {
+    if raw.is_empty() {
+        return inputs.into_iter().map(typed_input).collect();
+    }
+    if raw.len() != inputs.len() {
+        return Err(invalid(format!(
+            "raw_input_contents has {} entries for {} inputs; give one per input, in input order, or none",
+            raw.len(),
+            inputs.len()
+        )));
+    }
+    inputs
+        .into_iter()
+        .zip(raw)
+        .enumerate()
+        .map(|(i, (input, data))| {
+            if input.contents.as_ref().is_some_and(|c| !filled(c).is_empty()) {
+                return Err(invalid(format!(
+                    "input `{}` has typed contents while raw_input_contents is used; send every input one way",
+                    input.name
+                )));
+            }
+            let datatype = datatype(&input)?;
+            Tensor::new(input.name, datatype, input.shape, data)
+                .map_err(|e| invalid(format!("raw_input_contents[{i}]: {e}")))
+        })
+        .collect()
+}
+
+fn datatype(input: &InferInputTensor) -> Result<DataType> {
+    input
+        .datatype
+        .parse()
+        .map_err(|e| invalid(format!("input `{}`: {e}", input.name)))
+}
+
+/// The typed field a datatype travels in; FP16 and BF16 have none.
+fn field_for(datatype: DataType) -> Option<&'static str> {
+    Some(match datatype {
+        DataType::Bool => "bool_contents",
+        DataType::Int8 | DataType::Int16 | DataType::Int32 => "int_contents",
+        DataType::Int64 => "int64_contents",
+        DataType::Uint8 | DataType::Uint16 | DataType::Uint32 => "uint_contents",
+        DataType::Uint64 => "uint64_contents",
+        DataType::Fp32 => "fp32_contents",
+        DataType::Fp64 => "fp64_contents",
+        DataType::Bytes => "bytes_contents",
+        DataType::Fp16 | DataType::Bf16 => return None,
+    })
+}
+
+/// The typed fields that hold elements, with their lengths.
+fn filled(c: &InferTensorContents) -> Vec<(&'static str, usize)> {
+    [
+        ("bool_contents", c.bool_contents.len()),
+        ("int_contents", c.int_contents.len()),
+        ("int64_contents", c.int64_contents.len()),
+        ("uint_contents", c.uint_contents.len()),
+        ("uint64_contents", c.uint64_contents.len()),
+        ("fp32_contents", c.fp32_contents.len()),
+        ("fp64_contents", c.fp64_contents.len()),
+        ("bytes_contents", c.bytes_contents.len()),
+    ]
+    .into_iter()
+    .filter(|&(_, n)| n > 0)
+    .collect()
+}
+
+fn typed_input(input: InferInputTensor) -> Result<Tensor> {
+    let datatype = datatype(&input)?;
+    let name = &input.name;
+    let no_field = || {
+        invalid(format!(
+            "input `{name}` is {datatype}, which has no typed contents field: send it in raw_input_contents"
+        ))
+    };
+    let field = field_for(datatype).ok_or_else(no_field)?;
+    let contents = input.contents.unwrap_or_default();
+    if let Some((other, _)) = filled(&contents).into_iter().find(|&(f, _)| f != field) {
+        return Err(invalid(format!(
+            "input `{name}` is {datatype}, whose data goes in {field}, but {other} is set"
+        )));
+    }
+    let count = input
+        .shape
+        .iter()
+        .try_fold(1usize, |n, &d| usize::try_from(d).ok()?.checked_mul(n))
+        .ok_or_else(|| {
+            invalid(format!(
+                "input `{name}`: shape {:?} has a negative dimension or is too large",
+                input.shape
+            ))
+        })?;
+    let given = filled(&contents).first().map_or(0, |&(_, n)| n);
+    if given != count {
+        return Err(invalid(format!(
+            "input `{name}`: shape {:?} needs {count} elements, {field} holds {given}",
+            input.shape
+        )));
+    }
+    let c = contents;
+    macro_rules! pack {
+        ($values:expr, $to_bytes:expr) => {
+            Bytes::from(packed(name, datatype, field, &$values, $to_bytes)?)
+        };
+    }
+    let data = match datatype {
+        DataType::Bool => pack!(c.bool_contents, |b| Some([u8::from(b)])),
+        DataType::Int8 => pack!(c.int_contents, |v| i8::try_from(v)
+            .ok()
+            .map(i8::to_le_bytes)),
+        DataType::Int16 => pack!(c.int_contents, |v| i16::try_from(v)
+            .ok()
+            .map(i16::to_le_bytes)),
+        DataType::Int32 => pack!(c.int_contents, |v: i32| Some(v.to_le_bytes())),
+        DataType::Int64 => pack!(c.int64_contents, |v: i64| Some(v.to_le_bytes())),
+        DataType::Uint8 => pack!(c.uint_contents, |v| u8::try_from(v)
+            .ok()
+            .map(u8::to_le_bytes)),
+        DataType::Uint16 => pack!(c.uint_contents, |v| u16::try_from(v)
+            .ok()
+            .map(u16::to_le_bytes)),
+        DataType::Uint32 => pack!(c.uint_contents, |v: u32| Some(v.to_le_bytes())),
+        DataType::Uint64 => pack!(c.uint64_contents, |v: u64| Some(v.to_le_bytes())),
+        DataType::Fp32 => pack!(c.fp32_contents, |v: f32| Some(v.to_le_bytes())),
+        DataType::Fp64 => pack!(c.fp64_contents, |v: f64| Some(v.to_le_bytes())),
+        DataType::Bytes => strings(name, &c.bytes_contents)?,
+        DataType::Fp16 | DataType::Bf16 => return Err(no_field()),
+    };
+    Tensor::new(input.name, datatype, input.shape, data)
+}
+
+/// Packs typed values as little-endian bytes; `to_bytes` is `None` for a value out of range.
+fn packed<S: Copy + Display, const N: usize>(
+    input: &str,
+    datatype: DataType,
+    field: &str,
+    values: &[S],
+    to_bytes: impl Fn(S) -> Option<[u8; N]>,
+) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(values.len() * N);
+    for &v in values {
+        let bytes = to_bytes(v).ok_or_else(|| {
+            invalid(format!(
+                "input `{input}`: {field} holds {v}, outside the {datatype} range"
+            ))
+        })?;
+        out.extend_from_slice(&bytes);
+    }
+    Ok(out)
+}
+
+/// `BYTES` elements in the protocol's layout: a little-endian `u32` length, then the bytes.
+fn strings(input: &str, values: &[Bytes]) -> Result<Bytes> {
+    let mut out = BytesMut::with_capacity(values.iter().map(|v| 4 + v.len()).sum());
+    for v in values {
+        let len = u32::try_from(v.len())
+            .map_err(|_| invalid(format!("input `{input}`: a BYTES element is over 4 GiB")))?;
+        out.put_u32_le(len);
+        out.put_slice(v);
+    }
+    Ok(out.freeze())
+}
+
+/// Checks the requested outputs against the model's before it runs.
+pub(crate) fn check_requested(
+    metadata: &ModelMetadata,
+    requested: &[InferRequestedOutputTensor],
+) -> Result<()> {
+    for (i, r) in requested.iter().enumerate() {
+        if requested[..i].iter().any(|o| o.name == r.name) {
+            return Err(invalid(format!("output `{}` is requested twice", r.name)));
+        }
+        if !metadata.outputs.iter().any(|o| o.name == r.name) {
+            let names: Vec<_> = metadata
+                .outputs
+                .iter()
+                .map(|o| format!("`{}`", o.name))
+                .collect();
+            return Err(invalid(format!(
+                "model `{}` has no output `{}`; its outputs are {}",
+                metadata.name,
+                r.name,
+                names.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The response: the requested outputs (all when none are named), in the order asked
+/// for, each as a raw entry in the same order.
+pub(crate) fn response(
+    metadata: &ModelMetadata,
+    id: String,
+    outputs: Vec<Tensor>,
+    requested: &[InferRequestedOutputTensor],
+) -> ModelInferResponse {
+    let outputs: Vec<Tensor> = if requested.is_empty() {
+        outputs
+    } else {
+        requested
+            .iter()
+            .filter_map(|r| outputs.iter().find(|t| t.name == r.name).cloned())
+            .collect()
+    };
+    let (outputs, raw_output_contents) = outputs
+        .into_iter()
+        .map(|t| {
+            let tensor = InferOutputTensor {
+                name: t.name,
+                datatype: t.datatype.as_str().to_string(),
+                shape: t.shape,
+                ..Default::default()
+            };
+            (tensor, t.data)
+        })
+        .unzip();
+    ModelInferResponse {
+        model_name: metadata.name.clone(),
+        model_version: metadata.version.to_string(),
+        id,
+        outputs,
+        raw_output_contents,
+        ..Default::default()
+    }
+}

@@ -1,0 +1,124 @@
+//! The one place a [`torchbridge_core::Error`] becomes a gRPC [`Status`].
+
+use tonic::{Code, Status};
+use torchbridge_core::Error;
+
+/// The gRPC code a failure is reported with.
+pub(crate) fn code(err: &Error) -> Code {
+    match err {
+        Error::InvalidInput(_) | Error::Config { .. } => Code::InvalidArgument,
+        Error::ModelNotFound(_) => Code::NotFound,
+        Error::NotReady { .. } | Error::Unavailable(_) => Code::Unavailable,
+        Error::Inference { .. } | Error::Python { .. } => Code::Internal,
+        // The model's files or config must change before a retry can succeed.
+        Error::Load { .. } => Code::FailedPrecondition,
+    }
+}
+
+/// What the client is told. A Python traceback stays in the server log.
+pub(crate) fn message(err: &Error) -> String {
+    match err {
+        Error::Python { model, error } => {
+            format!("model `{model}` raised {}: {}", error.kind, error.message)
+        }
+        other => other.to_string(),
+    }
+}
+
+/// The status for `err`, without logging (see [`failed`]).
+pub(crate) fn status(err: &Error) -> Status {
+    Status::new(code(err), message(err))
+}
+
+/// Logs a failed call once, in full, and returns the status the client gets.
+pub(crate) fn failed(rpc: &'static str, model: &str, err: &Error) -> Status {
+    let status = status(err);
+    match status.code() {
+        Code::Internal | Code::FailedPrecondition => {
+            tracing::error!(rpc, model, code = ?status.code(), "{err}");
+        }
+        _ => tracing::info!(rpc, model, code = ?status.code(), "{err}"),
+    }
+    status
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use torchbridge_core::PythonError;
+
+    fn check(err: Error, code: Code, message: &str) {
+        let status = status(&err);
+        assert_eq!(status.code(), code, "{err}");
+        assert_eq!(status.message(), message);
+    }
+
+    #[test]
+    fn every_error_has_its_code_and_message() {
+        check(
+            Error::InvalidInput("input `X` is missing".into()),
+            Code::InvalidArgument,
+            "input `X` is missing",
+        );
+        check(
+            Error::Config {
+                path: "m/config.toml".into(),
+                message: "bad key".into(),
+            },
+            Code::InvalidArgument,
+            "m/config.toml: bad key",
+        );
+        check(
+            Error::ModelNotFound("m".into()),
+            Code::NotFound,
+            "unknown model `m`",
+        );
+        check(
+            Error::NotReady {
+                model: "m".into(),
+                reason: "unloaded".into(),
+            },
+            Code::Unavailable,
+            "model `m` is not ready: unloaded",
+        );
+        check(
+            Error::Unavailable("m".into()),
+            Code::Unavailable,
+            "model `m` is not available: its workers have stopped",
+        );
+        check(
+            Error::Inference {
+                model: "m".into(),
+                message: "shape mismatch".into(),
+            },
+            Code::Internal,
+            "model `m` failed: shape mismatch",
+        );
+        check(
+            Error::Load {
+                model: "m".into(),
+                bridge: "onnx",
+                message: "no such file".into(),
+            },
+            Code::FailedPrecondition,
+            "model `m` failed to load through the onnx bridge: no such file",
+        );
+    }
+
+    #[test]
+    fn python_tracebacks_stay_out_of_the_status() {
+        let err = Error::Python {
+            model: "m".into(),
+            error: PythonError {
+                kind: "ValueError".into(),
+                message: "negative input".into(),
+                traceback: "Traceback (most recent call last):\n  File \"model.py\"".into(),
+            },
+        };
+        check(
+            err,
+            Code::Internal,
+            "model `m` raised ValueError: negative input",
+        );
+    }
+}

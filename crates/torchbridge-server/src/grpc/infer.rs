@@ -1,0 +1,142 @@
+//! `ModelInfer` and `ModelStreamInfer`: one request path, answered alone or on a stream.
+
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Code, Status, Streaming};
+use torchbridge_core::Result;
+
+use super::proto::{ModelInferRequest, ModelInferResponse, ModelStreamInferResponse};
+use super::{convert, error};
+use crate::AppState;
+
+/// Requests one stream may have running at once; past it the stream is not read, so
+/// HTTP/2 flow control holds the client back.
+const STREAM_IN_FLIGHT: usize = 256;
+
+/// Runs one request under the server's time limit; logs and counts its outcome.
+pub(super) async fn infer(
+    state: &AppState,
+    rpc: &'static str,
+    request: ModelInferRequest,
+) -> Result<ModelInferResponse, Status> {
+    let model = request.model_name.clone();
+    let version = request.model_version.clone();
+    let limit = state.settings.request_timeout;
+    let result = match tokio::time::timeout(limit, run(state, request)).await {
+        Ok(Ok(response)) => Ok(response),
+        Ok(Err(e)) => Err(error::failed(rpc, &model, &e)),
+        Err(_) => Err(timed_out(rpc, &model, limit)),
+    };
+    // Outcomes as the HTTP side names them. Client-chosen names of unknown models would
+    // make unbounded label sets, so those are counted without a name.
+    let (outcome, version, model) = match &result {
+        Ok(r) => ("success", r.model_version.as_str(), model.as_str()),
+        Err(s) if s.code() == Code::NotFound => ("invalid", "", ""),
+        Err(s) if s.code() == Code::InvalidArgument => {
+            ("invalid", version.as_str(), model.as_str())
+        }
+        Err(_) => ("failure", version.as_str(), model.as_str()),
+    };
+    metrics::counter!(
+        "torchbridge_inference_requests_total",
+        "model" => model.to_string(),
+        "version" => version.to_string(),
+        "outcome" => outcome,
+        "protocol" => "grpc",
+    )
+    .increment(1);
+    result
+}
+
+fn timed_out(rpc: &'static str, model: &str, limit: Duration) -> Status {
+    tracing::warn!(rpc, model, "no answer within {limit:?}");
+    Status::deadline_exceeded(format!(
+        "model `{model}` did not answer within the server's request timeout of {limit:?}"
+    ))
+}
+
+async fn run(state: &AppState, request: ModelInferRequest) -> Result<ModelInferResponse> {
+    let ModelInferRequest {
+        model_name,
+        model_version,
+        id,
+        inputs,
+        outputs,
+        raw_input_contents,
+        ..
+    } = request;
+    let version = convert::version(&model_version)?;
+    if !outputs.is_empty() {
+        let pool = state.registry.get(&model_name, version)?;
+        convert::check_requested(pool.metadata(), &outputs)?;
+    }
+    let tensors = convert::inputs(inputs, raw_input_contents)?;
+    let (pool, results) = state.infer(&model_name, version, tensors).await?;
+    Ok(convert::response(pool.metadata(), id, results, &outputs))
+}
+
+/// Answers each request of the stream as it completes, so requests on one stream batch
+/// together and replies may come back out of order (clients match them by `id`). A
+/// failed request is answered on the stream with its error; the stream goes on.
+pub(super) fn stream(
+    state: AppState,
+    requests: Streaming<ModelInferRequest>,
+) -> ReceiverStream<Result<ModelStreamInferResponse, Status>> {
+    let (tx, rx) = mpsc::channel(STREAM_IN_FLIGHT);
+    tokio::spawn(serve_stream(state, requests, tx));
+    ReceiverStream::new(rx)
+}
+
+type Replies = mpsc::Sender<Result<ModelStreamInferResponse, Status>>;
+
+async fn serve_stream(state: AppState, mut requests: Streaming<ModelInferRequest>, tx: Replies) {
+    let mut running = JoinSet::new();
+    loop {
+        tokio::select! {
+            // The client went away: drop its queued requests (the pool skips them).
+            () = tx.closed() => return running.abort_all(),
+            Some(_) = running.join_next(), if !running.is_empty() => {}
+            next = requests.message(), if running.len() < STREAM_IN_FLIGHT => match next {
+                Ok(Some(request)) => {
+                    let (state, tx) = (state.clone(), tx.clone());
+                    running.spawn(async move {
+                        let reply = stream_reply(&state, request).await;
+                        let _ = tx.send(Ok(reply)).await;
+                    });
+                }
+                // The client is done sending: answer what is running, then end.
+                Ok(None) => break,
+                Err(status) => {
+                    tracing::info!(rpc = "ModelStreamInfer", "stream ended: {status}");
+                    return running.abort_all();
+                }
+            },
+        }
+    }
+    tokio::select! {
+        () = tx.closed() => running.abort_all(),
+        () = async { while running.join_next().await.is_some() {} } => {}
+    }
+}
+
+async fn stream_reply(state: &AppState, request: ModelInferRequest) -> ModelStreamInferResponse {
+    let echo = ModelInferResponse {
+        model_name: request.model_name.clone(),
+        model_version: request.model_version.clone(),
+        id: request.id.clone(),
+        ..Default::default()
+    };
+    match infer(state, "ModelStreamInfer", request).await {
+        Ok(response) => ModelStreamInferResponse {
+            error_message: String::new(),
+            infer_response: Some(response),
+        },
+        Err(status) => ModelStreamInferResponse {
+            error_message: status.message().to_string(),
+            infer_response: Some(echo),
+        },
+    }
+}

@@ -1,0 +1,68 @@
+//! Triton's per-model statistics, from each instance pool's counters.
+
+use torchbridge_core::{DurationStat, InstancePool, Result};
+
+use super::convert;
+use super::proto::{
+    InferStatistics, ModelStatistics, ModelStatisticsRequest, ModelStatisticsResponse,
+    StatisticDuration,
+};
+use crate::AppState;
+
+/// Statistics of the named model, or of every ready model when no name is given.
+/// Stages torchbridge does not time apart from the bridge call (input and output
+/// copies) count every execution at zero time: perf_analyzer refuses statistics whose
+/// compute_input, compute_infer and compute_output counts differ. The cache reads zero.
+pub(super) fn statistics(
+    state: &AppState,
+    request: &ModelStatisticsRequest,
+) -> Result<ModelStatisticsResponse> {
+    let pools = if request.name.is_empty() {
+        state
+            .registry
+            .index()
+            .into_iter()
+            .filter_map(|entry| state.registry.get(&entry.name, None).ok())
+            .collect()
+    } else {
+        let version = convert::version(&request.version)?;
+        vec![state.registry.get(&request.name, version)?]
+    };
+    let model_stats = pools.iter().map(|pool| model_statistics(pool)).collect();
+    Ok(ModelStatisticsResponse { model_stats })
+}
+
+fn model_statistics(pool: &InstancePool) -> ModelStatistics {
+    use std::sync::atomic::Ordering::Relaxed;
+    let (m, s) = (pool.metadata(), pool.stats());
+    let duration = |d: &DurationStat| {
+        Some(StatisticDuration {
+            count: d.count(),
+            ns: d.nanos(),
+        })
+    };
+    let compute = duration(&s.compute_infer);
+    let untimed = Some(StatisticDuration {
+        count: compute.map_or(0, |d| d.count),
+        ns: 0,
+    });
+    let zero = Some(StatisticDuration::default());
+    ModelStatistics {
+        name: m.name.clone(),
+        version: m.version.to_string(),
+        last_inference: s.last_inference_ms.load(Relaxed),
+        inference_count: s.inference_count.load(Relaxed),
+        execution_count: s.execution_count.load(Relaxed),
+        inference_stats: Some(InferStatistics {
+            success: duration(&s.success),
+            fail: duration(&s.fail),
+            queue: duration(&s.queue),
+            compute_input: untimed,
+            compute_infer: compute,
+            compute_output: untimed,
+            cache_hit: zero,
+            cache_miss: zero,
+        }),
+        ..Default::default()
+    }
+}
