@@ -17,6 +17,12 @@ make_venv() {
         echo "$want" > "$stamp"
     fi
 }
+# perf_analyzer (in the tritonclient wheel) needs Debian's libb64.
+if ! ldconfig -p | grep -q libb64.so.0d; then
+    echo "==> installing libb64-0d (Debian) for perf_analyzer"
+    sudo_=""; [ "$(id -u)" -eq 0 ] || sudo_="sudo"
+    $sudo_ apt-get update -qq && $sudo_ apt-get install -y -qq libb64-0d >/dev/null
+fi
 make_venv .venv requirements.txt
 make_venv .venv-clients requirements-clients.txt
 source scripts/env.sh

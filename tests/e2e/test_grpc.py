@@ -2,6 +2,7 @@
 Triton user would drive it, against the real `torchbridge serve` and the fixture models
 of tests/fixtures/make_fixtures.py (references: eager torch, stored as .npy)."""
 
+import os
 import queue
 import shutil
 import subprocess
@@ -320,7 +321,12 @@ def test_perf_analyzer(server, tmp_path, extra):
     args = [PERF_ANALYZER, "-m", "mlp", "-u", server.grpc_url, "-i", "grpc", "-b", "2",
             "--concurrency-range", "2", "--request-count", "400", "-f",
             str(tmp_path / "perf.csv"), *extra]
-    run = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    # The wheel's perf_analyzer links libcudart (from the nvidia-cuda-runtime-cu12 wheel
+    # in the clients venv) even when no GPU is used.
+    env = dict(os.environ)
+    cudart = sorted(Path(PERF_ANALYZER).parents[1].glob("lib/python3*/site-packages/nvidia/cuda_runtime/lib"))
+    env["LD_LIBRARY_PATH"] = ":".join([*map(str, cudart), env.get("LD_LIBRARY_PATH", "")])
+    run = subprocess.run(args, capture_output=True, text=True, timeout=300, env=env)
     if run.returncode != 0 and "error while loading shared libraries" in run.stderr:
         pytest.skip(f"perf_analyzer cannot start here: {run.stderr.strip()}")
     assert run.returncode == 0, run.stdout + run.stderr
