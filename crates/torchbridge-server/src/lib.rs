@@ -2,7 +2,7 @@
 //! that every Triton and KServe client (tritonclient, perf_analyzer, the kserve SDK)
 //! works against torchbridge unchanged.
 //!
-//! Both transports share one [`AppState`] — the model [`Registry`] and the server's
+//! Both transports share one [`AppState`] — the model [`torchbridge_core::Registry`] and the server's
 //! settings — and one inference path ([`AppState::infer`]): look the model up, check the
 //! tensors against its metadata, queue them to its instance pool, await the outputs.
 //! Each transport only translates: the HTTP routes live in `http/`, one file per route

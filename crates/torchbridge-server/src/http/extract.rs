@@ -1,0 +1,104 @@
+//! Extractors that fail with the protocol's error body rather than axum's plain text.
+//!
+//! No extractor here looks at `Content-Type`: tritonclient and perf_analyzer send JSON
+//! (and JSON followed by binary tensors) without declaring it.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+use super::compression::{Encoding, decompress};
+use super::error::ApiError;
+use crate::AppState;
+
+/// Compressed bodies larger than this are inflated on the blocking pool.
+const INFLATE_INLINE_MAX: usize = 256 << 10;
+
+/// The request body, at most `max_body_bytes` as sent and once inflated
+/// (`Content-Encoding: gzip | deflate`).
+#[derive(Debug)]
+pub struct Body(pub Bytes);
+
+impl FromRequest<AppState> for Body {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let encoding = Encoding::of_request(req.headers())?;
+        let cap = state.settings.max_body_bytes;
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|r| body_rejection(r, cap))?;
+        let Some(encoding) = encoding else {
+            return Ok(Body(bytes));
+        };
+        let inflated = if bytes.len() <= INFLATE_INLINE_MAX {
+            decompress(encoding, &bytes, cap)?
+        } else {
+            tokio::task::spawn_blocking(move || decompress(encoding, &bytes, cap))
+                .await
+                .map_err(|e| {
+                    ApiError::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        format!("inflating the request body failed: {e}"),
+                    )
+                })??
+        };
+        Ok(Body(Bytes::from(inflated)))
+    }
+}
+
+fn body_rejection(rejection: BytesRejection, cap: usize) -> ApiError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::too_large(cap)
+    } else {
+        ApiError::new(rejection.status(), rejection.body_text())
+    }
+}
+
+/// Parses a JSON body; an empty body is `T::default()` (tritonclient posts an empty
+/// body to the repository index).
+pub fn json_or_default<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}")))
+}
+
+/// The `{model}` and optional `{version}` of a route.
+#[derive(Debug, Clone)]
+pub struct ModelRef {
+    pub name: String,
+    pub version: Option<u64>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ModelRef {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path(params) = Path::<Vec<(String, String)>>::from_request_parts(parts, state)
+            .await
+            .map_err(|r| ApiError::bad_request(r.body_text()))?;
+        let mut model = ModelRef {
+            name: String::new(),
+            version: None,
+        };
+        for (key, value) in params {
+            match key.as_str() {
+                "model" => model.name = value,
+                "version" => {
+                    let version = value.parse().map_err(|_| {
+                        ApiError::bad_request(format!(
+                            "model version must be a whole number, got `{value}`"
+                        ))
+                    })?;
+                    model.version = Some(version);
+                }
+                _ => {}
+            }
+        }
+        Ok(model)
+    }
+}

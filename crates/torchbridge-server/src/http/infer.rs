@@ -1,0 +1,69 @@
+//! `POST /v2/models/{model}[/versions/{version}]/infer`.
+
+use std::time::Instant;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+
+use super::binary::header_length;
+use super::compression::Encoding;
+use super::error::ApiError;
+use super::extract::{Body, ModelRef};
+use super::{request, response};
+use crate::AppState;
+
+pub async fn infer(
+    State(state): State<AppState>,
+    model: ModelRef,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> Result<Response, ApiError> {
+    let pool = state.registry.get(&model.name, model.version)?;
+    let request = request::decode(body, header_length(&headers)?)?;
+    request.outputs.check(pool.metadata())?;
+    let version = pool.metadata().version;
+    drop(pool);
+
+    let started = Instant::now();
+    let timeout = state.settings.request_timeout;
+    let result = match tokio::time::timeout(
+        timeout,
+        state.infer(&model.name, model.version, request.inputs),
+    )
+    .await
+    {
+        Ok(result) => result.map_err(ApiError::from),
+        Err(_) => Err(ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            format!("model `{}` did not answer within {:?}", model.name, timeout),
+        )),
+    };
+    let outcome = match &result {
+        Ok(_) => "success",
+        Err(e) if e.status().is_client_error() => "invalid",
+        Err(_) => "failure",
+    };
+    metrics::counter!(
+        "torchbridge_inference_requests_total",
+        "model" => model.name.clone(),
+        "version" => version.to_string(),
+        "outcome" => outcome,
+    )
+    .increment(1);
+    metrics::histogram!("torchbridge_inference_duration_seconds", "model" => model.name.clone())
+        .record(started.elapsed().as_secs_f64());
+
+    let (pool, outputs) = result?;
+    let outputs = request.outputs.select(outputs)?;
+    let encoded = response::encode(
+        &model.name,
+        pool.metadata().version,
+        request.id.as_deref(),
+        &outputs,
+    )?;
+    Ok(response::into_response(
+        encoded,
+        Encoding::accepted(&headers),
+    ))
+}

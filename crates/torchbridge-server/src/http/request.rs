@@ -1,0 +1,309 @@
+//! Decoding `POST …/infer`: the JSON inference request, with each input's data either in
+//! JSON (`data`) or in the binary part of the body (`parameters.binary_data_size`).
+//!
+//! An input's `data` is decoded as it is read when `name` and `datatype` came before it
+//! (as every client we know writes them); otherwise it is kept as raw JSON text and
+//! decoded once the object ends.
+
+use std::fmt;
+
+use axum::body::Bytes;
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+use serde_json::value::RawValue;
+use torchbridge_core::{DataType, ModelMetadata, Tensor};
+
+use super::binary::{BinaryData, split_body};
+use super::error::ApiError;
+use super::tensor_json::{DataSeed, Decoded};
+
+/// A decoded inference request.
+#[derive(Debug)]
+pub struct InferRequest {
+    pub id: Option<String>,
+    pub inputs: Vec<Tensor>,
+    pub outputs: OutputSelection,
+}
+
+/// Which outputs to return, in which order, and whether each goes as binary data.
+#[derive(Debug, Default)]
+pub struct OutputSelection {
+    /// `None`: every output of the model.
+    pub requested: Option<Vec<RequestedOutput>>,
+    /// The request's `parameters.binary_data_output`.
+    pub binary_default: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RequestedOutput {
+    pub name: String,
+    #[serde(default)]
+    pub parameters: OutputParameters,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct OutputParameters {
+    pub binary_data: Option<bool>,
+    classification: Option<IgnoredAny>,
+    shared_memory_region: Option<IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct RequestJson {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    parameters: RequestParameters,
+    inputs: Vec<InputJson>,
+    #[serde(default)]
+    outputs: Option<Vec<RequestedOutput>>,
+}
+
+#[derive(Default, Deserialize)]
+struct RequestParameters {
+    #[serde(default)]
+    binary_data_output: bool,
+}
+
+/// Decodes a request body (already inflated), given its `Inference-Header-Content-Length`.
+pub fn decode(body: Bytes, header_length: Option<usize>) -> Result<InferRequest, ApiError> {
+    let (json, mut binary) = split_body(body, header_length)?;
+    let request: RequestJson = serde_json::from_slice(&json)
+        .map_err(|e| ApiError::bad_request(format!("invalid inference request: {e}")))?;
+    let inputs = request
+        .inputs
+        .into_iter()
+        .map(|input| input.into_tensor(&mut binary))
+        .collect::<Result<Vec<_>, _>>()?;
+    binary.finish()?;
+    let outputs = OutputSelection {
+        requested: request.outputs,
+        binary_default: request.parameters.binary_data_output,
+    };
+    outputs.check_parameters()?;
+    Ok(InferRequest {
+        id: request.id,
+        inputs,
+        outputs,
+    })
+}
+
+impl OutputSelection {
+    fn check_parameters(&self) -> Result<(), ApiError> {
+        for (i, o) in self.requested.iter().flatten().enumerate() {
+            let unsupported = |what: &str| {
+                ApiError::bad_request(format!("output `{}`: {what} is not supported", o.name))
+            };
+            if o.parameters.classification.is_some() {
+                return Err(unsupported("classification"));
+            }
+            if o.parameters.shared_memory_region.is_some() {
+                return Err(unsupported("shared memory"));
+            }
+            if self
+                .requested
+                .iter()
+                .flatten()
+                .take(i)
+                .any(|p| p.name == o.name)
+            {
+                return Err(ApiError::bad_request(format!(
+                    "output `{}` is requested twice",
+                    o.name
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Fails on a requested output the model does not have.
+    pub fn check(&self, model: &ModelMetadata) -> Result<(), ApiError> {
+        for o in self.requested.iter().flatten() {
+            if !model.outputs.iter().any(|spec| spec.name == o.name) {
+                let names: Vec<_> = model
+                    .outputs
+                    .iter()
+                    .map(|s| format!("`{}`", s.name))
+                    .collect();
+                return Err(ApiError::bad_request(format!(
+                    "model `{}` has no output `{}`; its outputs are {}",
+                    model.name,
+                    o.name,
+                    names.join(", ")
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The outputs to send, in order, each with whether it goes as binary data.
+    pub fn select(&self, outputs: Vec<Tensor>) -> Result<Vec<(Tensor, bool)>, ApiError> {
+        let Some(requested) = &self.requested else {
+            return Ok(outputs
+                .into_iter()
+                .map(|t| (t, self.binary_default))
+                .collect());
+        };
+        let mut outputs: Vec<Option<Tensor>> = outputs.into_iter().map(Some).collect();
+        requested
+            .iter()
+            .map(|o| {
+                let tensor = outputs
+                    .iter_mut()
+                    .find(|t| t.as_ref().is_some_and(|t| t.name == o.name))
+                    .and_then(Option::take)
+                    .ok_or_else(|| ApiError::bad_request(format!("no output `{}`", o.name)))?;
+                Ok((
+                    tensor,
+                    o.parameters.binary_data.unwrap_or(self.binary_default),
+                ))
+            })
+            .collect()
+    }
+}
+
+/// One `inputs[i]` object, its data decoded or still to be taken from the binary part.
+struct InputJson {
+    name: String,
+    datatype: DataType,
+    shape: Vec<i64>,
+    binary_data_size: Option<u64>,
+    data: Option<Decoded>,
+}
+
+#[derive(Default, Deserialize)]
+struct InputParameters {
+    binary_data_size: Option<u64>,
+    shared_memory_region: Option<IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "lowercase")]
+enum Field {
+    Name,
+    Datatype,
+    Shape,
+    Parameters,
+    Data,
+    #[serde(other)]
+    Other,
+}
+
+impl<'de> Deserialize<'de> for InputJson {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(InputVisitor)
+    }
+}
+
+struct InputVisitor;
+
+impl<'de> Visitor<'de> for InputVisitor {
+    type Value = InputJson;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an input tensor object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<InputJson, A::Error> {
+        let (mut name, mut datatype, mut shape) = (None::<String>, None, None::<Vec<i64>>);
+        let mut parameters = InputParameters::default();
+        let (mut data, mut raw) = (None, None::<Box<RawValue>>);
+        while let Some(field) = map.next_key::<Field>()? {
+            match field {
+                Field::Name => name = Some(map.next_value()?),
+                Field::Datatype => datatype = Some(map.next_value()?),
+                Field::Shape => shape = Some(map.next_value()?),
+                Field::Parameters => parameters = map.next_value()?,
+                Field::Data => match (&name, datatype) {
+                    (Some(name), Some(datatype)) => {
+                        let capacity = shape.as_deref().map_or(0, capacity_hint);
+                        data = Some(map.next_value_seed(DataSeed {
+                            name,
+                            datatype,
+                            capacity,
+                        })?);
+                    }
+                    _ => raw = Some(map.next_value()?),
+                },
+                Field::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        let name = name.ok_or_else(|| de::Error::missing_field("name"))?;
+        let datatype = datatype.ok_or_else(|| de::Error::missing_field("datatype"))?;
+        let shape = shape.ok_or_else(|| de::Error::missing_field("shape"))?;
+        if parameters.shared_memory_region.is_some() {
+            return Err(de::Error::custom(format!(
+                "input `{name}`: shared memory is not supported"
+            )));
+        }
+        if let Some(raw) = raw {
+            let seed = DataSeed {
+                name: &name,
+                datatype,
+                capacity: capacity_hint(&shape),
+            };
+            let mut d = serde_json::Deserializer::from_str(raw.get());
+            data = Some(seed.deserialize(&mut d).map_err(de::Error::custom)?);
+        }
+        Ok(InputJson {
+            name,
+            datatype,
+            shape,
+            binary_data_size: parameters.binary_data_size,
+            data,
+        })
+    }
+}
+
+/// Elements a shape calls for, to size the buffer; capped, since the shape is untrusted.
+fn capacity_hint(shape: &[i64]) -> usize {
+    shape
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(usize::try_from(d).ok()?))
+        .unwrap_or(0)
+        .min(1 << 20)
+}
+
+impl InputJson {
+    fn into_tensor(self, binary: &mut BinaryData) -> Result<Tensor, ApiError> {
+        let InputJson {
+            name,
+            datatype,
+            shape,
+            binary_data_size,
+            data,
+        } = self;
+        if let Some(d) = shape.iter().find(|&&d| d < 0) {
+            return Err(ApiError::bad_request(format!(
+                "input `{name}`: shape {shape:?} has a negative dimension ({d})"
+            )));
+        }
+        let bytes: Bytes = match (binary_data_size, data) {
+            (Some(_), Some(_)) => {
+                return Err(ApiError::bad_request(format!(
+                    "input `{name}` has both `data` and `parameters.binary_data_size`"
+                )));
+            }
+            (None, None) => {
+                return Err(ApiError::bad_request(format!(
+                    "input `{name}` has no `data` and no `parameters.binary_data_size`"
+                )));
+            }
+            (Some(size), None) => binary.take(&name, size)?,
+            (None, Some(decoded)) => {
+                let needed = shape.iter().try_fold(1u64, |n, &d| n.checked_mul(d as u64));
+                if needed != Some(decoded.count as u64) {
+                    return Err(ApiError::bad_request(format!(
+                        "input `{name}`: shape {shape:?} needs {} elements, `data` holds {}",
+                        needed.map_or("too many".into(), |n| n.to_string()),
+                        decoded.count
+                    )));
+                }
+                decoded.bytes.into()
+            }
+        };
+        Ok(Tensor::new(name, datatype, shape, bytes)?)
+    }
+}

@@ -1,0 +1,65 @@
+//! `GET /v2/models/stats` and `/v2/models/{model}[/versions/{version}]/stats`: Triton's
+//! statistics JSON from each pool's counters. Input and output conversion are not timed
+//! apart from `compute_infer` (they happen inside it), so `compute_input` and
+//! `compute_output` report its count with 0 ns: perf_analyzer aborts unless the three
+//! compute counts agree. The response cache and per-batch-size figures are empty.
+
+use axum::Json;
+use axum::extract::State;
+use serde_json::{Value, json};
+use torchbridge_core::{DurationStat, InstancePool};
+
+use super::error::ApiError;
+use super::extract::ModelRef;
+use crate::AppState;
+
+pub async fn all(State(state): State<AppState>) -> Json<Value> {
+    let stats: Vec<Value> = state
+        .registry
+        .index()
+        .iter()
+        .filter(|entry| entry.state == "READY")
+        .filter_map(|entry| state.registry.get(&entry.name, None).ok())
+        .map(|pool| model_stats(&pool))
+        .collect();
+    Json(json!({ "model_stats": stats }))
+}
+
+pub async fn model(
+    State(state): State<AppState>,
+    model: ModelRef,
+) -> Result<Json<Value>, ApiError> {
+    let pool = state.registry.get(&model.name, model.version)?;
+    Ok(Json(json!({ "model_stats": [model_stats(&pool)] })))
+}
+
+fn duration(stat: &DurationStat) -> Value {
+    json!({ "count": stat.count(), "ns": stat.nanos() })
+}
+
+fn model_stats(pool: &InstancePool) -> Value {
+    use std::sync::atomic::Ordering::Relaxed;
+    let (m, s) = (pool.metadata(), pool.stats());
+    let zero = json!({ "count": 0, "ns": 0 });
+    let untimed = json!({ "count": s.compute_infer.count(), "ns": 0 });
+    json!({
+        "name": m.name,
+        "version": m.version.to_string(),
+        "last_inference": s.last_inference_ms.load(Relaxed),
+        "inference_count": s.inference_count.load(Relaxed),
+        "execution_count": s.execution_count.load(Relaxed),
+        "inference_stats": {
+            "success": duration(&s.success),
+            "fail": duration(&s.fail),
+            "queue": duration(&s.queue),
+            "compute_input": untimed,
+            "compute_infer": duration(&s.compute_infer),
+            "compute_output": untimed,
+            "cache_hit": zero,
+            "cache_miss": zero,
+        },
+        "response_stats": {},
+        "batch_stats": [],
+        "memory_usage": [],
+    })
+}

@@ -1,0 +1,18 @@
+//! Tensor data as JSON, the server's hot path in both directions.
+//!
+//! Decoding ([`DataSeed`]) walks an input's `data` array (flat or nested, flattened in
+//! row-major order) and writes each number straight into the little-endian buffer of its
+//! datatype, checking its range; no `serde_json::Value` is built per element. `BYTES`
+//! elements are strings, stored length-prefixed as in [`Tensor`]; `FP16`/`BF16` are
+//! plain numbers.
+//!
+//! Encoding ([`write_data`]) prints the elements into the response buffer with `itoa` and
+//! `ryu` (non-finite floats, which JSON cannot hold, become `null`).
+//!
+//! [`Tensor`]: torchbridge_core::Tensor
+
+mod decode;
+mod encode;
+
+pub use decode::{DataSeed, Decoded};
+pub use encode::write_data;

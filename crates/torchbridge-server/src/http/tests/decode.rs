@@ -1,0 +1,283 @@
+//! Inference requests: JSON data of every datatype, binary data, output selection.
+
+use axum::body::Bytes;
+use half::{bf16, f16};
+use serde_json::{Value, json};
+use torchbridge_core::Tensor;
+
+use super::{metadata, outputs};
+use crate::http::request::{InferRequest, decode};
+
+fn request(body: Value) -> Result<InferRequest, String> {
+    decode(Bytes::from(body.to_string()), None).map_err(|e| e.message().to_string())
+}
+
+fn one_input(datatype: &str, shape: Value, data: Value) -> Result<Tensor, String> {
+    let body =
+        json!({"inputs": [{"name": "X", "shape": shape, "datatype": datatype, "data": data}]});
+    Ok(request(body)?.inputs.remove(0))
+}
+
+/// A request body: JSON header followed by `binary`, and the header's length.
+fn with_binary(header: Value, binary: &[u8]) -> (Bytes, usize) {
+    let mut body = header.to_string().into_bytes();
+    let n = body.len();
+    body.extend_from_slice(binary);
+    (Bytes::from(body), n)
+}
+
+#[test]
+fn every_datatype_decodes_flat_and_nested() {
+    let cases: Vec<(&str, Value, Tensor)> = vec![
+        (
+            "BOOL",
+            json!([true, false, 1, 0]),
+            Tensor::from_bools("X", vec![2, 2], &[true, false, true, false]).unwrap(),
+        ),
+        (
+            "UINT8",
+            json!([0, 1, 254, 255]),
+            Tensor::from_slice("X", vec![2, 2], &[0u8, 1, 254, 255]).unwrap(),
+        ),
+        (
+            "UINT16",
+            json!([0, 1, 2, 65535]),
+            Tensor::from_slice("X", vec![2, 2], &[0u16, 1, 2, 65535]).unwrap(),
+        ),
+        (
+            "UINT32",
+            json!([0, 1, 2, 4294967295u32]),
+            Tensor::from_slice("X", vec![2, 2], &[0u32, 1, 2, u32::MAX]).unwrap(),
+        ),
+        (
+            "UINT64",
+            json!([0, 1, 2, u64::MAX]),
+            Tensor::from_slice("X", vec![2, 2], &[0u64, 1, 2, u64::MAX]).unwrap(),
+        ),
+        (
+            "INT8",
+            json!([-128, -1, 0, 127]),
+            Tensor::from_slice("X", vec![2, 2], &[-128i8, -1, 0, 127]).unwrap(),
+        ),
+        (
+            "INT16",
+            json!([-32768, -1, 0, 32767]),
+            Tensor::from_slice("X", vec![2, 2], &[i16::MIN, -1, 0, i16::MAX]).unwrap(),
+        ),
+        (
+            "INT32",
+            json!([i32::MIN, -1, 3.0, i32::MAX]),
+            Tensor::from_slice("X", vec![2, 2], &[i32::MIN, -1, 3, i32::MAX]).unwrap(),
+        ),
+        (
+            "INT64",
+            json!([i64::MIN, -1, 0, i64::MAX]),
+            Tensor::from_slice("X", vec![2, 2], &[i64::MIN, -1, 0, i64::MAX]).unwrap(),
+        ),
+        (
+            "FP16",
+            json!([0.5, -1, 2, 65504.0]),
+            Tensor::from_slice(
+                "X",
+                vec![2, 2],
+                &[
+                    f16::from_f32(0.5),
+                    f16::from_f32(-1.0),
+                    f16::from_f32(2.0),
+                    f16::MAX,
+                ],
+            )
+            .unwrap(),
+        ),
+        (
+            "BF16",
+            json!([0.5, -1, 2, 1e30]),
+            Tensor::from_slice(
+                "X",
+                vec![2, 2],
+                &[
+                    bf16::from_f32(0.5),
+                    bf16::from_f32(-1.0),
+                    bf16::from_f32(2.0),
+                    bf16::from_f64(1e30),
+                ],
+            )
+            .unwrap(),
+        ),
+        (
+            "FP32",
+            json!([0.1, -1, 2, 3.4e38]),
+            Tensor::from_slice("X", vec![2, 2], &[0.1f32, -1.0, 2.0, 3.4e38]).unwrap(),
+        ),
+        (
+            "FP64",
+            json!([0.1, -1, 2, 1e300]),
+            Tensor::from_slice("X", vec![2, 2], &[0.1f64, -1.0, 2.0, 1e300]).unwrap(),
+        ),
+        (
+            "BYTES",
+            json!(["a", "", "héllo", "\u{0}\"q\""]),
+            Tensor::from_strings("X", vec![2, 2], &["a", "", "héllo", "\u{0}\"q\""]).unwrap(),
+        ),
+    ];
+    for (datatype, flat, want) in cases {
+        let got = one_input(datatype, json!([2, 2]), flat.clone()).unwrap();
+        assert_eq!(got, want, "{datatype} flat");
+        let items = flat.as_array().unwrap();
+        let nested = json!([[items[0], items[1]], [items[2], items[3]]]);
+        let got = one_input(datatype, json!([2, 2]), nested).unwrap();
+        assert_eq!(got, want, "{datatype} nested");
+    }
+}
+
+#[test]
+fn element_count_and_ranges_are_checked() {
+    let err = one_input("FP32", json!([2, 3]), json!([1, 2, 3, 4, 5])).unwrap_err();
+    assert!(
+        err.contains("input `X`: shape [2, 3] needs 6 elements, `data` holds 5"),
+        "{err}"
+    );
+    let refused = [
+        (
+            "UINT8",
+            json!([1, 300]),
+            "input `X`: 300 is out of range for UINT8",
+        ),
+        (
+            "UINT8",
+            json!([-1]),
+            "input `X`: -1 is out of range for UINT8",
+        ),
+        (
+            "INT8",
+            json!([-129]),
+            "input `X`: -129 is out of range for INT8",
+        ),
+        ("UINT64", json!([-5]), "-5 is out of range for UINT64"),
+        ("INT32", json!([1.5]), "1.5 is out of range for INT32"),
+        ("FP16", json!([70000]), "70000 is out of range for FP16"),
+        ("FP32", json!([1e39]), "out of range for FP32"),
+        ("BOOL", json!([2]), "2 is out of range for BOOL"),
+        (
+            "FP32",
+            json!(["1.0"]),
+            "input `X`: FP32 data cannot hold a string",
+        ),
+        (
+            "BYTES",
+            json!([1]),
+            "input `X`: BYTES data cannot hold a number",
+        ),
+        ("INT64", json!([true]), "INT64 data cannot hold a boolean"),
+        (
+            "FP32",
+            json!({"a": 1}),
+            "expected FP32 data (a flat or nested array) for input `X`",
+        ),
+        ("FLOAT", json!([1]), "unknown datatype `FLOAT`"),
+    ];
+    for (datatype, data, message) in refused {
+        let err = one_input(datatype, json!([1]), data).unwrap_err();
+        assert!(err.contains(message), "{datatype}: {err}");
+    }
+    let err = one_input("FP32", json!([-1]), json!([])).unwrap_err();
+    assert!(err.contains("negative dimension"), "{err}");
+    let err =
+        request(json!({"inputs": [{"name": "X", "datatype": "FP32", "data": [1]}]})).unwrap_err();
+    assert!(err.contains("missing field `shape`"), "{err}");
+    let err = decode(Bytes::from_static(b"{\"inputs\": [}"), None).unwrap_err();
+    assert_eq!(err.status().as_u16(), 400);
+}
+
+#[test]
+fn data_before_its_datatype_is_decoded_after_the_object() {
+    let body = json!({"inputs": [{"data": [[1, 2], [3, 4]], "shape": [2, 2], "name": "X", "datatype": "INT16"}]});
+    let t = request(body).unwrap().inputs.remove(0);
+    assert_eq!(t.to_vec::<i16>().unwrap(), vec![1, 2, 3, 4]);
+    let body = json!({"inputs": [{"data": [300], "shape": [1], "name": "X", "datatype": "UINT8"}]});
+    assert!(
+        request(body)
+            .unwrap_err()
+            .contains("300 is out of range for UINT8")
+    );
+}
+
+#[test]
+fn binary_and_json_inputs_mix() {
+    let floats = [1.5f32, -2.0, 3.25];
+    let float_bytes: Vec<u8> = floats.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let strings = Tensor::from_strings("S", vec![2], &["ab", "ç"]).unwrap();
+    let header = json!({
+        "id": "req-7",
+        "inputs": [
+            {"name": "A", "shape": [1, 3], "datatype": "FP32", "parameters": {"binary_data_size": 12}},
+            {"name": "B", "shape": [2], "datatype": "INT64", "data": [5, 6]},
+            {"name": "S", "shape": [2], "datatype": "BYTES", "parameters": {"binary_data_size": strings.data.len()}},
+        ],
+        "outputs": [{"name": "Y", "parameters": {"binary_data": true}}],
+    });
+    let binary = [float_bytes.as_slice(), &strings.data].concat();
+    let (body, n) = with_binary(header, &binary);
+    let request = decode(body.clone(), Some(n)).unwrap();
+    assert_eq!(request.id.as_deref(), Some("req-7"));
+    let [a, b, s] = &request.inputs[..] else {
+        panic!()
+    };
+    assert_eq!(a.to_vec::<f32>().unwrap(), floats);
+    assert_eq!(
+        a.data.as_ptr(),
+        body[n..].as_ptr(),
+        "binary inputs are slices of the body"
+    );
+    assert_eq!(b.to_vec::<i64>().unwrap(), vec![5, 6]);
+    assert_eq!(s, &strings);
+}
+
+#[test]
+fn binary_sizes_must_add_up() {
+    let input = |size: usize| json!({"inputs": [{"name": "A", "shape": [2], "datatype": "FP32", "parameters": {"binary_data_size": size}}]});
+    let err = |header: Value, binary: &[u8]| {
+        let (body, n) = with_binary(header, binary);
+        decode(body, Some(n)).unwrap_err().message().to_string()
+    };
+    assert!(
+        err(input(8), &[0; 12])
+            .contains("holds 12 bytes of binary data but the inputs' binary_data_size add up to 8")
+    );
+    assert!(err(input(8), &[0; 4]).contains("input `A`: binary_data_size is 8 but only 4"));
+    assert!(err(input(4), &[0; 4]).contains("shape [2] of FP32 needs 8 bytes, got 4"));
+    let both = json!({"inputs": [{"name": "A", "shape": [1], "datatype": "FP32", "data": [1], "parameters": {"binary_data_size": 4}}]});
+    assert!(err(both, &[0; 4]).contains("both `data` and `parameters.binary_data_size`"));
+    let neither = json!({"inputs": [{"name": "A", "shape": [1], "datatype": "FP32"}]});
+    assert!(err(neither, &[]).contains("no `data` and no `parameters.binary_data_size`"));
+    let shm = json!({"inputs": [{"name": "A", "shape": [1], "datatype": "FP32", "parameters": {"shared_memory_region": "r"}}]});
+    assert!(err(shm, &[]).contains("shared memory is not supported"));
+}
+
+#[test]
+fn outputs_are_selected_by_name_and_flag() {
+    let req = request(json!({"inputs": [], "outputs": [{"name": "W"}]})).unwrap();
+    let err = req.outputs.check(&metadata()).unwrap_err();
+    assert!(
+        err.message()
+            .contains("model `m` has no output `W`; its outputs are `Y`, `Z`"),
+        "{err}"
+    );
+    let req = request(json!({
+        "inputs": [], "parameters": {"binary_data_output": true},
+        "outputs": [{"name": "Z", "parameters": {"binary_data": false}}, {"name": "Y"}],
+    }))
+    .unwrap();
+    req.outputs.check(&metadata()).unwrap();
+    let picked = req.outputs.select(outputs()).unwrap();
+    let picked: Vec<_> = picked.iter().map(|(t, b)| (t.name.as_str(), *b)).collect();
+    assert_eq!(picked, vec![("Z", false), ("Y", true)]);
+    let err = request(
+        json!({"inputs": [], "outputs": [{"name": "Y", "parameters": {"classification": 3}}]}),
+    )
+    .unwrap_err();
+    assert!(err.contains("classification is not supported"), "{err}");
+    let err =
+        request(json!({"inputs": [], "outputs": [{"name": "Y"}, {"name": "Y"}]})).unwrap_err();
+    assert!(err.contains("requested twice"), "{err}");
+}
