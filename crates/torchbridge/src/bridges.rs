@@ -42,10 +42,16 @@ pub fn runtime_versions() -> Vec<(&'static str, String)> {
     #[allow(unused_mut)]
     let mut versions = Vec::new();
     #[cfg(feature = "python")]
-    versions.push(("torch", torchbridge_python::torch_version().unwrap_or_else(|e| e.to_string())));
+    versions.push((
+        "torch",
+        torchbridge_python::torch_version().unwrap_or_else(|e| e.to_string()),
+    ));
     #[cfg(feature = "torchscript")]
     versions.push(("libtorch", torchbridge_torch::libtorch_version()));
     #[cfg(feature = "onnx")]
-    versions.push(("onnxruntime", torchbridge_onnx::runtime_version().unwrap_or_else(|e| e.to_string())));
+    versions.push((
+        "onnxruntime",
+        torchbridge_onnx::runtime_version().unwrap_or_else(|e| e.to_string()),
+    ));
     versions
 }

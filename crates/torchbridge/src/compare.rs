@@ -17,11 +17,19 @@ pub struct Difference {
 pub fn to_f64(t: &Tensor) -> Option<Vec<f64>> {
     macro_rules! conv {
         ($t:ty) => {
-            t.to_vec::<$t>().ok()?.into_iter().map(|v| v as f64).collect()
+            t.to_vec::<$t>()
+                .ok()?
+                .into_iter()
+                .map(|v| v as f64)
+                .collect()
         };
     }
     Some(match t.datatype {
-        DataType::Bool => t.data.iter().map(|&b| f64::from(u8::from(b != 0))).collect(),
+        DataType::Bool => t
+            .data
+            .iter()
+            .map(|&b| f64::from(u8::from(b != 0)))
+            .collect(),
         DataType::Uint8 => conv!(u8),
         DataType::Uint16 => conv!(u16),
         DataType::Uint32 => conv!(u32),
@@ -30,17 +38,32 @@ pub fn to_f64(t: &Tensor) -> Option<Vec<f64>> {
         DataType::Int16 => conv!(i16),
         DataType::Int32 => conv!(i32),
         DataType::Int64 => conv!(i64),
-        DataType::Fp16 => t.to_vec::<half::f16>().ok()?.into_iter().map(f64::from).collect(),
+        DataType::Fp16 => t
+            .to_vec::<half::f16>()
+            .ok()?
+            .into_iter()
+            .map(f64::from)
+            .collect(),
         DataType::Fp32 => conv!(f32),
         DataType::Fp64 => conv!(f64),
-        DataType::Bf16 => t.to_vec::<half::bf16>().ok()?.into_iter().map(f64::from).collect(),
+        DataType::Bf16 => t
+            .to_vec::<half::bf16>()
+            .ok()?
+            .into_iter()
+            .map(f64::from)
+            .collect(),
         DataType::Bytes => return None,
     })
 }
 
 /// Compares `actual` with `reference`; `Err` when they cannot be compared at all
 /// (datatype, shape), with the reason.
-pub fn compare(actual: &Tensor, reference: &Tensor, rtol: f64, atol: f64) -> Result<Difference, String> {
+pub fn compare(
+    actual: &Tensor,
+    reference: &Tensor,
+    rtol: f64,
+    atol: f64,
+) -> Result<Difference, String> {
     if actual.datatype != reference.datatype || actual.shape != reference.shape {
         return Err(format!(
             "`{}` is {} {:?}, the reference is {} {:?}",
@@ -64,8 +87,12 @@ pub fn compare(actual: &Tensor, reference: &Tensor, rtol: f64, atol: f64) -> Res
     for (&x, &y) in a.iter().zip(&b) {
         let abs = if x == y { 0.0 } else { (x - y).abs() };
         let rel = if abs == 0.0 { 0.0 } else { abs / y.abs() };
-        d.max_abs = d.max_abs.max(if abs.is_nan() { f64::INFINITY } else { abs });
-        d.max_rel = d.max_rel.max(if rel.is_nan() { f64::INFINITY } else { rel });
+        d.max_abs = d
+            .max_abs
+            .max(if abs.is_nan() { f64::INFINITY } else { abs });
+        d.max_rel = d
+            .max_rel
+            .max(if rel.is_nan() { f64::INFINITY } else { rel });
         if !(abs <= atol + rtol * y.abs()) {
             d.mismatched += 1;
         }

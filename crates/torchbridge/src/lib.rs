@@ -23,8 +23,9 @@ use std::path::Path;
 
 pub use bridges::{compiled_bridges, runtime_versions};
 pub use torchbridge_core::{
-    Backend, BackendKind, Batch, DataType, Device, Element, Error, InstancePool, LoadContext, ModelConfig,
-    ModelDir, ModelForm, ModelMetadata, PythonError, Registry, Result, Tensor, TensorSpec,
+    Backend, BackendKind, Batch, DataType, Device, Element, Error, InstancePool, LoadContext,
+    ModelConfig, ModelDir, ModelForm, ModelMetadata, PythonError, Registry, Result, Tensor,
+    TensorSpec,
 };
 
 /// Starts `config.instances` instances of the model through `bridge`, each loading
@@ -39,7 +40,13 @@ pub fn start_pool(dir: &ModelDir, bridge: BackendKind) -> Result<InstancePool> {
         instance: 0,
     };
     InstancePool::start(&dir.name, dir.config.instances as usize, move |instance| {
-        bridges::load_backend(&LoadContext { instance, ..ctx.clone() }, bridge)
+        bridges::load_backend(
+            &LoadContext {
+                instance,
+                ..ctx.clone()
+            },
+            bridge,
+        )
     })
 }
 

@@ -17,7 +17,13 @@ struct Args {
     #[arg(long, env = "TORCHBRIDGE_LOG", default_value = "warn", global = true)]
     log: String,
     /// Log lines as text, or as JSON for log collectors.
-    #[arg(long, env = "TORCHBRIDGE_LOG_FORMAT", value_enum, default_value = "text", global = true)]
+    #[arg(
+        long,
+        env = "TORCHBRIDGE_LOG_FORMAT",
+        value_enum,
+        default_value = "text",
+        global = true
+    )]
     log_format: LogFormat,
 }
 

@@ -53,30 +53,45 @@ fn datatype_of(descr: &str) -> Option<DataType> {
 /// taken as BF16 bits.
 pub fn read(path: &Path, name: &str, want: Option<DataType>) -> anyhow::Result<Tensor> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    parse(&bytes, name, want).with_context(|| format!("{} is not a usable .npy file", path.display()))
+    parse(&bytes, name, want)
+        .with_context(|| format!("{} is not a usable .npy file", path.display()))
 }
 
 fn parse(bytes: &[u8], name: &str, want: Option<DataType>) -> anyhow::Result<Tensor> {
-    ensure!(bytes.len() >= 10 && bytes.starts_with(MAGIC), "no .npy magic number");
+    ensure!(
+        bytes.len() >= 10 && bytes.starts_with(MAGIC),
+        "no .npy magic number"
+    );
     let (header_len, start) = match bytes[6] {
         1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
         2 | 3 => {
             ensure!(bytes.len() >= 12, "truncated header");
-            (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12)
+            (
+                u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+                12,
+            )
         }
         v => bail!("unsupported .npy version {v}"),
     };
-    let header = bytes.get(start..start + header_len).context("truncated header")?;
+    let header = bytes
+        .get(start..start + header_len)
+        .context("truncated header")?;
     let header = std::str::from_utf8(header).context("header is not text")?;
     let descr = field(header, "descr")?.trim_matches(['\'', '"']);
-    ensure!(field(header, "fortran_order")? == "False", "Fortran-order arrays are not supported; save with np.ascontiguousarray");
+    ensure!(
+        field(header, "fortran_order")? == "False",
+        "Fortran-order arrays are not supported; save with np.ascontiguousarray"
+    );
     let shape_text = field(header, "shape")?;
     let shape = shape_text
         .trim_matches(['(', ')'])
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|d| d.parse::<i64>().with_context(|| format!("bad shape {shape_text}")))
+        .map(|d| {
+            d.parse::<i64>()
+                .with_context(|| format!("bad shape {shape_text}"))
+        })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let mut datatype = datatype_of(descr).with_context(|| format!("unsupported dtype {descr}"))?;
     if want == Some(DataType::Bf16) && datatype == DataType::Uint16 {
@@ -88,8 +103,13 @@ fn parse(bytes: &[u8], name: &str, want: Option<DataType>) -> anyhow::Result<Ten
 
 /// The text of `key`'s value in the header dict, e.g. `'<f4'` or `(3, 4)`.
 fn field<'h>(header: &'h str, key: &str) -> anyhow::Result<&'h str> {
-    let at = header.find(&format!("'{key}'")).with_context(|| format!("header has no '{key}'"))?;
-    let rest = header[at + key.len() + 2..].trim_start().trim_start_matches(':').trim_start();
+    let at = header
+        .find(&format!("'{key}'"))
+        .with_context(|| format!("header has no '{key}'"))?;
+    let rest = header[at + key.len() + 2..]
+        .trim_start()
+        .trim_start_matches(':')
+        .trim_start();
     let end = if rest.starts_with('(') {
         rest.find(')').map(|i| i + 1)
     } else {
@@ -100,7 +120,8 @@ fn field<'h>(header: &'h str, key: &str) -> anyhow::Result<&'h str> {
 
 /// Writes `tensor` as a version 1.0 `.npy` file.
 pub fn write(path: &Path, tensor: &Tensor) -> anyhow::Result<()> {
-    std::fs::write(path, encode(tensor)?).with_context(|| format!("cannot write {}", path.display()))
+    std::fs::write(path, encode(tensor)?)
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 fn encode(tensor: &Tensor) -> anyhow::Result<Vec<u8>> {
@@ -142,7 +163,12 @@ mod tests {
 
     #[test]
     fn refuses_what_it_cannot_read() {
-        assert!(parse(b"hello", "x", None).unwrap_err().to_string().contains("magic"));
+        assert!(
+            parse(b"hello", "x", None)
+                .unwrap_err()
+                .to_string()
+                .contains("magic")
+        );
         let t = Tensor::from_slice("x", vec![2], &[1u8, 2]).unwrap();
         let mut bytes = encode(&t).unwrap();
         let at = bytes.windows(5).position(|w| w == b"False").unwrap();

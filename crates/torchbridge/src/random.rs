@@ -28,11 +28,20 @@ impl Rng {
 
 /// One tensor per input with `rows` rows (ignored for models without a batch
 /// dimension); variable dims (-1) become `variable_dim`.
-pub fn inputs(meta: &ModelMetadata, rows: usize, variable_dim: i64, rng: &mut Rng) -> Result<Vec<Tensor>> {
+pub fn inputs(
+    meta: &ModelMetadata,
+    rows: usize,
+    variable_dim: i64,
+    rng: &mut Rng,
+) -> Result<Vec<Tensor>> {
     meta.inputs
         .iter()
         .map(|spec| {
-            let mut shape: Vec<i64> = spec.dims.iter().map(|&d| if d < 0 { variable_dim } else { d }).collect();
+            let mut shape: Vec<i64> = spec
+                .dims
+                .iter()
+                .map(|&d| if d < 0 { variable_dim } else { d })
+                .collect();
             if meta.max_batch_size > 0 {
                 shape.insert(0, rows as i64);
             }
@@ -54,7 +63,11 @@ pub fn tensor(name: &str, datatype: DataType, shape: Vec<i64>, rng: &mut Rng) ->
         }};
     }
     match datatype {
-        DataType::Bool => Tensor::from_bools(name, shape, &(0..n).map(|_| rng.next_u64() & 1 == 1).collect::<Vec<_>>()),
+        DataType::Bool => Tensor::from_bools(
+            name,
+            shape,
+            &(0..n).map(|_| rng.next_u64() & 1 == 1).collect::<Vec<_>>(),
+        ),
         DataType::Uint8 => fill!(int(rng) as u8),
         DataType::Uint16 => fill!(int(rng) as u16),
         DataType::Uint32 => fill!(int(rng) as u32),
@@ -68,7 +81,9 @@ pub fn tensor(name: &str, datatype: DataType, shape: Vec<i64>, rng: &mut Rng) ->
         DataType::Fp64 => fill!(float(rng)),
         DataType::Bf16 => fill!(half::bf16::from_f64(float(rng))),
         DataType::Bytes => {
-            let words: Vec<String> = (0..n).map(|_| format!("text {}", rng.next_u64() % 1000)).collect();
+            let words: Vec<String> = (0..n)
+                .map(|_| format!("text {}", rng.next_u64() % 1000))
+                .collect();
             Tensor::from_strings(name, shape, &words)
         }
     }

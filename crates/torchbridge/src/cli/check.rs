@@ -52,37 +52,68 @@ struct Loaded {
 
 pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let dir = ModelDir::open(&args.model_dir, args.version)?;
-    let bridges = if args.bridges.is_empty() { dir.available_bridges() } else { args.bridges.clone() };
+    let bridges = if args.bridges.is_empty() {
+        dir.available_bridges()
+    } else {
+        args.bridges.clone()
+    };
     if bridges.is_empty() {
-        bail!("{} holds no model file any bridge reads", dir.version_dir.display());
+        bail!(
+            "{} holds no model file any bridge reads",
+            dir.version_dir.display()
+        );
     }
     let mut loaded = Vec::new();
     for &bridge in &bridges {
         let started = Instant::now();
         let model = Model::from_dir(dir.clone(), bridge)?;
-        loaded.push(Loaded { model, load_time: started.elapsed() });
+        loaded.push(Loaded {
+            model,
+            load_time: started.elapsed(),
+        });
     }
     let meta = loaded[0].model.metadata().clone();
     let cases: Vec<(String, Vec<Tensor>)> = if !args.inputs.is_empty() {
         vec![("given".into(), read_inputs(&args.inputs, &meta)?)]
     } else if meta.max_batch_size == 0 {
-        vec![("no batch".into(), torchbridge::random::inputs(&meta, 1, 8, &mut Rng::new(args.seed))?)]
+        vec![(
+            "no batch".into(),
+            torchbridge::random::inputs(&meta, 1, 8, &mut Rng::new(args.seed))?,
+        )]
     } else {
         let mut rng = Rng::new(args.seed);
         let mut cases = Vec::new();
         for &rows in &args.batch_sizes {
             let rows = rows.clamp(1, meta.max_batch_size as usize);
-            cases.push((format!("batch {rows}"), torchbridge::random::inputs(&meta, rows, 8, &mut rng)?));
+            cases.push((
+                format!("batch {rows}"),
+                torchbridge::random::inputs(&meta, rows, 8, &mut rng)?,
+            ));
         }
         cases
     };
 
-    println!("{} v{} · reference: {} · rtol {} atol {}\n", meta.name, meta.version, bridges[0], args.rtol, args.atol);
-    println!("{:<12} {:>9}  {}", "bridge", "load", cases.iter().map(|(c, _)| format!("{:>14}", format!("p50 {c}"))).collect::<String>());
+    println!(
+        "{} v{} · reference: {} · rtol {} atol {}\n",
+        meta.name, meta.version, bridges[0], args.rtol, args.atol
+    );
+    println!(
+        "{:<12} {:>9}  {}",
+        "bridge",
+        "load",
+        cases
+            .iter()
+            .map(|(c, _)| format!("{:>14}", format!("p50 {c}")))
+            .collect::<String>()
+    );
     let mut outputs = Vec::new();
     let mut fastest: Vec<Option<(Duration, BackendKind)>> = vec![None; cases.len()];
     for l in &loaded {
-        let mut row = format!("{:<12} {:>8.2}s  ", l.model.bridge().as_str(), l.load_time.as_secs_f64());
+        let mut row = format!(
+            "{:<12} {:>8.2}s  ",
+            l.model.bridge().as_str(),
+            l.load_time.as_secs_f64()
+        );
         let mut per_case = Vec::new();
         for (case, (_, inputs)) in cases.iter().enumerate() {
             let (out, p50) = time(&l.model, inputs, args.iterations)?;
@@ -104,18 +135,34 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
         println!("fastest: {}", winners.join(", "));
     }
 
-    println!("\n{:<12} {:<16} {:<10} {:>10} {:>10}  verdict", "bridge", "output", "inputs", "max abs", "max rel");
+    println!(
+        "\n{:<12} {:<16} {:<10} {:>10} {:>10}  verdict",
+        "bridge", "output", "inputs", "max abs", "max rel"
+    );
     let mut disagree = false;
     for (l, per_case) in loaded.iter().zip(&outputs).skip(1) {
         for ((case, _), (outs, refs)) in cases.iter().zip(per_case.iter().zip(&outputs[0])) {
             for (out, reference) in outs.iter().zip(refs) {
                 let (abs, rel, ok) = match compare(out, reference, args.rtol, args.atol) {
-                    Ok(d) => (format!("{:.2e}", d.max_abs), format!("{:.2e}", d.max_rel), d.mismatched == 0),
+                    Ok(d) => (
+                        format!("{:.2e}", d.max_abs),
+                        format!("{:.2e}", d.max_rel),
+                        d.mismatched == 0,
+                    ),
                     Err(why) => (why, String::new(), false),
                 };
                 disagree |= !ok;
-                let verdict = if ok { "ok".to_string() } else { "DIFFERENT".to_string() };
-                println!("{:<12} {:<16} {:<10} {abs:>10} {rel:>10}  {verdict}", l.model.bridge().as_str(), out.name, case);
+                let verdict = if ok {
+                    "ok".to_string()
+                } else {
+                    "DIFFERENT".to_string()
+                };
+                println!(
+                    "{:<12} {:<16} {:<10} {abs:>10} {rel:>10}  {verdict}",
+                    l.model.bridge().as_str(),
+                    out.name,
+                    case
+                );
             }
         }
     }
@@ -124,15 +171,25 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     }
     println!();
     if disagree {
-        println!("verdict: the forms DISAGREE beyond rtol {} atol {}", args.rtol, args.atol);
+        println!(
+            "verdict: the forms DISAGREE beyond rtol {} atol {}",
+            args.rtol, args.atol
+        );
         return Ok(ExitCode::from(1));
     }
-    println!("verdict: the forms agree within rtol {} atol {}", args.rtol, args.atol);
+    println!(
+        "verdict: the forms agree within rtol {} atol {}",
+        args.rtol, args.atol
+    );
     Ok(ExitCode::SUCCESS)
 }
 
 /// Runs `inputs` `iterations` times after 3 warm-up calls; the last outputs and the median time.
-fn time(model: &Model, inputs: &[Tensor], iterations: usize) -> anyhow::Result<(Vec<Tensor>, Duration)> {
+fn time(
+    model: &Model,
+    inputs: &[Tensor],
+    iterations: usize,
+) -> anyhow::Result<(Vec<Tensor>, Duration)> {
     let mut out = Vec::new();
     for _ in 0..3 {
         out = model.infer(inputs.to_vec())?;

@@ -55,15 +55,33 @@ pub fn run(args: InferArgs) -> anyhow::Result<ExitCode> {
     let started = std::time::Instant::now();
     let outputs = model.infer(inputs)?;
     let elapsed = started.elapsed();
-    println!("{} v{} through the {bridge} bridge: {:.3} ms", meta.name, meta.version, elapsed.as_secs_f64() * 1e3);
+    println!(
+        "{} v{} through the {bridge} bridge: {:.3} ms",
+        meta.name,
+        meta.version,
+        elapsed.as_secs_f64() * 1e3
+    );
     for out in &outputs {
         if let Some(dir) = &args.save {
-            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
             let path = dir.join(format!("{}.npy", out.name));
             torchbridge::npy::write(&path, out)?;
-            println!("{} {} {:?} → {}", out.name, out.datatype, out.shape, path.display());
+            println!(
+                "{} {} {:?} → {}",
+                out.name,
+                out.datatype,
+                out.shape,
+                path.display()
+            );
         } else {
-            println!("{} {} {:?} = {}", out.name, out.datatype, out.shape, preview(out, args.show));
+            println!(
+                "{} {} {:?} = {}",
+                out.name,
+                out.datatype,
+                out.shape,
+                preview(out, args.show)
+            );
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -71,9 +89,23 @@ pub fn run(args: InferArgs) -> anyhow::Result<ExitCode> {
 
 fn preview(t: &torchbridge::Tensor, show: usize) -> String {
     let items: Vec<String> = match torchbridge::compare::to_f64(t) {
-        Some(values) => values.iter().take(show).map(|v| format!("{v:.6}")).collect(),
-        None => t.strings().unwrap_or_default().iter().take(show).map(|s| format!("{:?}", String::from_utf8_lossy(s))).collect(),
+        Some(values) => values
+            .iter()
+            .take(show)
+            .map(|v| format!("{v:.6}"))
+            .collect(),
+        None => t
+            .strings()
+            .unwrap_or_default()
+            .iter()
+            .take(show)
+            .map(|s| format!("{:?}", String::from_utf8_lossy(s)))
+            .collect(),
     };
-    let more = if t.element_count() > show { ", …" } else { "" };
+    let more = if t.element_count() > show {
+        ", …"
+    } else {
+        ""
+    };
     format!("[{}{more}]", items.join(", "))
 }

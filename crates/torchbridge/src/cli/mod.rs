@@ -38,9 +38,15 @@ pub fn read_inputs(files: &[InputFile], meta: &ModelMetadata) -> anyhow::Result<
         .map(|f| {
             let Some(spec) = meta.inputs.iter().find(|s| s.name == f.name) else {
                 let names: Vec<_> = meta.inputs.iter().map(|s| s.name.as_str()).collect();
-                bail!("--input {}: the model has no input `{}` (inputs: {})", f.name, f.name, names.join(", "));
+                bail!(
+                    "--input {}: the model has no input `{}` (inputs: {})",
+                    f.name,
+                    f.name,
+                    names.join(", ")
+                );
             };
-            torchbridge::npy::read(&f.path, &f.name, Some(spec.datatype)).with_context(|| format!("--input {}", f.name))
+            torchbridge::npy::read(&f.path, &f.name, Some(spec.datatype))
+                .with_context(|| format!("--input {}", f.name))
         })
         .collect()
 }

@@ -43,7 +43,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn serve(args: ServeArgs, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+async fn serve(
+    args: ServeArgs,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let addr = |port| SocketAddr::new(args.host, port);
     metrics_exporter_prometheus::PrometheusBuilder::new()
         .with_http_listener(addr(args.metrics_port))
@@ -88,7 +91,10 @@ async fn serve(args: ServeArgs, shutdown: impl Future<Output = ()> + Send + 'sta
     .await
     .context("model loading panicked")?;
     tracing::info!("models loaded");
-    server.await.context("the server task panicked")?.context("the server failed")?;
+    server
+        .await
+        .context("the server task panicked")?
+        .context("the server failed")?;
     println!("torchbridge: stopped");
     Ok(())
 }

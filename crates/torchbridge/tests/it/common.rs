@@ -8,11 +8,15 @@ use torchbridge::compare::compare;
 use torchbridge::{BackendKind, DataType, Model, Tensor};
 
 pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 pub fn python() -> PathBuf {
-    let venv = std::env::var_os("VIRTUAL_ENV").map_or_else(|| workspace().join(".venv"), PathBuf::from);
+    let venv =
+        std::env::var_os("VIRTUAL_ENV").map_or_else(|| workspace().join(".venv"), PathBuf::from);
     venv.join("bin/python")
 }
 
@@ -25,7 +29,11 @@ pub fn fixtures() -> &'static Path {
         let manifest = dir.join("manifest.json");
         let fresh = |p: &Path| p.metadata().and_then(|m| m.modified()).ok();
         if fresh(&manifest).is_none() || fresh(&manifest) < fresh(&script) {
-            let status = Command::new(python()).arg(&script).arg(&dir).status().expect("run make_fixtures.py");
+            let status = Command::new(python())
+                .arg(&script)
+                .arg(&dir)
+                .status()
+                .expect("run make_fixtures.py");
             assert!(status.success(), "make_fixtures.py failed");
         }
         dir
@@ -74,8 +82,13 @@ pub fn assert_matches(context: &str, actual: &[Tensor], expected: &[Tensor]) {
             d if d.is_float() => 1e-5,
             _ => 0.0,
         };
-        let d = compare(a, e, rtol, 1e-6 * f64::from(u8::from(rtol > 0.0))).unwrap_or_else(|why| panic!("{context}: {why}"));
-        assert_eq!(d.mismatched, 0, "{context}: output `{}` differs: {d:?}", a.name);
+        let d = compare(a, e, rtol, 1e-6 * f64::from(u8::from(rtol > 0.0)))
+            .unwrap_or_else(|why| panic!("{context}: {why}"));
+        assert_eq!(
+            d.mismatched, 0,
+            "{context}: output `{}` differs: {d:?}",
+            a.name
+        );
     }
 }
 
@@ -85,5 +98,11 @@ pub fn row(t: &Tensor, i: usize) -> Tensor {
     let width = t.data.len() / rows;
     let mut shape = t.shape.clone();
     shape[0] = 1;
-    Tensor::new(t.name.clone(), t.datatype, shape, t.data.slice(i * width..(i + 1) * width)).unwrap()
+    Tensor::new(
+        t.name.clone(),
+        t.datatype,
+        shape,
+        t.data.slice(i * width..(i + 1) * width),
+    )
+    .unwrap()
 }

@@ -15,7 +15,9 @@ fn sixteen_threads(bridge: BackendKind) {
             s.spawn(move || {
                 for i in 0..25 {
                     let r = (t + i) % 3;
-                    let out = model.infer(inputs.iter().map(|x| row(x, r)).collect()).unwrap();
+                    let out = model
+                        .infer(inputs.iter().map(|x| row(x, r)).collect())
+                        .unwrap();
                     let want: Vec<_> = expected.iter().map(|x| row(x, r)).collect();
                     assert_matches(&format!("{bridge} thread {t} call {i}"), &out, &want);
                 }

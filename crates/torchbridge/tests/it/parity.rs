@@ -24,12 +24,28 @@ fn digits_predictions_are_identical_through_every_bridge() {
         .to_vec::<i64>()
         .unwrap();
     let dir = ModelDir::open(&repo.path().join("digits"), None).unwrap();
-    assert_eq!(dir.available_bridges(), vec![BackendKind::Python, BackendKind::Torchscript, BackendKind::Onnx]);
+    assert_eq!(
+        dir.available_bridges(),
+        vec![
+            BackendKind::Python,
+            BackendKind::Torchscript,
+            BackendKind::Onnx
+        ]
+    );
     for bridge in torchbridge::compiled_bridges() {
         let model = Model::from_dir(dir.clone(), bridge).unwrap();
         let predictions = predict(&model, &images);
-        let differing = predictions.iter().zip(&python_predictions).filter(|(a, b)| a != b).count();
-        assert_eq!(differing, 0, "{bridge}: {differing} of {} predictions differ from Python's", predictions.len());
+        let differing = predictions
+            .iter()
+            .zip(&python_predictions)
+            .filter(|(a, b)| a != b)
+            .count();
+        assert_eq!(
+            differing,
+            0,
+            "{bridge}: {differing} of {} predictions differ from Python's",
+            predictions.len()
+        );
     }
 }
 
@@ -39,12 +55,24 @@ fn predict(model: &Model, images: &Tensor) -> Vec<i64> {
     let mut out = Vec::with_capacity(n);
     for start in (0..n).step_by(64) {
         let rows = 64.min(n - start);
-        let data = images.data.slice(start * width * 4..(start + rows) * width * 4);
-        let batch = Tensor::new("INPUT0", images.datatype, vec![rows as i64, width as i64], data).unwrap();
-        let logits = model.infer(vec![batch]).unwrap()[0].to_vec::<f32>().unwrap();
-        out.extend(logits.chunks(10).map(|row| {
-            (0..10).max_by(|&a, &b| row[a].total_cmp(&row[b])).unwrap() as i64
-        }));
+        let data = images
+            .data
+            .slice(start * width * 4..(start + rows) * width * 4);
+        let batch = Tensor::new(
+            "INPUT0",
+            images.datatype,
+            vec![rows as i64, width as i64],
+            data,
+        )
+        .unwrap();
+        let logits = model.infer(vec![batch]).unwrap()[0]
+            .to_vec::<f32>()
+            .unwrap();
+        out.extend(
+            logits
+                .chunks(10)
+                .map(|row| (0..10).max_by(|&a, &b| row[a].total_cmp(&row[b])).unwrap() as i64),
+        );
     }
     out
 }

@@ -8,7 +8,11 @@ use crate::common::{assert_matches, bridge_of, manifest, model_dir, reference, r
 fn every_form_of_every_fixture_matches_the_python_reference() {
     let manifest = manifest();
     let models = manifest["models"].as_object().unwrap();
-    assert!(models.len() >= 10, "the fixture script wrote only {} models", models.len());
+    assert!(
+        models.len() >= 10,
+        "the fixture script wrote only {} models",
+        models.len()
+    );
     let mut checked = 0;
     for (name, entry) in models {
         if name == "pickled" {
@@ -20,19 +24,28 @@ fn every_form_of_every_fixture_matches_the_python_reference() {
                 continue;
             }
             let context = format!("{name} through {form}");
-            let model = Model::load_with(model_dir(name), bridge_of(form)).unwrap_or_else(|e| panic!("{context}: {e}"));
+            let model = Model::load_with(model_dir(name), bridge_of(form))
+                .unwrap_or_else(|e| panic!("{context}: {e}"));
             let (inputs, expected) = reference(&model);
-            let actual = model.infer(inputs.clone()).unwrap_or_else(|e| panic!("{context}: {e}"));
+            let actual = model
+                .infer(inputs.clone())
+                .unwrap_or_else(|e| panic!("{context}: {e}"));
             assert_matches(&context, &actual, &expected);
             if model.metadata().max_batch_size > 0 {
                 let one: Vec<_> = inputs.iter().map(|t| row(t, 1)).collect();
-                let actual = model.infer(one).unwrap_or_else(|e| panic!("{context}, batch 1: {e}"));
+                let actual = model
+                    .infer(one)
+                    .unwrap_or_else(|e| panic!("{context}, batch 1: {e}"));
                 let expected: Vec<_> = expected.iter().map(|t| row(t, 1)).collect();
                 assert_matches(&format!("{context}, batch 1"), &actual, &expected);
             }
             checked += 1;
         }
     }
-    let least = if torchbridge::compiled_bridges().len() == 3 { 35 } else { 1 };
+    let least = if torchbridge::compiled_bridges().len() == 3 {
+        35
+    } else {
+        1
+    };
     assert!(checked >= least, "only {checked} model forms checked");
 }
