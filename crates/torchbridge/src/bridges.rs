@@ -38,8 +38,9 @@ pub fn compiled_bridges() -> Vec<BackendKind> {
 }
 
 /// The engines' own versions, as `(name, version or the reason it is unknown)`.
+// Which pushes exist depends on the features, hence no `vec![]`.
+#[allow(unused_mut, clippy::vec_init_then_push)]
 pub fn runtime_versions() -> Vec<(&'static str, String)> {
-    #[allow(unused_mut)]
     let mut versions = Vec::new();
     #[cfg(feature = "python")]
     versions.push((

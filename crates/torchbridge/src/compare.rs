@@ -93,7 +93,8 @@ pub fn compare(
         d.max_rel = d
             .max_rel
             .max(if rel.is_nan() { f64::INFINITY } else { rel });
-        if !(abs <= atol + rtol * y.abs()) {
+        let close = abs <= atol + rtol * y.abs(); // false for NaN
+        if !close {
             d.mismatched += 1;
         }
     }
