@@ -18,24 +18,44 @@ use anyhow::{Context, ensure};
 use torchbridge::{Model, Tensor};
 
 fn main() -> anyhow::Result<()> {
-    let repo = PathBuf::from(std::env::args().nth(1).unwrap_or_else(|| "examples/digits/models".into()));
+    let repo = PathBuf::from(
+        std::env::args()
+            .nth(1)
+            .unwrap_or_else(|| "examples/digits/models".into()),
+    );
     let testset = repo.join("digits_testset");
     let images = torchbridge::npy::read(&testset.join("images.npy"), "INPUT0", None)
         .context("run examples/digits/train.py first")?;
-    let labels = torchbridge::npy::read(&testset.join("labels.npy"), "labels", None)?.to_vec::<i64>()?;
-    let python_predictions = torchbridge::npy::read(&testset.join("predictions.npy"), "p", None)?.to_vec::<i64>()?;
+    let labels =
+        torchbridge::npy::read(&testset.join("labels.npy"), "labels", None)?.to_vec::<i64>()?;
+    let python_predictions =
+        torchbridge::npy::read(&testset.join("predictions.npy"), "p", None)?.to_vec::<i64>()?;
     let python_accuracy = std::fs::read_to_string(testset.join("python_accuracy.txt"))?;
     let n = labels.len();
-    println!("{n} held-out digits; accuracy in Python (torch eager): {}\n", python_accuracy.trim());
-    println!("{:<12} {:>9} {:>16} {:>15} {:>17}", "bridge", "accuracy", "same as Python", "p50 batch 1", "p50 batch 64");
+    println!(
+        "{n} held-out digits; accuracy in Python (torch eager): {}\n",
+        python_accuracy.trim()
+    );
+    println!(
+        "{:<12} {:>9} {:>16} {:>15} {:>17}",
+        "bridge", "accuracy", "same as Python", "p50 batch 1", "p50 batch 64"
+    );
 
     let dir = torchbridge::ModelDir::open(&repo.join("digits"), None)?;
     let mut all_agree = true;
     for bridge in dir.available_bridges() {
         let model = Model::from_dir(dir.clone(), bridge)?;
         let predictions = classify(&model, &images, 64)?;
-        let correct = predictions.iter().zip(&labels).filter(|(p, l)| p == l).count();
-        let same = predictions.iter().zip(&python_predictions).filter(|(p, q)| p == q).count();
+        let correct = predictions
+            .iter()
+            .zip(&labels)
+            .filter(|(p, l)| p == l)
+            .count();
+        let same = predictions
+            .iter()
+            .zip(&python_predictions)
+            .filter(|(p, q)| p == q)
+            .count();
         all_agree &= same == n;
         println!(
             "{:<12} {:>9.4} {:>10} / {n:<3} {:>12.3} ms {:>14.3} ms",
@@ -55,7 +75,13 @@ fn main() -> anyhow::Result<()> {
 fn rows(images: &Tensor, start: usize, rows: usize) -> Tensor {
     let width = images.shape[1] as usize * 4;
     let data = images.data.slice(start * width..(start + rows) * width);
-    Tensor::new("INPUT0", images.datatype, vec![rows as i64, images.shape[1]], data).unwrap()
+    Tensor::new(
+        "INPUT0",
+        images.datatype,
+        vec![rows as i64, images.shape[1]],
+        data,
+    )
+    .unwrap()
 }
 
 fn classify(model: &Model, images: &Tensor, batch: usize) -> anyhow::Result<Vec<i64>> {
@@ -87,4 +113,3 @@ fn p50_ms(model: &Model, images: &Tensor, batch: usize) -> anyhow::Result<f64> {
     times.sort_by(f64::total_cmp);
     Ok(times[times.len() / 2])
 }
-

@@ -22,10 +22,18 @@ use torchbridge::{Model, Tensor};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let path = std::env::args().nth(1).unwrap_or_else(|| "examples/digits/models/digits".into());
+    let path = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "examples/digits/models/digits".into());
     let model = Arc::new(Model::load(&path)?);
-    println!("{} loaded through the {} bridge", model.metadata().name, model.bridge());
-    let app = Router::new().route("/predict", post(predict)).with_state(model);
+    println!(
+        "{} loaded through the {} bridge",
+        model.metadata().name,
+        model.bridge()
+    );
+    let app = Router::new()
+        .route("/predict", post(predict))
+        .with_state(model);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
     println!("listening on http://{}", listener.local_addr()?);
     axum::serve(listener, app).await?;
@@ -33,7 +41,10 @@ async fn main() -> anyhow::Result<()> {
 }
 
 /// `{"pixels": [64 numbers, 0–16 as in sklearn's digits]}` → `{"digit": d, "logits": [...]}`.
-async fn predict(State(model): State<Arc<Model>>, Json(body): Json<Value>) -> Result<Json<Value>, (StatusCode, String)> {
+async fn predict(
+    State(model): State<Arc<Model>>,
+    Json(body): Json<Value>,
+) -> Result<Json<Value>, (StatusCode, String)> {
     let bad = |message: String| (StatusCode::BAD_REQUEST, message);
     let pixels: Vec<f32> = body["pixels"]
         .as_array()
@@ -42,9 +53,17 @@ async fn predict(State(model): State<Arc<Model>>, Json(body): Json<Value>) -> Re
         .map(|v| v.as_f64().map(|p| p as f32 / 16.0))
         .collect::<Option<_>>()
         .ok_or_else(|| bad("pixels must be numbers".into()))?;
-    let image = Tensor::from_slice("INPUT0", vec![1, pixels.len() as i64], &pixels).map_err(|e| bad(e.to_string()))?;
-    let outputs = model.infer_async(vec![image]).await.map_err(|e| bad(e.to_string()))?;
-    let logits = outputs[0].to_vec::<f32>().map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    let digit = (0..logits.len()).max_by(|&a, &b| logits[a].total_cmp(&logits[b])).unwrap_or(0);
+    let image = Tensor::from_slice("INPUT0", vec![1, pixels.len() as i64], &pixels)
+        .map_err(|e| bad(e.to_string()))?;
+    let outputs = model
+        .infer_async(vec![image])
+        .await
+        .map_err(|e| bad(e.to_string()))?;
+    let logits = outputs[0]
+        .to_vec::<f32>()
+        .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let digit = (0..logits.len())
+        .max_by(|&a, &b| logits[a].total_cmp(&logits[b]))
+        .unwrap_or(0);
     Ok(Json(json!({ "digit": digit, "logits": logits })))
 }
