@@ -60,6 +60,10 @@ def test_health_and_server_metadata(client, server):
     for extension in ["binary_tensor_data", "statistics", "model_configuration",
                       "model_repository"]:
         assert extension in metadata["extensions"]
+    # The engines in use, as the project's venv has them.
+    assert metadata["runtimes"]["torch"].startswith("2.13.0")
+    assert metadata["runtimes"]["libtorch"].startswith("2.13.0")
+    assert metadata["runtimes"]["onnxruntime"] == "1.31.1"
     assert raw(server, "GET", "/v2/health/live")[::2] == (200, {"live": True})
     assert raw(server, "GET", "/v2/health/ready")[::2] == (200, {"ready": True})
 

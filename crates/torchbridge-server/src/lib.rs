@@ -16,3 +16,13 @@ mod state;
 
 pub use serve::serve;
 pub use state::{AppState, ServerSettings};
+
+/// The protocol extensions torchbridge implements, as Triton names them; perf_analyzer
+/// reads statistics only when `statistics` is listed.
+pub const EXTENSIONS: [&str; 5] = [
+    "binary_tensor_data",
+    "model_configuration",
+    "model_repository",
+    "statistics",
+    "parameters",
+];

@@ -13,21 +13,11 @@ use super::proto::{
 };
 use crate::AppState;
 
-/// The protocol extensions torchbridge implements, as Triton names them (the same list
-/// the HTTP server metadata gives).
-const EXTENSIONS: [&str; 5] = [
-    "binary_tensor_data",
-    "model_configuration",
-    "model_repository",
-    "statistics",
-    "parameters",
-];
-
 pub(super) fn server_metadata() -> ServerMetadataResponse {
     ServerMetadataResponse {
         name: "torchbridge".into(),
         version: env!("CARGO_PKG_VERSION").into(),
-        extensions: EXTENSIONS.iter().map(|e| e.to_string()).collect(),
+        extensions: crate::EXTENSIONS.iter().map(|e| e.to_string()).collect(),
     }
 }
 

@@ -7,21 +7,20 @@ use serde_json::{Value, json};
 
 use crate::AppState;
 
-/// The protocol extensions this server implements, as Triton names them; perf_analyzer
-/// reads statistics only when `statistics` is listed.
-pub const EXTENSIONS: [&str; 5] = [
-    "binary_tensor_data",
-    "model_configuration",
-    "model_repository",
-    "statistics",
-    "parameters",
-];
-
-pub async fn server_metadata() -> Json<Value> {
+/// Server metadata, with the engines in use (`{"torch": "2.13.0", …}`) beside the
+/// protocol's fields.
+pub async fn server_metadata(State(state): State<AppState>) -> Json<Value> {
+    let runtimes: serde_json::Map<String, Value> = state
+        .settings
+        .runtime_versions
+        .iter()
+        .map(|(name, version)| (name.to_string(), Value::from(version.as_str())))
+        .collect();
     Json(json!({
         "name": "torchbridge",
         "version": env!("CARGO_PKG_VERSION"),
-        "extensions": EXTENSIONS,
+        "extensions": crate::EXTENSIONS,
+        "runtimes": runtimes,
     }))
 }
 
