@@ -60,7 +60,9 @@ def _toml(value) -> str:
 
 def write_config(model_dir, backend, max_batch_size, inputs, outputs, parameters=None, **top):
     """Write <model_dir>/config.toml. `top`: extra top-level keys (trust_pickle=True, ...)."""
-    lines = [f"backend = {_toml(backend)}", f"max_batch_size = {max_batch_size}", "instances = 1"]
+    instances = top.pop("instances", 1)
+    lines = [f"backend = {_toml(backend)}", f"max_batch_size = {max_batch_size}",
+             f"instances = {instances}"]
     lines += [f"{key} = {_toml(value)}" for key, value in top.items()]
     for table, specs in (("input", inputs), ("output", outputs)):
         for name, datatype, dims in specs:
