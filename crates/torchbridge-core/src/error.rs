@@ -2,7 +2,9 @@ use std::path::PathBuf;
 
 /// Every failure torchbridge reports. Front ends map it to a status in one place each
 /// (HTTP status, gRPC code, Python exception class, process exit code).
-#[derive(Debug, thiserror::Error)]
+///
+/// `Clone`, so one failed batch can give every request in it the same error.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     /// The model's `config.toml` (or another file of the repository) is wrong.
     #[error("{}: {message}", path.display())]
@@ -39,6 +41,17 @@ pub enum Error {
     /// The model's workers are gone (it was unloaded, or the process is shutting down).
     #[error("model `{0}` is not available: its workers have stopped")]
     Unavailable(String),
+
+    /// The model's batching queue is full (`batching.max_queue_size`); retry later.
+    /// Servers answer 429 / `RESOURCE_EXHAUSTED`.
+    #[error("model `{model}` is overloaded: {queued} requests are already queued")]
+    Overloaded { model: String, queued: usize },
+
+    /// The request's deadline passed before an instance started it; it was not run.
+    #[error(
+        "model `{model}` did not start the request before its deadline (queued {waited_ms} ms)"
+    )]
+    Timeout { model: String, waited_ms: u64 },
 }
 
 /// A Python exception, kept in parts so front ends can show the type and message to a

@@ -8,9 +8,12 @@
 //!
 //! Engines are blocking and often not thread-safe, so they never run on an async
 //! runtime's threads: an [`InstancePool`] owns one OS thread per backend instance and
-//! callers talk to it through a channel with a one-shot reply.
+//! callers talk to it through a channel with a one-shot reply. A [`ServedModel`] puts a
+//! dynamic-batching scheduler (one more thread) in front of the pool when the model's
+//! config asks for it; the registry and the library facade hold that.
 
 mod backend;
+mod batching;
 mod config;
 mod datatype;
 mod error;
@@ -18,6 +21,7 @@ mod metadata;
 mod pool;
 mod registry;
 mod repository;
+mod served;
 mod stats;
 mod tensor;
 
@@ -29,5 +33,6 @@ pub use metadata::{ModelMetadata, TensorSpec};
 pub use pool::InstancePool;
 pub use registry::{IndexEntry, Loader, ModelState, Registry};
 pub use repository::{ModelDir, ModelForm};
-pub use stats::{DurationStat, ModelStats};
+pub use served::ServedModel;
+pub use stats::{BatchSizeStat, BatchSizes, DurationStat, ModelStats};
 pub use tensor::Tensor;

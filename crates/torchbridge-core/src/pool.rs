@@ -8,12 +8,46 @@ use tokio::sync::oneshot;
 
 use crate::{Backend, Batch, Error, ModelMetadata, ModelStats, Result, Tensor};
 
-type Reply = oneshot::Sender<Result<Vec<Tensor>>>;
+/// Whoever waits for a job: asked before it runs, answered once after. A caller's own
+/// request answers one oneshot; a dynamic batch answers each request it holds.
+pub(crate) trait Waiter: Send {
+    /// Nobody waits any more: the job is skipped.
+    fn is_closed(&self) -> bool;
+    /// The outcome; `started` is when an instance took the job (`None`: it never ran).
+    fn complete(self: Box<Self>, result: Result<Vec<Tensor>>, started: Option<Instant>);
+}
 
-struct Job {
-    batch: Batch,
-    reply: Reply,
+pub(crate) struct Job {
+    pub batch: Batch,
+    pub enqueued: Instant,
+    /// Not started by then: answered [`Error::Timeout`], never run.
+    pub deadline: Option<Instant>,
+    pub waiter: Box<dyn Waiter>,
+}
+
+/// One caller's request, straight to the pool: its oneshot and its per-request stats.
+struct Direct {
+    reply: oneshot::Sender<Result<Vec<Tensor>>>,
     enqueued: Instant,
+    stats: Arc<ModelStats>,
+}
+
+impl Waiter for Direct {
+    fn is_closed(&self) -> bool {
+        self.reply.is_closed()
+    }
+
+    fn complete(self: Box<Self>, result: Result<Vec<Tensor>>, started: Option<Instant>) {
+        if let Some(started) = started {
+            self.stats.queue.record(started - self.enqueued);
+        }
+        let outcome = match result {
+            Ok(_) => &self.stats.success,
+            Err(_) => &self.stats.fail,
+        };
+        outcome.record(self.enqueued.elapsed());
+        let _ = self.reply.send(result);
+    }
 }
 
 /// N instances of one model, each on a thread of its own, fed from one queue.
@@ -114,32 +148,61 @@ impl InstancePool {
         self.workers.len()
     }
 
-    /// Queues a checked batch; the receiver yields its outputs.
-    pub fn submit(&self, batch: Batch) -> Result<oneshot::Receiver<Result<Vec<Tensor>>>> {
+    /// Queues a checked batch; the receiver yields its outputs. A batch not started by
+    /// `deadline` is answered [`Error::Timeout`] and never run.
+    pub fn submit(
+        &self,
+        batch: Batch,
+        deadline: Option<Instant>,
+    ) -> Result<oneshot::Receiver<Result<Vec<Tensor>>>> {
         let (reply, rx) = oneshot::channel();
-        let unavailable = || Error::Unavailable(self.metadata.name.clone());
-        let jobs = self.jobs.as_ref().ok_or_else(unavailable)?;
+        let enqueued = Instant::now();
+        let waiter = Direct {
+            reply,
+            enqueued,
+            stats: self.stats.clone(),
+        };
+        let jobs = self.jobs.as_ref().ok_or_else(|| self.unavailable())?;
         jobs.send(Job {
             batch,
-            reply,
-            enqueued: Instant::now(),
+            enqueued,
+            deadline,
+            waiter: Box::new(waiter),
         })
-        .map_err(|_| unavailable())?;
+        .map_err(|_| self.unavailable())?;
         Ok(rx)
+    }
+
+    /// Queues a job; if the workers are gone its waiter is answered at once.
+    pub(crate) fn submit_job(&self, job: Job) {
+        let sent = match &self.jobs {
+            Some(jobs) => jobs.send(job).map_err(|e| e.into_inner()),
+            None => Err(job),
+        };
+        if let Err(job) = sent {
+            job.waiter.complete(Err(self.unavailable()), None);
+        }
+    }
+
+    pub(crate) fn shared_stats(&self) -> Arc<ModelStats> {
+        self.stats.clone()
+    }
+
+    fn unavailable(&self) -> Error {
+        Error::Unavailable(self.metadata.name.clone())
     }
 
     /// Runs a batch and waits, blocking this thread (never call it on an async runtime).
     pub fn run_blocking(&self, batch: Batch) -> Result<Vec<Tensor>> {
-        let rx = self.submit(batch)?;
+        let rx = self.submit(batch, None)?;
         rx.blocking_recv()
-            .unwrap_or_else(|_| Err(Error::Unavailable(self.metadata.name.clone())))
+            .unwrap_or_else(|_| Err(self.unavailable()))
     }
 
     /// Runs a batch and awaits its outputs.
     pub async fn run(&self, batch: Batch) -> Result<Vec<Tensor>> {
-        let rx = self.submit(batch)?;
-        rx.await
-            .unwrap_or_else(|_| Err(Error::Unavailable(self.metadata.name.clone())))
+        let rx = self.submit(batch, None)?;
+        rx.await.unwrap_or_else(|_| Err(self.unavailable()))
     }
 }
 
@@ -160,16 +223,23 @@ impl Drop for InstancePool {
     }
 }
 
-/// A worker's loop: run each job whose caller still waits, check what came back.
+/// A worker's loop: run each job whose caller still waits and whose deadline has not
+/// passed, check what came back, count it, answer.
 fn serve(mut backend: Box<dyn Backend>, queue: Receiver<Job>, stats: &ModelStats) {
     use std::sync::atomic::Ordering::Relaxed;
     for job in queue {
-        if job.reply.is_closed() {
+        if job.waiter.is_closed() {
+            continue;
+        }
+        let started = Instant::now();
+        if job.deadline.is_some_and(|d| started >= d) {
+            let waited_ms = (started - job.enqueued).as_millis() as u64;
+            let model = backend.metadata().name.clone();
+            let timeout = Error::Timeout { model, waited_ms };
+            job.waiter.complete(Err(timeout), None);
             continue;
         }
         let rows = job.batch.rows;
-        let started = Instant::now();
-        stats.queue.record(started - job.enqueued);
         let result = catch_unwind(AssertUnwindSafe(|| backend.infer(job.batch)))
             .unwrap_or_else(|panic| {
                 let message = panic
@@ -186,7 +256,9 @@ fn serve(mut backend: Box<dyn Backend>, queue: Receiver<Job>, stats: &ModelStats
                 backend.metadata().check_outputs(&outputs, rows)?;
                 Ok(outputs)
             });
-        stats.compute_infer.record(started.elapsed());
+        let compute = started.elapsed();
+        stats.compute_infer.record(compute);
+        stats.batch_sizes.record(rows, compute);
         stats.execution_count.fetch_add(1, Relaxed);
         stats.inference_count.fetch_add(rows as u64, Relaxed);
         let now = SystemTime::now()
@@ -195,105 +267,10 @@ fn serve(mut backend: Box<dyn Backend>, queue: Receiver<Job>, stats: &ModelStats
         stats
             .last_inference_ms
             .store(now.as_millis() as u64, Relaxed);
-        let outcome = if result.is_ok() {
-            &stats.success
-        } else {
-            &stats.fail
-        };
-        outcome.record(job.enqueued.elapsed());
-        let _ = job.reply.send(result);
+        job.waiter.complete(result, Some(started));
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::{DataType, TensorSpec};
-
-    /// A backend that doubles FP32 input `X` into `Y`, and panics on NaN.
-    struct Doubler(ModelMetadata);
-
-    impl Backend for Doubler {
-        fn metadata(&self) -> &ModelMetadata {
-            &self.0
-        }
-        fn infer(&mut self, batch: Batch) -> Result<Vec<Tensor>> {
-            let x = batch.inputs[0].to_vec::<f32>()?;
-            assert!(!x.iter().any(|v| v.is_nan()), "NaN input");
-            let y: Vec<f32> = x.iter().map(|v| v * 2.0).collect();
-            Ok(vec![Tensor::from_slice(
-                "Y",
-                batch.inputs[0].shape.clone(),
-                &y,
-            )?])
-        }
-    }
-
-    fn doubler(_: usize) -> Result<Box<dyn Backend>> {
-        let spec = |name: &str| TensorSpec {
-            name: name.into(),
-            datatype: DataType::Fp32,
-            dims: vec![1],
-        };
-        Ok(Box::new(Doubler(ModelMetadata {
-            name: "doubler".into(),
-            version: 1,
-            platform: "test".into(),
-            max_batch_size: 8,
-            inputs: vec![spec("X")],
-            outputs: vec![spec("Y")],
-        })))
-    }
-
-    fn batch(pool: &InstancePool, v: f32) -> Batch {
-        let x = Tensor::from_slice("X", vec![1, 1], &[v]).unwrap();
-        pool.metadata().prepare(vec![x]).unwrap()
-    }
-
-    #[test]
-    fn many_threads_share_a_pool() {
-        let pool = InstancePool::start("doubler", 3, doubler).unwrap();
-        assert_eq!(pool.instances(), 3);
-        std::thread::scope(|s| {
-            for t in 0..8 {
-                let pool = &pool;
-                s.spawn(move || {
-                    for i in 0..50 {
-                        let v = (t * 100 + i) as f32;
-                        let y = pool.run_blocking(batch(pool, v)).unwrap();
-                        assert_eq!(y[0].to_vec::<f32>().unwrap(), vec![v * 2.0]);
-                    }
-                });
-            }
-        });
-    }
-
-    #[test]
-    fn a_panic_fails_one_request_and_the_worker_lives() {
-        let pool = InstancePool::start("doubler", 1, doubler).unwrap();
-        let err = pool
-            .run_blocking(batch(&pool, f32::NAN))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("the bridge panicked: NaN input"), "{err}");
-        assert_eq!(
-            pool.run_blocking(batch(&pool, 2.0)).unwrap()[0]
-                .to_vec::<f32>()
-                .unwrap(),
-            vec![4.0]
-        );
-    }
-
-    #[test]
-    fn a_load_error_is_returned() {
-        let err = InstancePool::start("broken", 2, |i| {
-            if i == 1 {
-                Err(Error::Unavailable("instance 1".into()))
-            } else {
-                doubler(i)
-            }
-        })
-        .unwrap_err();
-        assert!(err.to_string().contains("instance 1"), "{err}");
-    }
-}
+#[path = "pool_tests.rs"]
+mod tests;

@@ -2,17 +2,17 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-use crate::{Error, InstancePool, ModelDir, Result};
+use crate::{Error, ModelDir, Result, ServedModel};
 
-/// Builds the instance pool of an opened model directory (the facade supplies it,
-/// knowing which bridges were compiled in).
-pub type Loader = Arc<dyn Fn(&ModelDir) -> Result<InstancePool> + Send + Sync>;
+/// Starts an opened model directory: its instance pool, and its batching scheduler when
+/// configured (the facade supplies it, knowing which bridges were compiled in).
+pub type Loader = Arc<dyn Fn(&ModelDir) -> Result<ServedModel> + Send + Sync>;
 
 /// Where a model of the repository stands.
 #[derive(Debug, Clone)]
 pub enum ModelState {
     Loading,
-    Ready(Arc<InstancePool>),
+    Ready(Arc<ServedModel>),
     /// Failed to load, or unloaded; the reason says which.
     Unavailable(String),
 }
@@ -77,7 +77,8 @@ impl Registry {
         Ok(names.iter().filter(|name| self.load(name).is_ok()).count())
     }
 
-    /// Loads (or reloads) `name`; its old pool keeps serving until the new one is ready.
+    /// Loads (or reloads) `name`; its old instances keep serving until the new ones are
+    /// ready.
     pub fn load(&self, name: &str) -> Result<()> {
         if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
             return Err(Error::ModelNotFound(name.to_string()));
@@ -94,8 +95,8 @@ impl Registry {
         let loaded = ModelDir::open(&path, None).and_then(|dir| (self.loader)(&dir));
         let mut models = self.models.write().unwrap();
         match loaded {
-            Ok(pool) => {
-                models.insert(name.to_string(), ModelState::Ready(Arc::new(pool)));
+            Ok(model) => {
+                models.insert(name.to_string(), ModelState::Ready(Arc::new(model)));
                 Ok(())
             }
             Err(e) => {
@@ -118,8 +119,8 @@ impl Registry {
         }
     }
 
-    /// The ready pool of `name`, at `version` if one is asked for.
-    pub fn get(&self, name: &str, version: Option<u64>) -> Result<Arc<InstancePool>> {
+    /// The ready model `name`, at `version` if one is asked for.
+    pub fn get(&self, name: &str, version: Option<u64>) -> Result<Arc<ServedModel>> {
         let models = self.models.read().unwrap();
         match models.get(name) {
             None => Err(Error::ModelNotFound(name.to_string())),
@@ -182,7 +183,7 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Backend, Batch, ModelMetadata, Tensor};
+    use crate::{Backend, Batch, InstancePool, ModelMetadata, Tensor};
 
     struct Empty(ModelMetadata);
 
@@ -213,9 +214,10 @@ mod tests {
                 inputs: vec![],
                 outputs: vec![],
             };
-            InstancePool::start(&dir.name, 1, move |_| {
+            let pool = InstancePool::start(&dir.name, 1, move |_| {
                 Ok(Box::new(Empty(meta.clone())) as Box<dyn Backend>)
-            })
+            })?;
+            Ok(pool.into())
         })
     }
 

@@ -3,7 +3,7 @@
 
 use std::ffi::{CStr, CString, c_char};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use pyo3::prelude::*;
 use pyo3::{ffi, sync::PyOnceLock};
@@ -75,12 +75,20 @@ fn chosen_venv(configured: Option<&Path>) -> Option<(PathBuf, &'static str)> {
 }
 
 /// The (major, minor) version of the linked libpython; callable before it starts.
+///
+/// Read once: `Py_GetVersion` (CPython 3.11 at least) rewrites a static buffer on every
+/// call, so instances loading on several threads at once could read it half-written
+/// (seen as "embeds Python 0.0" with `instances = 2`).
 fn embedded_version() -> (u8, u8) {
-    // SAFETY: Py_GetVersion returns a static NUL-terminated string and is documented
-    // as safe to call before the interpreter is initialised.
-    let version = unsafe { CStr::from_ptr(ffi::Py_GetVersion()) }.to_string_lossy();
-    let mut parts = version.split(['.', ' ']).map(|p| p.parse().unwrap_or(0));
-    (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
+    static VERSION: OnceLock<(u8, u8)> = OnceLock::new();
+    *VERSION.get_or_init(|| {
+        // SAFETY: Py_GetVersion returns a static NUL-terminated string and is documented
+        // as safe to call before the interpreter is initialised; OnceLock makes this the
+        // only call.
+        let version = unsafe { CStr::from_ptr(ffi::Py_GetVersion()) }.to_string_lossy();
+        let mut parts = version.split(['.', ' ']).map(|p| p.parse().unwrap_or(0));
+        (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
+    })
 }
 
 /// Starts the interpreter once per process; later calls return the first outcome. A

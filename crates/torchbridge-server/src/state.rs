@@ -1,7 +1,7 @@
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use torchbridge_core::{InstancePool, Registry, Result, Tensor};
+use torchbridge_core::{Registry, Result, ServedModel, Tensor};
 
 /// Settings every transport reads.
 #[derive(Debug, Clone)]
@@ -39,17 +39,35 @@ impl AppState {
         }
     }
 
-    /// The one inference path: find the model, check the inputs, run, await.
-    /// Returns the pool too, so callers can read its metadata for the response.
+    /// The one inference path: find the model, check the inputs, run, await. A request
+    /// no instance has started within the server's `request_timeout` is answered
+    /// `Error::Timeout` and never run. Returns the model too, so callers can read its
+    /// metadata for the response.
     pub async fn infer(
         &self,
         model: &str,
         version: Option<u64>,
         inputs: Vec<Tensor>,
-    ) -> Result<(Arc<InstancePool>, Vec<Tensor>)> {
-        let pool = self.registry.get(model, version)?;
-        let batch = pool.metadata().prepare(inputs)?;
-        let outputs = pool.run(batch).await?;
-        Ok((pool, outputs))
+    ) -> Result<(Arc<ServedModel>, Vec<Tensor>)> {
+        self.infer_within(model, version, inputs, None).await
+    }
+
+    /// As [`AppState::infer`], with the client's own time limit when it gives one (the
+    /// server's `request_timeout` still applies when shorter).
+    pub async fn infer_within(
+        &self,
+        model: &str,
+        version: Option<u64>,
+        inputs: Vec<Tensor>,
+        timeout: Option<Duration>,
+    ) -> Result<(Arc<ServedModel>, Vec<Tensor>)> {
+        let limit = timeout.map_or(self.settings.request_timeout, |t| {
+            t.min(self.settings.request_timeout)
+        });
+        let deadline = Instant::now().checked_add(limit);
+        let served = self.registry.get(model, version)?;
+        let batch = served.metadata().prepare(inputs)?;
+        let outputs = served.run_with_deadline(batch, deadline).await?;
+        Ok((served, outputs))
     }
 }

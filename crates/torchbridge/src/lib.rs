@@ -13,6 +13,7 @@
 //! (`python`, `torchscript`, `onnx`), so a service pays only for the engines it uses.
 //! A [`Model`] is `Send + Sync`: it owns a pool of instance threads, and `infer` may be
 //! called from any number of threads at once (or awaited with [`Model::infer_async`]).
+//! With a `[batching]` table in its config, concurrent calls are batched together.
 
 mod bridges;
 pub mod compare;
@@ -20,16 +21,23 @@ pub mod npy;
 pub mod random;
 
 use std::path::Path;
+use std::time::Instant;
 
 pub use bridges::{compiled_bridges, runtime_versions};
 pub use torchbridge_core::{
-    Backend, BackendKind, Batch, DataType, Device, Element, Error, InstancePool, LoadContext,
-    ModelConfig, ModelDir, ModelForm, ModelMetadata, PythonError, Registry, Result, Tensor,
-    TensorSpec,
+    Backend, BackendKind, Batch, BatchingConfig, DataType, Device, Element, Error, InstancePool,
+    LoadContext, ModelConfig, ModelDir, ModelForm, ModelMetadata, ModelStats, PythonError,
+    Registry, Result, ServedModel, Tensor, TensorSpec,
 };
 
+/// Starts the model through `bridge`: its instances, behind a batching scheduler when
+/// the config has a `[batching]` table; the loader a server's [`Registry`] uses.
+pub fn start_model(dir: &ModelDir, bridge: BackendKind) -> Result<ServedModel> {
+    ServedModel::new(start_pool(dir, bridge)?, dir.config.batching.as_ref())
+}
+
 /// Starts `config.instances` instances of the model through `bridge`, each loading
-/// on its own thread; the loader a server's [`torchbridge_core::Registry`] uses.
+/// on its own thread (no batching: see [`start_model`]).
 pub fn start_pool(dir: &ModelDir, bridge: BackendKind) -> Result<InstancePool> {
     let ctx = LoadContext {
         model: dir.name.clone(),
@@ -50,12 +58,13 @@ pub fn start_pool(dir: &ModelDir, bridge: BackendKind) -> Result<InstancePool> {
     })
 }
 
-/// A loaded model: one or more backend instances of one bridge, behind a queue.
+/// A loaded model: one or more backend instances of one bridge, behind a queue (a
+/// batching one when configured).
 #[derive(Debug)]
 pub struct Model {
     dir: ModelDir,
     bridge: BackendKind,
-    pool: InstancePool,
+    served: ServedModel,
 }
 
 impl Model {
@@ -75,12 +84,21 @@ impl Model {
 
     /// Loads an opened model directory (a chosen version) through `bridge`.
     pub fn from_dir(dir: ModelDir, bridge: BackendKind) -> Result<Self> {
-        let pool = start_pool(&dir, bridge)?;
-        Ok(Model { dir, bridge, pool })
+        let served = start_model(&dir, bridge)?;
+        Ok(Model {
+            dir,
+            bridge,
+            served,
+        })
     }
 
     pub fn metadata(&self) -> &ModelMetadata {
-        self.pool.metadata()
+        self.served.metadata()
+    }
+
+    /// Counters of calls, rows, batch sizes and time spent queued and computing.
+    pub fn stats(&self) -> &ModelStats {
+        self.served.stats()
     }
 
     /// The bridge this model runs through.
@@ -96,12 +114,24 @@ impl Model {
     /// Call it from threads, not from inside an async runtime (use `infer_async` there).
     pub fn infer(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
         let batch = self.metadata().prepare(inputs)?;
-        self.pool.run_blocking(batch)
+        self.served.run_blocking(batch)
+    }
+
+    /// As [`Model::infer`], but answered [`Error::Timeout`] (and never run) if no
+    /// instance has started on it by `deadline`.
+    pub fn infer_with_deadline(
+        &self,
+        inputs: Vec<Tensor>,
+        deadline: Instant,
+    ) -> Result<Vec<Tensor>> {
+        let batch = self.metadata().prepare(inputs)?;
+        self.served
+            .run_blocking_with_deadline(batch, Some(deadline))
     }
 
     /// As [`Model::infer`], awaiting the result instead of blocking.
     pub async fn infer_async(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
         let batch = self.metadata().prepare(inputs)?;
-        self.pool.run(batch).await
+        self.served.run(batch).await
     }
 }

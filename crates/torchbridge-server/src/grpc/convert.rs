@@ -8,13 +8,15 @@
 //! when the response is encoded.
 
 use std::fmt::Display;
+use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use torchbridge_core::{DataType, Error, ModelMetadata, Result, Tensor};
 
+use super::proto::infer_parameter::ParameterChoice;
 use super::proto::model_infer_request::{InferInputTensor, InferRequestedOutputTensor};
 use super::proto::model_infer_response::InferOutputTensor;
-use super::proto::{InferTensorContents, ModelInferResponse};
+use super::proto::{InferParameter, InferTensorContents, ModelInferResponse};
 
 #[cfg(test)]
 mod tests;
@@ -33,6 +35,22 @@ pub(crate) fn version(text: &str) -> Result<Option<u64>> {
             "model version `{text}` is not a version number (leave it empty for the latest)"
         ))
     })
+}
+
+/// The request's `timeout` parameter, in microseconds as Triton's clients send it: the
+/// time an instance has to start on the request before it is answered with a timeout.
+pub(crate) fn timeout(parameter: Option<&InferParameter>) -> Result<Option<Duration>> {
+    let micros = match parameter.and_then(|p| p.parameter_choice.as_ref()) {
+        None => return Ok(None),
+        Some(ParameterChoice::Int64Param(us)) => u64::try_from(*us).ok(),
+        Some(ParameterChoice::Uint64Param(us)) => Some(*us),
+        Some(_) => None,
+    };
+    micros
+        .map(|us| Some(Duration::from_micros(us)))
+        .ok_or_else(|| {
+            invalid("the `timeout` parameter must be a number of microseconds ≥ 0".into())
+        })
 }
 
 /// The request's input tensors, in request order.

@@ -9,6 +9,8 @@ pub(crate) fn code(err: &Error) -> Code {
         Error::InvalidInput(_) | Error::Config { .. } => Code::InvalidArgument,
         Error::ModelNotFound(_) => Code::NotFound,
         Error::NotReady { .. } | Error::Unavailable(_) => Code::Unavailable,
+        Error::Overloaded { .. } => Code::ResourceExhausted,
+        Error::Timeout { .. } => Code::DeadlineExceeded,
         Error::Inference { .. } | Error::Python { .. } => Code::Internal,
         // The model's files or config must change before a retry can succeed.
         Error::Load { .. } => Code::FailedPrecondition,
@@ -102,6 +104,22 @@ mod tests {
             },
             Code::FailedPrecondition,
             "model `m` failed to load through the onnx bridge: no such file",
+        );
+        check(
+            Error::Overloaded {
+                model: "m".into(),
+                queued: 4,
+            },
+            Code::ResourceExhausted,
+            "model `m` is overloaded: 4 requests are already queued",
+        );
+        check(
+            Error::Timeout {
+                model: "m".into(),
+                waited_ms: 7,
+            },
+            Code::DeadlineExceeded,
+            "model `m` did not start the request before its deadline (queued 7 ms)",
         );
     }
 

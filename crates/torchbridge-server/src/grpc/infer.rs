@@ -66,15 +66,18 @@ async fn run(state: &AppState, request: ModelInferRequest) -> Result<ModelInferR
         inputs,
         outputs,
         raw_input_contents,
-        ..
+        parameters,
     } = request;
     let version = convert::version(&model_version)?;
+    let timeout = convert::timeout(parameters.get("timeout"))?;
     if !outputs.is_empty() {
         let pool = state.registry.get(&model_name, version)?;
         convert::check_requested(pool.metadata(), &outputs)?;
     }
     let tensors = convert::inputs(inputs, raw_input_contents)?;
-    let (pool, results) = state.infer(&model_name, version, tensors).await?;
+    let (pool, results) = state
+        .infer_within(&model_name, version, tensors, timeout)
+        .await?;
     Ok(convert::response(pool.metadata(), id, results, &outputs))
 }
 

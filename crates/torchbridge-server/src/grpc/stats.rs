@@ -1,11 +1,11 @@
-//! Triton's per-model statistics, from each instance pool's counters.
+//! Triton's per-model statistics, from each served model's counters.
 
-use torchbridge_core::{DurationStat, InstancePool, Result};
+use torchbridge_core::{DurationStat, Result, ServedModel};
 
 use super::convert;
 use super::proto::{
-    InferStatistics, ModelStatistics, ModelStatisticsRequest, ModelStatisticsResponse,
-    StatisticDuration,
+    InferBatchStatistics, InferStatistics, ModelStatistics, ModelStatisticsRequest,
+    ModelStatisticsResponse, StatisticDuration,
 };
 use crate::AppState;
 
@@ -13,6 +13,7 @@ use crate::AppState;
 /// Stages torchbridge does not time apart from the bridge call (input and output
 /// copies) count every execution at zero time: perf_analyzer refuses statistics whose
 /// compute_input, compute_infer and compute_output counts differ. The cache reads zero.
+/// `batch_stats` counts backend calls by the rows they ran.
 pub(super) fn statistics(
     state: &AppState,
     request: &ModelStatisticsRequest,
@@ -32,7 +33,7 @@ pub(super) fn statistics(
     Ok(ModelStatisticsResponse { model_stats })
 }
 
-fn model_statistics(pool: &InstancePool) -> ModelStatistics {
+fn model_statistics(pool: &ServedModel) -> ModelStatistics {
     use std::sync::atomic::Ordering::Relaxed;
     let (m, s) = (pool.metadata(), pool.stats());
     let duration = |d: &DurationStat| {
@@ -47,6 +48,20 @@ fn model_statistics(pool: &InstancePool) -> ModelStatistics {
         ns: 0,
     });
     let zero = Some(StatisticDuration::default());
+    let batch_stats = s
+        .batch_sizes
+        .snapshot()
+        .into_iter()
+        .map(|b| {
+            let calls = |ns| Some(StatisticDuration { count: b.count, ns });
+            InferBatchStatistics {
+                batch_size: b.batch_size as u64,
+                compute_input: calls(0),
+                compute_infer: calls(b.nanos),
+                compute_output: calls(0),
+            }
+        })
+        .collect();
     ModelStatistics {
         name: m.name.clone(),
         version: m.version.to_string(),
@@ -63,6 +78,7 @@ fn model_statistics(pool: &InstancePool) -> ModelStatistics {
             cache_hit: zero,
             cache_miss: zero,
         }),
+        batch_stats,
         ..Default::default()
     }
 }

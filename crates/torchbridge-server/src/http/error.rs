@@ -64,6 +64,8 @@ impl From<Error> for ApiError {
             Error::InvalidInput(_) => StatusCode::BAD_REQUEST,
             Error::ModelNotFound(_) => StatusCode::NOT_FOUND,
             Error::NotReady { .. } | Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Overloaded { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Error::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Error::Inference { .. }
             | Error::Python { .. }
             | Error::Load { .. }
@@ -123,6 +125,20 @@ mod tests {
                     message: "boom".into(),
                 },
                 500,
+            ),
+            (
+                Error::Overloaded {
+                    model: "m".into(),
+                    queued: 4,
+                },
+                429,
+            ),
+            (
+                Error::Timeout {
+                    model: "m".into(),
+                    waited_ms: 7,
+                },
+                504,
             ),
         ];
         for (error, status) in cases {

@@ -7,7 +7,7 @@
 use axum::Json;
 use axum::extract::State;
 use serde_json::{Value, json};
-use torchbridge_core::{DurationStat, InstancePool};
+use torchbridge_core::{DurationStat, ServedModel};
 
 use super::error::ApiError;
 use super::extract::ModelRef;
@@ -37,7 +37,7 @@ fn duration(stat: &DurationStat) -> Value {
     json!({ "count": stat.count(), "ns": stat.nanos() })
 }
 
-fn model_stats(pool: &InstancePool) -> Value {
+fn model_stats(pool: &ServedModel) -> Value {
     use std::sync::atomic::Ordering::Relaxed;
     let (m, s) = (pool.metadata(), pool.stats());
     let zero = json!({ "count": 0, "ns": 0 });

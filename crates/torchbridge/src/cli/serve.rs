@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use torchbridge::{Registry, start_pool};
+use torchbridge::{Registry, start_model};
 use torchbridge_server::{AppState, ServerSettings};
 
 /// Serve every model of a repository over HTTP and gRPC (KServe v2 / Open Inference Protocol).
@@ -54,7 +54,7 @@ async fn serve(
         .with_context(|| format!("cannot serve metrics on {}", addr(args.metrics_port)))?;
     let registry = Arc::new(Registry::new(
         &args.model_repository,
-        Arc::new(|dir: &torchbridge::ModelDir| start_pool(dir, dir.config.backend)),
+        Arc::new(|dir: &torchbridge::ModelDir| start_model(dir, dir.config.backend)),
     ));
     let names = registry.scan()?;
     let settings = ServerSettings {

@@ -2,6 +2,9 @@
 //! `tests/fixtures/make_fixtures.py` generates with real torch at test time.
 //! One test binary, modules by topic.
 
+mod batching;
+#[cfg(all(feature = "python", feature = "torchscript", feature = "onnx"))]
+mod cli;
 mod common;
 mod concurrency;
 mod errors;

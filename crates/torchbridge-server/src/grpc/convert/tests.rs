@@ -359,3 +359,26 @@ fn responses_hold_the_asked_outputs_as_raw_bytes_in_order() {
     assert_eq!(some.outputs[0].name, "B");
     assert_eq!(some.raw_output_contents, vec![b.data]);
 }
+
+#[test]
+fn the_timeout_parameter_is_in_microseconds() {
+    let param = |choice| InferParameter {
+        parameter_choice: Some(choice),
+    };
+    assert_eq!(timeout(None).unwrap(), None);
+    assert_eq!(
+        timeout(Some(&param(ParameterChoice::Int64Param(1500)))).unwrap(),
+        Some(Duration::from_micros(1500))
+    );
+    assert_eq!(
+        timeout(Some(&param(ParameterChoice::Uint64Param(7)))).unwrap(),
+        Some(Duration::from_micros(7))
+    );
+    for bad in [
+        ParameterChoice::Int64Param(-1),
+        ParameterChoice::StringParam("1s".into()),
+    ] {
+        let e = timeout(Some(&param(bad))).unwrap_err().to_string();
+        assert!(e.contains("`timeout` parameter"), "{e}");
+    }
+}

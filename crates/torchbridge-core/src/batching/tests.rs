@@ -1,0 +1,227 @@
+//! The scheduler end to end, on a backend that doubles its input and logs each call.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::{
+    Backend, Batch, BatchingConfig, DataType, Error, InstancePool, ModelMetadata, Result,
+    ServedModel, Tensor, TensorSpec,
+};
+
+/// Doubles FP32 `X` (any width) into `Y`; logs each call's rows; sleeps `pause` per
+/// call; panics on NaN.
+struct Doubler {
+    meta: ModelMetadata,
+    calls: Arc<Mutex<Vec<usize>>>,
+    pause: Duration,
+}
+
+impl Backend for Doubler {
+    fn metadata(&self) -> &ModelMetadata {
+        &self.meta
+    }
+    fn infer(&mut self, batch: Batch) -> Result<Vec<Tensor>> {
+        self.calls.lock().unwrap().push(batch.rows);
+        std::thread::sleep(self.pause);
+        let x = batch.inputs[0].to_vec::<f32>()?;
+        assert!(!x.iter().any(|v| v.is_nan()), "NaN input");
+        let y: Vec<f32> = x.iter().map(|v| v * 2.0).collect();
+        Ok(vec![Tensor::from_slice(
+            "Y",
+            batch.inputs[0].shape.clone(),
+            &y,
+        )?])
+    }
+}
+
+struct Setup {
+    model: ServedModel,
+    calls: Arc<Mutex<Vec<usize>>>,
+}
+
+fn served(instances: usize, pause_ms: u64, config: BatchingConfig) -> Setup {
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let spec = |name: &str| TensorSpec {
+        name: name.into(),
+        datatype: DataType::Fp32,
+        dims: vec![-1],
+    };
+    let meta = ModelMetadata {
+        name: "doubler".into(),
+        version: 1,
+        platform: "test".into(),
+        max_batch_size: 8,
+        inputs: vec![spec("X")],
+        outputs: vec![spec("Y")],
+    };
+    let log = calls.clone();
+    let pool = InstancePool::start("doubler", instances, move |_| {
+        Ok(Box::new(Doubler {
+            meta: meta.clone(),
+            calls: log.clone(),
+            pause: Duration::from_millis(pause_ms),
+        }) as Box<dyn Backend>)
+    })
+    .unwrap();
+    let model = ServedModel::new(pool, Some(&config)).unwrap();
+    Setup { model, calls }
+}
+
+fn config(delay_us: u64, preferred: &[u32], max_queue_size: u32) -> BatchingConfig {
+    BatchingConfig {
+        max_queue_delay_us: delay_us,
+        preferred_batch_sizes: preferred.to_vec(),
+        max_queue_size,
+    }
+}
+
+/// `rows` rows of `width` values, starting at `first` and counting up.
+fn batch(model: &ServedModel, first: f32, rows: usize, width: usize) -> Batch {
+    let values: Vec<f32> = (0..rows * width).map(|i| first + i as f32).collect();
+    let x = Tensor::from_slice("X", vec![rows as i64, width as i64], &values).unwrap();
+    model.metadata().prepare(vec![x]).unwrap()
+}
+
+fn doubled(first: f32, rows: usize, width: usize) -> Vec<f32> {
+    (0..rows * width)
+        .map(|i| 2.0 * (first + i as f32))
+        .collect()
+}
+
+#[test]
+fn many_threads_get_their_own_rows_from_shared_batches() {
+    let Setup { model, calls } = served(2, 1, config(2000, &[4, 8], 1024));
+    std::thread::scope(|s| {
+        for t in 0..24 {
+            let model = &model;
+            s.spawn(move || {
+                for i in 0..20 {
+                    let (rows, width) = (1 + (t + i) % 3, 2 + t % 2);
+                    let first = (t * 1000 + i * 10) as f32;
+                    let y = model
+                        .run_blocking(batch(model, first, rows, width))
+                        .unwrap();
+                    assert_eq!(y[0].shape, vec![rows as i64, width as i64]);
+                    assert_eq!(y[0].to_vec::<f32>().unwrap(), doubled(first, rows, width));
+                }
+            });
+        }
+    });
+    let calls = calls.lock().unwrap();
+    assert!(
+        calls.iter().all(|&rows| (1..=8).contains(&rows)),
+        "{calls:?}"
+    );
+    assert!(calls.iter().any(|&rows| rows > 3), "no batching: {calls:?}");
+    let stats = model.stats();
+    let sizes = stats.batch_sizes.snapshot();
+    assert_eq!(
+        sizes.iter().map(|s| s.count).sum::<u64>(),
+        calls.len() as u64
+    );
+    assert_eq!(stats.success.count(), 24 * 20);
+    assert_eq!(stats.queue.count(), 24 * 20);
+    assert_eq!(
+        stats
+            .execution_count
+            .load(std::sync::atomic::Ordering::Relaxed),
+        calls.len() as u64
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_preferred_size_goes_at_once_and_async_callers_work() {
+    // A long delay: only the preferred size can release these three together.
+    let Setup { model, calls } = served(1, 0, config(5_000_000, &[3], 16));
+    let model = Arc::new(model);
+    let runs: Vec<_> = (0..3)
+        .map(|i| {
+            let model = model.clone();
+            tokio::spawn(async move { model.run(batch(&model, i as f32, 1, 2)).await })
+        })
+        .collect();
+    for (i, run) in runs.into_iter().enumerate() {
+        let y = run.await.unwrap().unwrap();
+        assert_eq!(y[0].to_vec::<f32>().unwrap(), doubled(i as f32, 1, 2));
+    }
+    assert_eq!(*calls.lock().unwrap(), vec![3]);
+}
+
+#[test]
+fn a_failed_batch_fails_every_request_in_it() {
+    let Setup { model, calls } = served(1, 0, config(60_000_000, &[2], 16));
+    let mut bad = batch(&model, 0.0, 1, 1);
+    bad.inputs[0] = Tensor::from_slice("X", vec![1, 1], &[f32::NAN]).unwrap();
+    let a = model.submit(bad, None).unwrap();
+    let b = model.submit(batch(&model, 1.0, 1, 1), None).unwrap();
+    for rx in [a, b] {
+        let e = rx.blocking_recv().unwrap().unwrap_err().to_string();
+        assert!(e.contains("the bridge panicked: NaN input"), "{e}");
+    }
+    assert_eq!(*calls.lock().unwrap(), vec![2]);
+    assert_eq!(model.stats().fail.count(), 2);
+}
+
+#[test]
+fn a_full_queue_refuses_and_every_request_is_answered() {
+    // One slow instance: one batch runs, one waits, and four requests may queue.
+    let Setup { model, .. } = served(1, 20, config(100, &[], 4));
+    let results: Vec<Result<Vec<Tensor>>> = std::thread::scope(|s| {
+        let model = &model;
+        let handles: Vec<_> = (0..32)
+            .map(|t| s.spawn(move || model.run_blocking(batch(model, t as f32, 8, 1))))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut overloaded = 0;
+    for (t, result) in results.into_iter().enumerate() {
+        match result {
+            Ok(y) => assert_eq!(y[0].to_vec::<f32>().unwrap(), doubled(t as f32, 8, 1)),
+            Err(Error::Overloaded { model, queued }) => {
+                assert_eq!((model.as_str(), queued), ("doubler", 4));
+                overloaded += 1;
+            }
+            Err(e) => panic!("request {t}: {e}"),
+        }
+    }
+    assert!(overloaded > 0, "the queue never filled");
+}
+
+#[test]
+fn a_request_past_its_deadline_is_answered_and_never_run() {
+    let Setup { model, calls } = served(1, 0, config(60_000_000, &[], 16));
+    let soon = std::time::Instant::now() + Duration::from_millis(20);
+    let e = model
+        .run_blocking_with_deadline(batch(&model, 0.0, 1, 1), Some(soon))
+        .unwrap_err();
+    assert!(matches!(e, Error::Timeout { .. }), "{e}");
+    assert!(
+        e.to_string()
+            .contains("did not start the request before its deadline")
+    );
+    assert!(calls.lock().unwrap().is_empty());
+    assert_eq!(model.stats().fail.count(), 1);
+}
+
+#[test]
+fn a_request_whose_caller_left_is_never_run() {
+    let Setup { model, calls } = served(1, 0, config(50_000, &[], 16));
+    drop(model.submit(batch(&model, 0.0, 1, 1), None).unwrap());
+    let y = model.run_blocking(batch(&model, 1.0, 1, 1)).unwrap();
+    assert_eq!(y[0].to_vec::<f32>().unwrap(), vec![2.0]);
+    assert_eq!(*calls.lock().unwrap(), vec![1]);
+}
+
+#[test]
+fn dropping_the_model_runs_what_is_queued() {
+    let Setup { model, calls } = served(1, 5, config(60_000_000, &[], 64));
+    let pending: Vec<_> = (0..20)
+        .map(|i| model.submit(batch(&model, i as f32, 1, 1), None).unwrap())
+        .collect();
+    drop(model);
+    for (i, rx) in pending.into_iter().enumerate() {
+        let y = rx.blocking_recv().unwrap().unwrap();
+        assert_eq!(y[0].to_vec::<f32>().unwrap(), doubled(i as f32, 1, 1));
+    }
+    assert_eq!(calls.lock().unwrap().iter().sum::<usize>(), 20);
+}

@@ -1,0 +1,128 @@
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::oneshot;
+
+use crate::batching::Scheduler;
+use crate::{
+    Batch, BatchingConfig, Error, InstancePool, ModelMetadata, ModelStats, Result, Tensor,
+};
+
+/// A model ready to serve: its instance pool, behind a dynamic-batching scheduler when
+/// the config has a `[batching]` table. What the registry and the library facade hold;
+/// `Send + Sync`, so share it behind an `Arc`.
+#[derive(Debug)]
+pub struct ServedModel {
+    pool: Arc<InstancePool>,
+    batching: Option<(Scheduler, BatchingConfig)>,
+}
+
+impl From<InstancePool> for ServedModel {
+    /// Requests go straight to the pool, one backend call each.
+    fn from(pool: InstancePool) -> Self {
+        ServedModel {
+            pool: Arc::new(pool),
+            batching: None,
+        }
+    }
+}
+
+impl ServedModel {
+    /// Serves `pool`, batching requests together when `batching` is given (the model
+    /// must have a batch dimension: `max_batch_size > 0`).
+    pub fn new(pool: InstancePool, batching: Option<&BatchingConfig>) -> Result<Self> {
+        let Some(config) = batching else {
+            return Ok(pool.into());
+        };
+        let meta = pool.metadata();
+        if meta.max_batch_size == 0 {
+            return Err(Error::Load {
+                model: meta.name.clone(),
+                bridge: "batching",
+                message: "`[batching]` needs `max_batch_size` > 0".into(),
+            });
+        }
+        let pool = Arc::new(pool);
+        let scheduler = Scheduler::start(pool.clone(), config)?;
+        Ok(ServedModel {
+            pool,
+            batching: Some((scheduler, config.clone())),
+        })
+    }
+
+    pub fn metadata(&self) -> &ModelMetadata {
+        self.pool.metadata()
+    }
+
+    /// Counters of this model's requests and backend calls.
+    pub fn stats(&self) -> &ModelStats {
+        self.pool.stats()
+    }
+
+    pub fn instances(&self) -> usize {
+        self.pool.instances()
+    }
+
+    /// The dynamic batching settings, when requests are batched.
+    pub fn batching(&self) -> Option<&BatchingConfig> {
+        self.batching.as_ref().map(|(_, config)| config)
+    }
+
+    /// Queues a checked batch (from [`ModelMetadata::prepare`]); the receiver yields its
+    /// outputs. A request not started by `deadline` is answered [`Error::Timeout`] and
+    /// never run; one whose receiver is dropped first is never run either. With batching
+    /// on, a full queue answers [`Error::Overloaded`].
+    pub fn submit(
+        &self,
+        batch: Batch,
+        deadline: Option<Instant>,
+    ) -> Result<oneshot::Receiver<Result<Vec<Tensor>>>> {
+        match &self.batching {
+            None => self.pool.submit(batch, deadline),
+            Some((scheduler, _)) => {
+                let (reply, rx) = oneshot::channel();
+                if scheduler.send(batch, deadline, reply) {
+                    Ok(rx)
+                } else {
+                    Err(self.unavailable())
+                }
+            }
+        }
+    }
+
+    /// Runs a checked batch and awaits its outputs.
+    pub async fn run(&self, batch: Batch) -> Result<Vec<Tensor>> {
+        self.run_with_deadline(batch, None).await
+    }
+
+    /// As [`ServedModel::run`], answered [`Error::Timeout`] if not started by `deadline`.
+    pub async fn run_with_deadline(
+        &self,
+        batch: Batch,
+        deadline: Option<Instant>,
+    ) -> Result<Vec<Tensor>> {
+        let rx = self.submit(batch, deadline)?;
+        rx.await.unwrap_or_else(|_| Err(self.unavailable()))
+    }
+
+    /// Runs a checked batch and waits, blocking this thread (never on an async runtime).
+    pub fn run_blocking(&self, batch: Batch) -> Result<Vec<Tensor>> {
+        self.run_blocking_with_deadline(batch, None)
+    }
+
+    /// As [`ServedModel::run_blocking`], answered [`Error::Timeout`] if not started by
+    /// `deadline`.
+    pub fn run_blocking_with_deadline(
+        &self,
+        batch: Batch,
+        deadline: Option<Instant>,
+    ) -> Result<Vec<Tensor>> {
+        let rx = self.submit(batch, deadline)?;
+        rx.blocking_recv()
+            .unwrap_or_else(|_| Err(self.unavailable()))
+    }
+
+    fn unavailable(&self) -> Error {
+        Error::Unavailable(self.metadata().name.clone())
+    }
+}

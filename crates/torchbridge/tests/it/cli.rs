@@ -1,0 +1,136 @@
+//! The `torchbridge` binary's `infer` and `check` verbs, run as a user runs them.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use crate::common::{model_dir, workspace};
+
+fn torchbridge(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_torchbridge"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn text(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+#[test]
+fn check_finds_the_forms_agree_and_names_the_fastest() {
+    let dir = model_dir("multi_io");
+    let out = torchbridge(&[
+        "check",
+        dir.to_str().unwrap(),
+        "--batch-sizes",
+        "1,4",
+        "--iterations",
+        "3",
+    ]);
+    let shown = text(&out);
+    assert!(out.status.success(), "{shown}");
+    for needle in [
+        "reference: python",
+        "torchscript  SCALED",
+        "onnx         IDS_PLUS",
+        "fastest:",
+        "verdict: the forms agree",
+    ] {
+        assert!(shown.contains(needle), "missing {needle:?} in:\n{shown}");
+    }
+}
+
+#[test]
+fn check_fails_when_a_form_disagrees() {
+    let copy = tempfile::tempdir().unwrap();
+    copy_dir(&model_dir("mlp"), copy.path());
+    // A python handler that ignores its weights: it disagrees with the TorchScript file.
+    let zeros = "import torch\n\nclass Model:\n    def __init__(self, model_dir, config):\n        pass\n\n    def predict(self, inputs):\n        return {\"OUTPUT0\": torch.zeros(inputs[\"INPUT0\"].shape[0], 4)}\n";
+    std::fs::write(copy.path().join("1/model.py"), zeros).unwrap();
+    let out = torchbridge(&[
+        "check",
+        copy.path().to_str().unwrap(),
+        "--bridges",
+        "python,torchscript",
+        "--iterations",
+        "1",
+    ]);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    assert!(
+        shown.contains("DIFFERENT") && shown.contains("verdict: the forms DISAGREE"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn infer_reads_npy_inputs_and_saves_npy_outputs() {
+    let dir = model_dir("mlp");
+    let input = dir.join("ref/inputs/INPUT0.npy");
+    let saved = tempfile::tempdir().unwrap();
+    let arg = format!("INPUT0={}", input.display());
+    let out = torchbridge(&[
+        "infer",
+        dir.to_str().unwrap(),
+        "--bridge",
+        "onnx",
+        "--input",
+        &arg,
+        "--save",
+        saved.path().to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let got = torchbridge::npy::read(&saved.path().join("OUTPUT0.npy"), "OUTPUT0", None).unwrap();
+    let want =
+        torchbridge::npy::read(&dir.join("ref/outputs/OUTPUT0.npy"), "OUTPUT0", None).unwrap();
+    let d = torchbridge::compare::compare(&got, &want, 1e-5, 1e-6).unwrap();
+    assert_eq!(d.mismatched, 0, "{d:?}");
+}
+
+#[test]
+fn infer_errors_name_what_is_wrong() {
+    let dir = model_dir("mlp");
+    let dir = dir.to_str().unwrap();
+    let out = torchbridge(&["infer", dir, "--input", "NOPE=x.npy"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out).contains("the model has no input `NOPE` (inputs: INPUT0)"),
+        "{}",
+        text(&out)
+    );
+    let out = torchbridge(&["infer", dir, "--bridge", "tensorflow", "--random"]);
+    assert!(
+        text(&out).contains("unknown bridge `tensorflow`"),
+        "{}",
+        text(&out)
+    );
+    let out = torchbridge(&[
+        "infer",
+        &workspace().join("nope").display().to_string(),
+        "--random",
+    ]);
+    assert!(
+        text(&out).contains("no such model directory"),
+        "{}",
+        text(&out)
+    );
+    let out = torchbridge(&["infer", dir, "--random", "--batch", "3"]);
+    assert!(
+        out.status.success() && text(&out).contains("OUTPUT0 FP32 [3, 4]"),
+        "{}",
+        text(&out)
+    );
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&target).unwrap();
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
