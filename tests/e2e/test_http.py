@@ -279,7 +279,8 @@ def test_metrics_are_exported(client, server):
 
 
 def test_perf_analyzer_runs_against_the_server(server):
-    """perf_analyzer needs the model config and, for its server-side figures, statistics."""
+    """perf_analyzer needs the model config and, for its server-side figures, statistics.
+    A fixed request count, not stability windows: a busy machine cannot fail it."""
     binary = Path(os.environ.get("PERF_ANALYZER", Path(__file__).resolve().parents[2] /
                                  ".venv-clients" / "bin" / "perf_analyzer"))
     if not binary.exists():
@@ -292,8 +293,7 @@ def test_perf_analyzer_runs_against_the_server(server):
         env["LD_LIBRARY_PATH"] = os.pathsep.join(
             [str(cudart[0])] + [p for p in [env.get("LD_LIBRARY_PATH")] if p])
     run = subprocess.run([str(binary), "-m", "mlp", "-u", server.http_url, "-i", "http",
-                          "-b", "2", "--concurrency-range", "2", "--measurement-interval", "500",
-                          "--stability-percentage", "100", "--max-trials", "3"],
+                          "-b", "2", "--concurrency-range", "2", "--request-count", "400"],
                          capture_output=True, text=True, timeout=180, env=env)
     if "error while loading shared libraries" in run.stderr:
         pytest.skip(f"perf_analyzer cannot start here: {run.stderr.strip()}")
