@@ -41,6 +41,38 @@ pub struct ModelConfig {
     /// Present: dynamic batching is on.
     #[serde(default)]
     pub batching: Option<BatchingConfig>,
+    /// Present: calls with made-up inputs run before the model reports ready.
+    #[serde(default)]
+    pub warmup: Option<WarmupConfig>,
+}
+
+/// The `[warmup]` table: representative calls run once the instances have loaded, so
+/// the first real requests do not pay for lazy initialisation (TorchScript profiling
+/// runs, ONNX Runtime's first allocations). A failing warm-up fails the load.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WarmupConfig {
+    /// Rows of each warm-up call (for models with a batch dimension).
+    #[serde(default = "default_warmup_batch_sizes")]
+    pub batch_sizes: Vec<u32>,
+    /// The size given to variable (-1) dims, such as a sequence length.
+    #[serde(default = "default_variable_dim")]
+    pub variable_dim: u32,
+    /// Calls per batch size; an instance runs them in turn, so give at least `instances`.
+    #[serde(default = "default_warmup_calls")]
+    pub calls: u32,
+}
+
+fn default_warmup_batch_sizes() -> Vec<u32> {
+    vec![1]
+}
+
+fn default_variable_dim() -> u32 {
+    8
+}
+
+fn default_warmup_calls() -> u32 {
+    3
 }
 
 fn default_instances() -> u32 {
@@ -198,6 +230,18 @@ impl ModelConfig {
         {
             return Err(format!(
                 "`batching.preferred_batch_sizes` holds {p}, outside 1..={}",
+                self.max_batch_size
+            ));
+        }
+        if let Some(w) = &self.warmup
+            && self.max_batch_size > 0
+            && let Some(b) = w
+                .batch_sizes
+                .iter()
+                .find(|&&b| b == 0 || b > self.max_batch_size)
+        {
+            return Err(format!(
+                "`warmup.batch_sizes` holds {b}, outside 1..={}",
                 self.max_batch_size
             ));
         }

@@ -1,7 +1,7 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender};
 use tokio::sync::oneshot;
@@ -39,13 +39,9 @@ impl Waiter for Direct {
 
     fn complete(self: Box<Self>, result: Result<Vec<Tensor>>, started: Option<Instant>) {
         if let Some(started) = started {
-            self.stats.queue.record(started - self.enqueued);
+            self.stats.queued(started - self.enqueued);
         }
-        let outcome = match result {
-            Ok(_) => &self.stats.success,
-            Err(_) => &self.stats.fail,
-        };
-        outcome.record(self.enqueued.elapsed());
+        self.stats.answered(result.is_ok(), self.enqueued.elapsed());
         let _ = self.reply.send(result);
     }
 }
@@ -128,7 +124,10 @@ impl InstancePool {
             }
         }
         match first {
-            Some(Ok(m)) => pool.metadata = m,
+            Some(Ok(m)) => {
+                pool.stats.label(&m.name, m.version);
+                pool.metadata = m;
+            }
             Some(Err(e)) => return Err(e),
             None => return Err(Error::Unavailable(model.to_string())),
         }
@@ -226,8 +225,7 @@ impl Drop for InstancePool {
 /// A worker's loop: run each job whose caller still waits and whose deadline has not
 /// passed, check what came back, count it, answer.
 fn serve(mut backend: Box<dyn Backend>, queue: Receiver<Job>, stats: &ModelStats) {
-    use std::sync::atomic::Ordering::Relaxed;
-    for job in queue {
+    for job in queue.iter() {
         if job.waiter.is_closed() {
             continue;
         }
@@ -256,17 +254,7 @@ fn serve(mut backend: Box<dyn Backend>, queue: Receiver<Job>, stats: &ModelStats
                 backend.metadata().check_outputs(&outputs, rows)?;
                 Ok(outputs)
             });
-        let compute = started.elapsed();
-        stats.compute_infer.record(compute);
-        stats.batch_sizes.record(rows, compute);
-        stats.execution_count.fetch_add(1, Relaxed);
-        stats.inference_count.fetch_add(rows as u64, Relaxed);
-        let now = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default();
-        stats
-            .last_inference_ms
-            .store(now.as_millis() as u64, Relaxed);
+        stats.computed(rows, started.elapsed());
         job.waiter.complete(result, Some(started));
     }
 }

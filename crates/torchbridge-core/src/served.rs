@@ -102,6 +102,7 @@ impl ServedModel {
         deadline: Option<Instant>,
     ) -> Result<Vec<Tensor>> {
         let rx = self.submit(batch, deadline)?;
+        let _waiting = InFlight::new(self.stats());
         rx.await.unwrap_or_else(|_| Err(self.unavailable()))
     }
 
@@ -124,5 +125,22 @@ impl ServedModel {
 
     fn unavailable(&self) -> Error {
         Error::Unavailable(self.metadata().name.clone())
+    }
+}
+
+/// Counts a request in the in-flight gauge while its caller awaits it (a cancelled
+/// await counts down too).
+struct InFlight<'a>(&'a ModelStats);
+
+impl<'a> InFlight<'a> {
+    fn new(stats: &'a ModelStats) -> Self {
+        stats.in_flight(1.0);
+        InFlight(stats)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight(-1.0);
     }
 }

@@ -1,7 +1,9 @@
 use std::collections::BTreeMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::Duration;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, SystemTime};
+
+use metrics::{Gauge, Histogram};
 
 /// A count of events and their total time, as Triton's statistics report them.
 #[derive(Debug, Default)]
@@ -82,4 +84,79 @@ pub struct ModelStats {
     pub compute_infer: DurationStat,
     /// Backend calls by the rows they ran (with dynamic batching, rows of many requests).
     pub batch_sizes: BatchSizes,
+    /// Prometheus series, once the model's name and version are known.
+    exported: OnceLock<Exported>,
+}
+
+/// The Prometheus side of the counters (no-ops unless the binary installed a recorder:
+/// libraries call the macros, only the binary exports).
+#[derive(Debug)]
+struct Exported {
+    queue: Histogram,
+    compute: Histogram,
+    batch_size: Histogram,
+    in_flight: Gauge,
+    queue_depth: Gauge,
+}
+
+impl ModelStats {
+    /// Labels this model's metrics; called once its instances have loaded.
+    pub fn label(&self, model: &str, version: u64) {
+        let labels = [
+            ("model", model.to_string()),
+            ("version", version.to_string()),
+        ];
+        let _ = self.exported.set(Exported {
+            queue: metrics::histogram!("torchbridge_queue_duration_seconds", &labels),
+            compute: metrics::histogram!("torchbridge_compute_duration_seconds", &labels),
+            batch_size: metrics::histogram!("torchbridge_batch_size", &labels),
+            in_flight: metrics::gauge!("torchbridge_inflight_requests", &labels),
+            queue_depth: metrics::gauge!("torchbridge_queue_depth", &labels),
+        });
+    }
+
+    /// A request waited `waited` for an instance to start on it.
+    pub fn queued(&self, waited: Duration) {
+        self.queue.record(waited);
+        if let Some(e) = self.exported.get() {
+            e.queue.record(waited.as_secs_f64());
+        }
+    }
+
+    /// A request was answered, `ok` or with an error, `elapsed` after it arrived.
+    pub fn answered(&self, ok: bool, elapsed: Duration) {
+        let outcome = if ok { &self.success } else { &self.fail };
+        outcome.record(elapsed);
+    }
+
+    /// A backend call ran `rows` rows in `compute`.
+    pub fn computed(&self, rows: usize, compute: Duration) {
+        self.compute_infer.record(compute);
+        self.batch_sizes.record(rows, compute);
+        self.execution_count.fetch_add(1, Relaxed);
+        self.inference_count.fetch_add(rows as u64, Relaxed);
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        self.last_inference_ms
+            .store(now.as_millis() as u64, Relaxed);
+        if let Some(e) = self.exported.get() {
+            e.compute.record(compute.as_secs_f64());
+            e.batch_size.record(rows as f64);
+        }
+    }
+
+    /// Requests waiting for their answer went up (`1.0`) or down (`-1.0`).
+    pub fn in_flight(&self, delta: f64) {
+        if let Some(e) = self.exported.get() {
+            e.in_flight.increment(delta);
+        }
+    }
+
+    /// Requests queued, not yet given to an instance.
+    pub fn queue_depth(&self, depth: usize) {
+        if let Some(e) = self.exported.get() {
+            e.queue_depth.set(depth as f64);
+        }
+    }
 }

@@ -33,7 +33,38 @@ pub use torchbridge_core::{
 /// Starts the model through `bridge`: its instances, behind a batching scheduler when
 /// the config has a `[batching]` table; the loader a server's [`Registry`] uses.
 pub fn start_model(dir: &ModelDir, bridge: BackendKind) -> Result<ServedModel> {
-    ServedModel::new(start_pool(dir, bridge)?, dir.config.batching.as_ref())
+    let model = ServedModel::new(start_pool(dir, bridge)?, dir.config.batching.as_ref())?;
+    if let Some(warmup) = &dir.config.warmup {
+        warm_up(&model, warmup).map_err(|e| Error::Load {
+            model: dir.name.clone(),
+            bridge: bridge.as_str(),
+            message: format!("the warm-up ([warmup] in config.toml) failed: {e}"),
+        })?;
+    }
+    Ok(model)
+}
+
+/// Runs the `[warmup]` calls with made-up inputs of the configured shapes.
+fn warm_up(model: &ServedModel, warmup: &torchbridge_core::WarmupConfig) -> Result<()> {
+    let meta = model.metadata();
+    let mut rng = random::Rng::new(0);
+    let sizes = if meta.max_batch_size > 0 {
+        warmup.batch_sizes.clone()
+    } else {
+        vec![1]
+    };
+    for rows in sizes {
+        let inputs = random::inputs(
+            meta,
+            rows as usize,
+            i64::from(warmup.variable_dim),
+            &mut rng,
+        )?;
+        for _ in 0..warmup.calls {
+            model.run_blocking(meta.prepare(inputs.clone())?)?;
+        }
+    }
+    Ok(())
 }
 
 /// Starts `config.instances` instances of the model through `bridge`, each loading

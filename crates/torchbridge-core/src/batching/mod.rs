@@ -116,6 +116,7 @@ impl Actor {
             for late in self.state.take_expired() {
                 self.time_out(late, now);
             }
+            self.stats.queue_depth(self.state.len());
             if !open && self.state.is_empty() {
                 return;
             }
@@ -162,7 +163,7 @@ impl Actor {
 
     fn time_out(&self, request: Request<Reply>, now: Instant) {
         let waited = now - request.enqueued;
-        self.stats.fail.record(waited);
+        self.stats.answered(false, waited);
         let _ = request.reply.send(Err(Error::Timeout {
             model: self.pool.metadata().name.clone(),
             waited_ms: waited.as_millis() as u64,
@@ -232,13 +233,10 @@ impl Waiter for Group {
                 Err(e) => Err(e.clone()),
             };
             if let Some(started) = started {
-                self.stats.queue.record(started - member.enqueued);
+                self.stats.queued(started - member.enqueued);
             }
-            let outcome = match result {
-                Ok(_) => &self.stats.success,
-                Err(_) => &self.stats.fail,
-            };
-            outcome.record(member.enqueued.elapsed());
+            self.stats
+                .answered(result.is_ok(), member.enqueued.elapsed());
             let _ = member.reply.send(result);
         }
     }

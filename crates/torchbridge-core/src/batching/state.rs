@@ -83,6 +83,11 @@ impl<R: Reply> State<R> {
         self.queue.is_empty()
     }
 
+    /// Requests queued.
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
     /// Queues a request, or hands it back when `max_queue_size` are already queued.
     pub fn append(&mut self, request: Request<R>) -> Result<(), Overloaded<R>> {
         let queued = self.queue.len();

@@ -29,7 +29,7 @@ pub async fn infer(
     let timeout = state.settings.request_timeout;
     let result = match tokio::time::timeout(
         timeout,
-        state.infer(&model.name, model.version, request.inputs),
+        state.infer_within(&model.name, model.version, request.inputs, request.timeout),
     )
     .await
     {

@@ -6,6 +6,7 @@
 //! decoded once the object ends.
 
 use std::fmt;
+use std::time::Duration;
 
 use axum::body::Bytes;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
@@ -23,6 +24,8 @@ pub struct InferRequest {
     pub id: Option<String>,
     pub inputs: Vec<Tensor>,
     pub outputs: OutputSelection,
+    /// The request's `parameters.timeout` (microseconds, as Triton takes it).
+    pub timeout: Option<Duration>,
 }
 
 /// Which outputs to return, in which order, and whether each goes as binary data.
@@ -63,6 +66,8 @@ struct RequestJson {
 struct RequestParameters {
     #[serde(default)]
     binary_data_output: bool,
+    #[serde(default)]
+    timeout: Option<u64>,
 }
 
 /// Decodes a request body (already inflated), given its `Inference-Header-Content-Length`.
@@ -85,6 +90,7 @@ pub fn decode(body: Bytes, header_length: Option<usize>) -> Result<InferRequest,
         id: request.id,
         inputs,
         outputs,
+        timeout: request.parameters.timeout.map(Duration::from_micros),
     })
 }
 

@@ -59,7 +59,15 @@ fn model_stats(pool: &ServedModel) -> Value {
             "cache_miss": zero,
         },
         "response_stats": {},
-        "batch_stats": [],
+        "batch_stats": s.batch_sizes.snapshot().iter().map(|b| {
+            let calls = json!({ "count": b.count, "ns": 0 });
+            json!({
+                "batch_size": b.batch_size,
+                "compute_input": calls,
+                "compute_infer": { "count": b.count, "ns": b.nanos },
+                "compute_output": calls,
+            })
+        }).collect::<Vec<_>>(),
         "memory_usage": [],
     })
 }

@@ -2,27 +2,13 @@
 //! and each still gets exactly its own rows; a full queue refuses; deadlines hold.
 #![cfg(any(feature = "python", feature = "torchscript", feature = "onnx"))]
 
-use std::path::Path;
 use std::sync::Barrier;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use torchbridge::{BackendKind, Error, Model, Tensor};
 
-use crate::common::{assert_matches, model_dir, reference, row};
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
+use crate::common::{assert_matches, copy_dir, model_dir, reference, row};
 
 /// The fixture `mlp` (max_batch_size 8) with `instances` and a `[batching]` table.
 fn batched_mlp(bridge: BackendKind, instances: u32, batching: &str) -> (tempfile::TempDir, Model) {

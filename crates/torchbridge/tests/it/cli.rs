@@ -1,9 +1,8 @@
 //! The `torchbridge` binary's `infer` and `check` verbs, run as a user runs them.
 
-use std::path::Path;
 use std::process::{Command, Output};
 
-use crate::common::{model_dir, workspace};
+use crate::common::{copy_dir, model_dir, workspace};
 
 fn torchbridge(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_torchbridge"))
@@ -120,17 +119,4 @@ fn infer_errors_name_what_is_wrong() {
         "{}",
         text(&out)
     );
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            std::fs::create_dir_all(&target).unwrap();
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }

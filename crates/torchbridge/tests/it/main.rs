@@ -10,3 +10,4 @@ mod concurrency;
 mod errors;
 mod parity;
 mod reference;
+mod warmup;

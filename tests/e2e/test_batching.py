@@ -1,0 +1,112 @@
+"""Dynamic batching, admission control and request timeouts through the real server."""
+
+import concurrent.futures
+import json
+import urllib.request
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
+from tritonclient.utils import InferenceServerException
+
+
+def stats(server, model):
+    with urllib.request.urlopen(f"http://{server.http_url}/v2/models/{model}/stats") as r:
+        return json.load(r)["model_stats"][0]
+
+
+def test_concurrent_requests_are_batched_and_each_gets_its_own_rows(server):
+    inputs = np.load(server.repo / "mlp_batched" / "ref" / "inputs" / "INPUT0.npy")
+    expected = np.load(server.repo / "mlp_batched" / "ref" / "outputs" / "OUTPUT0.npy")
+    before = stats(server, "mlp_batched")
+
+    def call(i):
+        client = httpclient.InferenceServerClient(server.http_url)
+        row = i % len(inputs)
+        x = httpclient.InferInput("INPUT0", [1, 16], "FP32")
+        x.set_data_from_numpy(inputs[row:row + 1])
+        return row, client.infer("mlp_batched", [x]).as_numpy("OUTPUT0")
+
+    with concurrent.futures.ThreadPoolExecutor(32) as pool:
+        results = list(pool.map(call, range(640)))
+    for row, y in results:
+        np.testing.assert_allclose(y, expected[row:row + 1], rtol=1e-5, atol=1e-6)
+    after = stats(server, "mlp_batched")
+    rows = after["inference_count"] - before["inference_count"]
+    calls = after["execution_count"] - before["execution_count"]
+    assert rows == 640
+    assert calls < rows, f"{calls} backend calls for {rows} rows: nothing was batched"
+    assert any(b["batch_size"] > 1 for b in after["batch_stats"]), after["batch_stats"]
+
+
+def test_a_full_queue_refuses_at_once_with_429_and_loses_nothing(server):
+    # slow_batched: one instance, 400 ms a call, at most 2 requests queued.
+    def call(i):
+        client = httpclient.InferenceServerClient(server.http_url, network_timeout=30)
+        x = httpclient.InferInput("X", [1, 2], "FP32")
+        x.set_data_from_numpy(np.full((1, 2), i, dtype=np.float32))
+        try:
+            return i, client.infer("slow_batched", [x]).as_numpy("Y"), None
+        except InferenceServerException as e:
+            return i, None, e
+
+    with concurrent.futures.ThreadPoolExecutor(24) as pool:
+        results = list(pool.map(call, range(24)))
+    answered = [(i, y) for i, y, e in results if e is None]
+    refused = [e for _, _, e in results if e is not None]
+    assert answered and refused, "expected some answers and some refusals"
+    for i, y in answered:
+        np.testing.assert_array_equal(y, np.full((1, 2), i, dtype=np.float32))
+    for e in refused:
+        assert e.status() == "429", (e.status(), e.message())
+        assert "slow_batched" in e.message() and "queue" in e.message()
+
+
+def test_a_request_not_started_by_its_timeout_gets_504_and_is_not_run(server):
+    # slow: 4 instances, 400 ms a call; of 8 requests with a 100 ms timeout, the 4 that
+    # must wait for an instance time out.
+    def call(i):
+        client = httpclient.InferenceServerClient(server.http_url, network_timeout=30)
+        x = httpclient.InferInput("X", [1, 2], "FP32")
+        x.set_data_from_numpy(np.full((1, 2), i, dtype=np.float32))
+        try:
+            client.infer("slow", [x], timeout=100_000)
+            return None
+        except InferenceServerException as e:
+            return e
+
+    before = stats(server, "slow")
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        errors = [e for e in pool.map(call, range(8)) if e is not None]
+    assert len(errors) >= 1
+    for e in errors:
+        assert e.status() == "504", (e.status(), e.message())
+    after = stats(server, "slow")
+    assert after["inference_count"] - before["inference_count"] == 8 - len(errors)
+
+
+def test_grpc_overload_is_resource_exhausted(server):
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+
+    def call(i):
+        x = grpcclient.InferInput("X", [1, 2], "FP32")
+        x.set_data_from_numpy(np.full((1, 2), i, dtype=np.float32))
+        try:
+            client.infer("slow_batched", [x])
+            return None
+        except InferenceServerException as e:
+            return e.status()
+
+    with concurrent.futures.ThreadPoolExecutor(24) as pool:
+        codes = [c for c in pool.map(call, range(24)) if c is not None]
+    assert codes and set(codes) == {"StatusCode.RESOURCE_EXHAUSTED"}, codes
+
+
+def test_scheduler_metrics_are_exported(server):
+    with urllib.request.urlopen(f"http://{server.metrics_url}/metrics") as r:
+        text = r.read().decode()
+    for name in ["torchbridge_queue_duration_seconds", "torchbridge_compute_duration_seconds",
+                 "torchbridge_batch_size", "torchbridge_inflight_requests",
+                 "torchbridge_queue_depth"]:
+        assert f'{name}' in text and 'model="mlp_batched"' in text, name
