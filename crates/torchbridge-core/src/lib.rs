@@ -15,6 +15,7 @@
 mod backend;
 mod batching;
 mod config;
+pub mod cpu;
 mod datatype;
 mod error;
 mod metadata;

@@ -70,10 +70,14 @@ fn warm_up(model: &ServedModel, warmup: &torchbridge_core::WarmupConfig) -> Resu
 /// Starts `config.instances` instances of the model through `bridge`, each loading
 /// on its own thread (no batching: see [`start_model`]).
 pub fn start_pool(dir: &ModelDir, bridge: BackendKind) -> Result<InstancePool> {
+    let mut config = dir.config.clone();
+    // `threads = 0`: an equal share of the CPUs this process may use (cgroup quota, else
+    // cores), decided before any engine starts.
+    config.threads = torchbridge_core::cpu::threads_per_instance(config.threads, config.instances);
     let ctx = LoadContext {
         model: dir.name.clone(),
         version: dir.version,
-        config: dir.config.clone(),
+        config,
         version_dir: dir.version_dir.clone(),
         form: dir.form_for(bridge)?,
         instance: 0,
