@@ -1,4 +1,5 @@
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::{ModelConfig, ModelForm, ModelMetadata, Result, Tensor};
 
@@ -18,6 +19,20 @@ pub struct Batch {
 pub trait Backend: Send {
     fn metadata(&self) -> &ModelMetadata;
     fn infer(&mut self, batch: Batch) -> Result<Vec<Tensor>>;
+    /// Where the last `infer` call spent its time, for bridges that measure it.
+    fn last_timing(&self) -> Option<CallTiming> {
+        None
+    }
+}
+
+/// One backend call split into the crossing of the bridge on the way in (request bytes
+/// to the engine's tensors), the engine's own work, and the crossing back out — so a
+/// user sees what the bridge itself costs (Triton's compute_input / infer / output).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CallTiming {
+    pub input: Duration,
+    pub compute: Duration,
+    pub output: Duration,
 }
 
 /// Everything a bridge needs to load one instance.

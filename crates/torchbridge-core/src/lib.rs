@@ -26,7 +26,7 @@ mod served;
 mod stats;
 mod tensor;
 
-pub use backend::{Backend, Batch, LoadContext};
+pub use backend::{Backend, Batch, CallTiming, LoadContext};
 pub use config::{BackendKind, BatchingConfig, Device, ModelConfig, TensorConfig, WarmupConfig};
 pub use datatype::{DataType, Element};
 pub use error::{Error, PythonError, Result};

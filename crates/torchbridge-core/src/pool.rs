@@ -254,7 +254,7 @@ fn serve(mut backend: Box<dyn Backend>, queue: Receiver<Job>, stats: &ModelStats
                 backend.metadata().check_outputs(&outputs, rows)?;
                 Ok(outputs)
             });
-        stats.computed(rows, started.elapsed());
+        stats.computed(rows, started.elapsed(), backend.last_timing());
         job.waiter.complete(result, Some(started));
     }
 }

@@ -5,6 +5,8 @@ use std::time::{Duration, SystemTime};
 
 use metrics::{Gauge, Histogram};
 
+use crate::CallTiming;
+
 /// A count of events and their total time, as Triton's statistics report them.
 #[derive(Debug, Default)]
 pub struct DurationStat {
@@ -80,8 +82,12 @@ pub struct ModelStats {
     /// Time each request waited, from arrival (in the batching queue, when batching is
     /// on) until an instance started on it.
     pub queue: DurationStat,
-    /// Time inside the bridge, conversions included.
+    /// Time crossing the bridge on the way in (inputs to the engine's tensors).
+    pub compute_input: DurationStat,
+    /// Time in the engine (the whole call, for bridges that do not split it).
     pub compute_infer: DurationStat,
+    /// Time crossing back (the engine's outputs to response bytes).
+    pub compute_output: DurationStat,
     /// Backend calls by the rows they ran (with dynamic batching, rows of many requests).
     pub batch_sizes: BatchSizes,
     /// Prometheus series, once the model's name and version are known.
@@ -94,6 +100,8 @@ pub struct ModelStats {
 struct Exported {
     queue: Histogram,
     compute: Histogram,
+    crossing_in: Histogram,
+    crossing_out: Histogram,
     batch_size: Histogram,
     in_flight: Gauge,
     queue_depth: Gauge,
@@ -109,6 +117,14 @@ impl ModelStats {
         let _ = self.exported.set(Exported {
             queue: metrics::histogram!("torchbridge_queue_duration_seconds", &labels),
             compute: metrics::histogram!("torchbridge_compute_duration_seconds", &labels),
+            crossing_in: metrics::histogram!(
+                "torchbridge_bridge_crossing_seconds",
+                &[&labels[..], &[("direction", "in".to_string())]].concat()
+            ),
+            crossing_out: metrics::histogram!(
+                "torchbridge_bridge_crossing_seconds",
+                &[&labels[..], &[("direction", "out".to_string())]].concat()
+            ),
             batch_size: metrics::histogram!("torchbridge_batch_size", &labels),
             in_flight: metrics::gauge!("torchbridge_inflight_requests", &labels),
             queue_depth: metrics::gauge!("torchbridge_queue_depth", &labels),
@@ -129,10 +145,17 @@ impl ModelStats {
         outcome.record(elapsed);
     }
 
-    /// A backend call ran `rows` rows in `compute`.
-    pub fn computed(&self, rows: usize, compute: Duration) {
-        self.compute_infer.record(compute);
-        self.batch_sizes.record(rows, compute);
+    /// A backend call ran `rows` rows in `total`, split as `timing` where the bridge
+    /// measures it.
+    pub fn computed(&self, rows: usize, total: Duration, timing: Option<CallTiming>) {
+        let timing = timing.unwrap_or(CallTiming {
+            compute: total,
+            ..CallTiming::default()
+        });
+        self.compute_input.record(timing.input);
+        self.compute_infer.record(timing.compute);
+        self.compute_output.record(timing.output);
+        self.batch_sizes.record(rows, total);
         self.execution_count.fetch_add(1, Relaxed);
         self.inference_count.fetch_add(rows as u64, Relaxed);
         let now = SystemTime::now()
@@ -141,7 +164,9 @@ impl ModelStats {
         self.last_inference_ms
             .store(now.as_millis() as u64, Relaxed);
         if let Some(e) = self.exported.get() {
-            e.compute.record(compute.as_secs_f64());
+            e.compute.record(timing.compute.as_secs_f64());
+            e.crossing_in.record(timing.input.as_secs_f64());
+            e.crossing_out.record(timing.output.as_secs_f64());
             e.batch_size.record(rows as f64);
         }
     }

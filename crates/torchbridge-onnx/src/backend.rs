@@ -2,11 +2,13 @@
 
 use std::borrow::Cow;
 use std::path::Path;
+use std::time::Instant;
 
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::{Session, SessionInputValue};
 use torchbridge_core::{
-    Backend, Batch, Device, Error, LoadContext, ModelForm, ModelMetadata, Result, Tensor,
+    Backend, Batch, CallTiming, Device, Error, LoadContext, ModelForm, ModelMetadata, Result,
+    Tensor,
 };
 
 use crate::{model, runtime, values};
@@ -17,6 +19,8 @@ pub(crate) const BRIDGE: &str = "onnx";
 pub(crate) struct OnnxBackend {
     session: Session,
     metadata: ModelMetadata,
+    /// Where the last call spent its time.
+    timing: Option<CallTiming>,
 }
 
 impl std::fmt::Debug for OnnxBackend {
@@ -78,7 +82,11 @@ impl OnnxBackend {
             "loaded through ONNX Runtime {}",
             runtime.version
         );
-        Ok(OnnxBackend { session, metadata })
+        Ok(OnnxBackend {
+            session,
+            metadata,
+            timing: None,
+        })
     }
 }
 
@@ -99,6 +107,7 @@ impl Backend for OnnxBackend {
     }
 
     fn infer(&mut self, batch: Batch) -> Result<Vec<Tensor>> {
+        let started = Instant::now();
         let model = &self.metadata.name;
         let fail = |message: String| Error::Inference {
             model: model.clone(),
@@ -110,8 +119,11 @@ impl Backend for OnnxBackend {
             .map(|t| Ok((Cow::Borrowed(t.name.as_str()), values::input_value(t)?)))
             .collect::<Result<Vec<(Cow<'_, str>, SessionInputValue<'_>)>, String>>()
             .map_err(fail)?;
+        let converted = Instant::now();
         let outputs = self.session.run(inputs).map_err(|e| fail(e.to_string()))?;
-        self.metadata
+        let computed = Instant::now();
+        let tensors = self
+            .metadata
             .outputs
             .iter()
             .map(|spec| {
@@ -120,6 +132,17 @@ impl Backend for OnnxBackend {
                 })?;
                 values::output_tensor(spec, value).map_err(fail)
             })
-            .collect()
+            .collect::<Result<Vec<_>>>()?;
+        let timing = CallTiming {
+            input: converted - started,
+            compute: computed - converted,
+            output: computed.elapsed(),
+        };
+        self.timing = Some(timing);
+        Ok(tensors)
+    }
+
+    fn last_timing(&self) -> Option<CallTiming> {
+        self.timing
     }
 }

@@ -1,10 +1,12 @@
 //! One loaded model instance in the embedded interpreter: load and the call.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
 use torchbridge_core::{
-    Backend, Batch, DataType, Error, LoadContext, ModelForm, ModelMetadata, Result, Tensor,
+    Backend, Batch, CallTiming, DataType, Error, LoadContext, ModelForm, ModelMetadata, Result,
+    Tensor,
 };
 
 use crate::convert::{inputs_to_python, outputs_from_python};
@@ -21,6 +23,8 @@ pub(crate) struct PythonBackend {
     /// `None` only while dropping.
     runner: Option<Py<PyAny>>,
     metadata: ModelMetadata,
+    /// Where the last call spent its time.
+    timing: Option<CallTiming>,
 }
 
 impl PythonBackend {
@@ -75,6 +79,7 @@ impl PythonBackend {
         Ok(PythonBackend {
             runner: Some(runner),
             metadata,
+            timing: None,
         })
     }
 }
@@ -92,19 +97,40 @@ impl Backend for PythonBackend {
         })?;
         // One attach per batch; torch releases the GIL inside its ops, so other
         // instances run their Python in the meantime.
-        Python::attach(|py| {
+        let (outputs, timing) = Python::attach(|py| {
+            let started = Instant::now();
             let inputs = inputs_to_python(py, batch.inputs)?;
+            let runner = runner.bind(py);
+            let called = Instant::now();
             let result = runner
-                .bind(py)
                 .call_method1("run", (inputs,))
                 .map_err(|e| call_error(py, model, &e))?;
-            outputs_from_python(&result, &self.metadata.outputs).map_err(|message| {
-                Error::Inference {
-                    model: model.clone(),
-                    message,
-                }
-            })
-        })
+            let returned = Instant::now();
+            let outputs =
+                outputs_from_python(&result, &self.metadata.outputs).map_err(|message| {
+                    Error::Inference {
+                        model: model.clone(),
+                        message,
+                    }
+                })?;
+            // The glue's own split of its call: converting in, the model, converting out.
+            let (glue_in, model_ns, glue_out): (u64, u64, u64) = runner
+                .getattr("timing")
+                .and_then(|t| t.extract())
+                .unwrap_or_default();
+            let timing = CallTiming {
+                input: (called - started) + Duration::from_nanos(glue_in),
+                compute: Duration::from_nanos(model_ns),
+                output: Duration::from_nanos(glue_out) + returned.elapsed(),
+            };
+            Ok::<_, Error>((outputs, timing))
+        })?;
+        self.timing = Some(timing);
+        Ok(outputs)
+    }
+
+    fn last_timing(&self) -> Option<CallTiming> {
+        self.timing
     }
 }
 

@@ -16,6 +16,7 @@ import os
 import site
 import struct
 import sys
+import time
 import warnings
 import zipfile
 
@@ -195,18 +196,25 @@ class Runner:
         Returns, in config order, a numpy array over each output's contiguous CPU
         memory (int16 bits for BF16, which numpy lacks), or (bytes, shape) for BYTES."""
         torch = self.torch
+        clock = time.perf_counter_ns
+        begin = clock()
         # torch's intra-op thread count is process-wide: re-apply this model's.
         if self.threads and torch.get_num_threads() != self.threads:
             torch.set_num_threads(self.threads)
         with torch.inference_mode():
             tensors = [self._input(dtype, *given) for given, (_, dtype) in zip(inputs, self.inputs)]
+            ready = clock()
             if self.is_handler:
                 result = self.model.predict(
                     {name: t for (name, _), t in zip(self.inputs, tensors)})
                 values = self._by_name(result, "predict() returned")
             else:
                 values = self._module_outputs(self.model(*tensors))
-            return [self._output(name, dt, v) for (name, dt), v in zip(self.outputs, values)]
+            done = clock()
+            outputs = [self._output(name, dt, v) for (name, dt), v in zip(self.outputs, values)]
+        # Nanoseconds converting inputs, in the model, converting outputs (read by Rust).
+        self.timing = (ready - begin, done - ready, clock() - done)
+        return outputs
 
     def _input(self, dtype, data, shape, aligned):
         if dtype is None:  # BYTES: a numpy object array of bytes

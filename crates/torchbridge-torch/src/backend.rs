@@ -1,10 +1,11 @@
 //! One loaded TorchScript module: load, device, threads, and the call.
 
 use std::path::Path;
+use std::time::Instant;
 
 use tch::{CModule, Device, IValue};
 use torchbridge_core::{
-    Backend, Batch, Error, LoadContext, ModelForm, ModelMetadata, Result, Tensor,
+    Backend, Batch, CallTiming, Error, LoadContext, ModelForm, ModelMetadata, Result, Tensor,
 };
 
 use crate::convert::{check_declared, outputs_of, to_torch};
@@ -20,6 +21,8 @@ pub(crate) struct TorchScriptBackend {
     device: Device,
     /// Intra-op threads this instance asks for (`threads` in the config), if any.
     threads: Option<i32>,
+    /// Where the last call spent its time.
+    timing: Option<CallTiming>,
 }
 
 impl TorchScriptBackend {
@@ -50,6 +53,7 @@ impl TorchScriptBackend {
             metadata,
             device,
             threads,
+            timing: None,
         };
         backend
             .module
@@ -92,6 +96,7 @@ impl Backend for TorchScriptBackend {
 
     fn infer(&mut self, batch: Batch) -> Result<Vec<Tensor>> {
         self.keep_threads();
+        let started = Instant::now();
         // Positional, in config order; `Batch` is already in that order.
         let inputs = batch
             .inputs
@@ -99,10 +104,22 @@ impl Backend for TorchScriptBackend {
             .map(|t| to_torch(t, self.device, &self.metadata.name).map(IValue::Tensor))
             .collect::<Result<Vec<_>>>()?;
         drop(batch);
+        let converted = Instant::now();
         let output = tch::no_grad(|| self.module.forward_is(&inputs))
             .map_err(|e| self.failed(libtorch_message(&e)))?;
         drop(inputs);
-        outputs_of(output, &self.metadata.outputs).map_err(|m| self.failed(m))
+        let computed = Instant::now();
+        let outputs = outputs_of(output, &self.metadata.outputs).map_err(|m| self.failed(m))?;
+        self.timing = Some(CallTiming {
+            input: converted - started,
+            compute: computed - converted,
+            output: computed.elapsed(),
+        });
+        Ok(outputs)
+    }
+
+    fn last_timing(&self) -> Option<CallTiming> {
+        self.timing
     }
 }
 

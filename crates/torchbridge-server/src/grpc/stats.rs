@@ -10,10 +10,10 @@ use super::proto::{
 use crate::AppState;
 
 /// Statistics of the named model, or of every ready model when no name is given.
-/// Stages torchbridge does not time apart from the bridge call (input and output
-/// copies) count every execution at zero time: perf_analyzer refuses statistics whose
-/// compute_input, compute_infer and compute_output counts differ. The cache reads zero.
-/// `batch_stats` counts backend calls by the rows they ran.
+/// compute_input / compute_output are the bridge's crossings in and out, compute_infer
+/// the engine's own time (bridges that do not split a call report it all as infer).
+/// The cache reads zero. `batch_stats` counts backend calls by the rows they ran (the
+/// whole call's time under compute_infer).
 pub(super) fn statistics(
     state: &AppState,
     request: &ModelStatisticsRequest,
@@ -42,11 +42,6 @@ fn model_statistics(pool: &ServedModel) -> ModelStatistics {
             ns: d.nanos(),
         })
     };
-    let compute = duration(&s.compute_infer);
-    let untimed = Some(StatisticDuration {
-        count: compute.map_or(0, |d| d.count),
-        ns: 0,
-    });
     let zero = Some(StatisticDuration::default());
     let batch_stats = s
         .batch_sizes
@@ -72,9 +67,9 @@ fn model_statistics(pool: &ServedModel) -> ModelStatistics {
             success: duration(&s.success),
             fail: duration(&s.fail),
             queue: duration(&s.queue),
-            compute_input: untimed,
-            compute_infer: compute,
-            compute_output: untimed,
+            compute_input: duration(&s.compute_input),
+            compute_infer: duration(&s.compute_infer),
+            compute_output: duration(&s.compute_output),
             cache_hit: zero,
             cache_miss: zero,
         }),

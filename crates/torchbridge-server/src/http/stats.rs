@@ -1,8 +1,7 @@
 //! `GET /v2/models/stats` and `/v2/models/{model}[/versions/{version}]/stats`: Triton's
-//! statistics JSON from each pool's counters. Input and output conversion are not timed
-//! apart from `compute_infer` (they happen inside it), so `compute_input` and
-//! `compute_output` report its count with 0 ns: perf_analyzer aborts unless the three
-//! compute counts agree. The response cache and per-batch-size figures are empty.
+//! statistics JSON from each model's counters: `compute_input` / `compute_output` are the
+//! bridge's crossings in and out, `compute_infer` the engine's own time. The response
+//! cache reads zero.
 
 use axum::Json;
 use axum::extract::State;
@@ -41,7 +40,6 @@ fn model_stats(pool: &ServedModel) -> Value {
     use std::sync::atomic::Ordering::Relaxed;
     let (m, s) = (pool.metadata(), pool.stats());
     let zero = json!({ "count": 0, "ns": 0 });
-    let untimed = json!({ "count": s.compute_infer.count(), "ns": 0 });
     json!({
         "name": m.name,
         "version": m.version.to_string(),
@@ -52,9 +50,9 @@ fn model_stats(pool: &ServedModel) -> Value {
             "success": duration(&s.success),
             "fail": duration(&s.fail),
             "queue": duration(&s.queue),
-            "compute_input": untimed,
+            "compute_input": duration(&s.compute_input),
             "compute_infer": duration(&s.compute_infer),
-            "compute_output": untimed,
+            "compute_output": duration(&s.compute_output),
             "cache_hit": zero,
             "cache_miss": zero,
         },

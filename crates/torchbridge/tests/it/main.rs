@@ -10,4 +10,5 @@ mod concurrency;
 mod errors;
 mod parity;
 mod reference;
+mod timing;
 mod warmup;

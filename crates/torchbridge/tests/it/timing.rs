@@ -1,0 +1,29 @@
+//! Each bridge splits its calls into crossing in, the engine, and crossing out.
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use torchbridge::Model;
+
+use crate::common::{model_dir, reference};
+
+#[test]
+fn every_bridge_reports_where_a_call_spent_its_time() {
+    for bridge in torchbridge::compiled_bridges() {
+        let model = Model::load_with(model_dir("mlp"), bridge).unwrap();
+        let (inputs, _) = reference(&model);
+        model.infer(inputs).unwrap();
+        let s = model.stats();
+        assert_eq!(s.execution_count.load(Relaxed), 1, "{bridge}");
+        for (stage, stat) in [
+            ("input", &s.compute_input),
+            ("infer", &s.compute_infer),
+            ("output", &s.compute_output),
+        ] {
+            assert_eq!(stat.count(), 1, "{bridge} {stage}");
+            assert!(
+                stat.nanos() > 0,
+                "{bridge}: no time recorded for compute_{stage}"
+            );
+        }
+    }
+}
