@@ -17,6 +17,7 @@ mod batching;
 mod config;
 pub mod cpu;
 mod datatype;
+mod declared;
 mod error;
 mod metadata;
 mod pool;
@@ -27,8 +28,12 @@ mod stats;
 mod tensor;
 
 pub use backend::{Backend, Batch, CallTiming, LoadContext};
-pub use config::{BackendKind, BatchingConfig, Device, ModelConfig, TensorConfig, WarmupConfig};
+pub use config::{
+    BackendKind, BatchingConfig, Device, ModelConfig, Padding, TensorConfig, TokenOutput,
+    TokenizerConfig, WarmupConfig,
+};
 pub use datatype::{DataType, Element};
+pub use declared::{FileTensor, reconcile};
 pub use error::{Error, PythonError, Result};
 pub use metadata::{ModelMetadata, TensorSpec};
 pub use pool::InstancePool;

@@ -116,12 +116,14 @@ impl ModelDir {
         })
     }
 
-    /// The bridges that find a model file in this version (python, torchscript, onnx order).
+    /// The bridges that find a model file in this version (python, torchscript, onnx,
+    /// tract order), whether or not this build compiled them in.
     pub fn available_bridges(&self) -> Vec<BackendKind> {
         [
             BackendKind::Python,
             BackendKind::Torchscript,
             BackendKind::Onnx,
+            BackendKind::Tract,
         ]
         .into_iter()
         .filter(|&b| self.form_for(b).is_ok())
@@ -153,7 +155,7 @@ mod tests {
         assert_eq!((m.name.as_str(), m.version), ("digits", 10));
         assert_eq!(
             m.available_bridges(),
-            vec![BackendKind::Python, BackendKind::Onnx]
+            vec![BackendKind::Python, BackendKind::Onnx, BackendKind::Tract]
         );
         let err = m
             .form_for(BackendKind::Torchscript)

@@ -2,16 +2,12 @@
 //! `[[input]]`/`[[output]]` tables of config.toml where it declares them.
 
 use ort::value::{Outlet, TensorElementType, ValueType};
-use torchbridge_core::{DataType, ModelMetadata, TensorSpec};
+use torchbridge_core::DataType;
 
-/// One input or output as the model file declares it: the full shape, batch dimension
-/// included, with -1 for symbolic or unknown sizes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct OnnxTensor {
-    pub name: String,
-    pub datatype: DataType,
-    pub shape: Vec<i64>,
-}
+/// One input or output as the model file declares it (shared with the tract bridge).
+pub(crate) use torchbridge_core::FileTensor as OnnxTensor;
+/// config.toml's tensors checked against the model's (shared with the tract bridge).
+pub(crate) use torchbridge_core::reconcile;
 
 /// The torchbridge datatype of an ONNX element type, where there is one.
 pub(crate) fn datatype_of(element: TensorElementType) -> Option<DataType> {
@@ -59,134 +55,6 @@ pub(crate) fn read_outlets(outlets: &[Outlet], kind: &str) -> Result<Vec<OnnxTen
             )),
         })
         .collect()
-}
-
-/// The metadata clients see: config.toml's inputs and outputs where it declares them,
-/// checked against the model's, else the model's own.
-///
-/// Every model input must be declared (ONNX Runtime needs them all); the outputs
-/// declared may be a subset, and only those are returned.
-pub(crate) fn reconcile(
-    mut metadata: ModelMetadata,
-    inputs: &[OnnxTensor],
-    outputs: &[OnnxTensor],
-) -> Result<ModelMetadata, String> {
-    let batch = metadata.max_batch_size;
-    for (kind, declared, actual) in [
-        ("input", &mut metadata.inputs, inputs),
-        ("output", &mut metadata.outputs, outputs),
-    ] {
-        if declared.is_empty() {
-            *declared = actual
-                .iter()
-                .map(|t| derive(kind, t, batch))
-                .collect::<Result<_, _>>()?;
-            continue;
-        }
-        for spec in declared.iter() {
-            let model = actual.iter().find(|t| t.name == spec.name).ok_or_else(|| {
-                format!(
-                    "config.toml declares {kind} `{}`, which the model does not have; its {kind}s are {}",
-                    spec.name,
-                    describe(actual)
-                )
-            })?;
-            check_declared(kind, spec, model, batch)?;
-        }
-        if kind == "input"
-            && let Some(missing) = actual
-                .iter()
-                .find(|t| !declared.iter().any(|s| s.name == t.name))
-        {
-            return Err(format!(
-                "the model's input `{}` ({}) is missing from config.toml's `[[input]]`; declare it or leave `[[input]]` out",
-                missing.name,
-                describe_one(missing)
-            ));
-        }
-    }
-    Ok(metadata)
-}
-
-/// The client-facing spec of a model tensor: its batch dimension dropped when the model
-/// batches.
-fn derive(kind: &str, tensor: &OnnxTensor, max_batch_size: u32) -> Result<TensorSpec, String> {
-    let dims = if max_batch_size > 0 {
-        check_batch_dim(kind, tensor, max_batch_size)?;
-        tensor.shape[1..].to_vec()
-    } else {
-        tensor.shape.clone()
-    };
-    Ok(TensorSpec {
-        name: tensor.name.clone(),
-        datatype: tensor.datatype,
-        dims,
-    })
-}
-
-/// A batching model needs a first dimension of any size (or exactly 1 when it batches 1).
-fn check_batch_dim(kind: &str, tensor: &OnnxTensor, max_batch_size: u32) -> Result<(), String> {
-    match tensor.shape.first() {
-        Some(-1) => Ok(()),
-        Some(1) if max_batch_size == 1 => Ok(()),
-        first => Err(format!(
-            "`max_batch_size = {max_batch_size}` makes dim 0 the batch, but the model's {kind} `{}` has shape {:?}{}; \
-             export it with a dynamic first axis (`dynamic_axes={{\"{0}\": {{0: \"batch\"}}}}`) or set `max_batch_size = 0`",
-            tensor.name,
-            tensor.shape,
-            if first.is_none() { " (a scalar)" } else { "" },
-        )),
-    }
-}
-
-fn check_declared(
-    kind: &str,
-    spec: &TensorSpec,
-    model: &OnnxTensor,
-    max_batch_size: u32,
-) -> Result<(), String> {
-    if spec.datatype != model.datatype {
-        return Err(format!(
-            "config.toml declares {kind} `{}` as {}, but the model's is {}",
-            spec.name, spec.datatype, model.datatype
-        ));
-    }
-    let model_dims = if max_batch_size > 0 {
-        check_batch_dim(kind, model, max_batch_size)?;
-        &model.shape[1..]
-    } else {
-        &model.shape[..]
-    };
-    let agree = spec.dims.len() == model_dims.len()
-        && spec
-            .dims
-            .iter()
-            .zip(model_dims)
-            .all(|(&a, &b)| a == -1 || b == -1 || a == b);
-    if !agree {
-        let batch_note = if max_batch_size > 0 {
-            " without its batch dimension"
-        } else {
-            ""
-        };
-        return Err(format!(
-            "config.toml declares {kind} `{}` with dims {:?}, but the model's shape{batch_note} is {model_dims:?}",
-            spec.name, spec.dims
-        ));
-    }
-    Ok(())
-}
-
-fn describe_one(t: &OnnxTensor) -> String {
-    format!("{} {:?}", t.datatype, t.shape)
-}
-
-fn describe(tensors: &[OnnxTensor]) -> String {
-    let all: Vec<String> = tensors
-        .iter()
-        .map(|t| format!("`{}` ({})", t.name, describe_one(t)))
-        .collect();
-    all.join(", ")
 }
 
 #[cfg(test)]

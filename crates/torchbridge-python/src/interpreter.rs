@@ -65,6 +65,11 @@ fn chosen_venv(configured: Option<&Path>) -> Option<(PathBuf, &'static str)> {
     if let Some(path) = configured {
         return Some((path.to_path_buf(), "`python_env` in config.toml"));
     }
+    // Imported from Python (the `torchbridge` package): the host's interpreter already
+    // has its own environment; only an explicit `python_env` adds another.
+    if hosted() {
+        return None;
+    }
     if let Some(path) = std::env::var_os("VIRTUAL_ENV").filter(|p| !p.is_empty()) {
         return Some((path.into(), "VIRTUAL_ENV"));
     }
@@ -72,6 +77,14 @@ fn chosen_venv(configured: Option<&Path>) -> Option<(PathBuf, &'static str)> {
         .map(PathBuf::from)
         .filter(|p| p.is_dir())
         .map(|p| (p, "the build's default, TORCHBRIDGE_DEFAULT_VENV"))
+}
+
+/// Whether Python was running before torchbridge first looked (the process is a Python
+/// program that imported torchbridge), decided on the first call.
+fn hosted() -> bool {
+    static HOSTED: OnceLock<bool> = OnceLock::new();
+    // SAFETY: Py_IsInitialized may be called at any time.
+    *HOSTED.get_or_init(|| unsafe { ffi::Py_IsInitialized() } != 0)
 }
 
 /// The (major, minor) version of the linked libpython; callable before it starts.
@@ -101,8 +114,7 @@ fn start(first_venv: Option<&Venv>) -> Result<(), String> {
     if let Some(outcome) = started.as_ref() {
         return outcome.clone();
     }
-    // SAFETY: Py_IsInitialized may be called at any time.
-    let outcome = if unsafe { ffi::Py_IsInitialized() } != 0 {
+    let outcome = if hosted() {
         Ok(())
     } else {
         initialize(first_venv.and_then(|v| v.python.as_deref()))

@@ -11,6 +11,8 @@ pub(crate) fn load_backend(ctx: &LoadContext, bridge: BackendKind) -> Result<Box
         BackendKind::Torchscript => torchbridge_torch::load(ctx),
         #[cfg(feature = "onnx")]
         BackendKind::Onnx => torchbridge_onnx::load(ctx),
+        #[cfg(feature = "tract")]
+        BackendKind::Tract => torchbridge_native::load(ctx),
         #[allow(unreachable_patterns)]
         other => Err(Error::Load {
             model: ctx.model.clone(),
@@ -34,6 +36,9 @@ pub fn compiled_bridges() -> Vec<BackendKind> {
     if cfg!(feature = "onnx") {
         bridges.push(BackendKind::Onnx);
     }
+    if cfg!(feature = "tract") {
+        bridges.push(BackendKind::Tract);
+    }
     bridges
 }
 
@@ -54,5 +59,27 @@ pub fn runtime_versions() -> Vec<(&'static str, String)> {
         "onnxruntime",
         torchbridge_onnx::runtime_version().unwrap_or_else(|e| e.to_string()),
     ));
+    #[cfg(feature = "tract")]
+    versions.push(("tract", torchbridge_native::tract_version().to_string()));
     versions
+}
+
+/// Puts the `[tokenizer]` stage, when the config has one, in front of `backend`.
+pub(crate) fn with_tokenizer(
+    ctx: &LoadContext,
+    backend: Box<dyn Backend>,
+) -> Result<Box<dyn Backend>> {
+    #[cfg(feature = "tokenizer")]
+    return torchbridge_native::with_tokenizer(ctx, backend);
+    #[cfg(not(feature = "tokenizer"))]
+    match &ctx.config.tokenizer {
+        None => Ok(backend),
+        Some(_) => Err(Error::Load {
+            model: ctx.model.clone(),
+            bridge: "tokenizer",
+            message: "config.toml has a `[tokenizer]` table, but this build of torchbridge \
+                      does not include the tokenizer stage (cargo feature `tokenizer`)"
+                .to_string(),
+        }),
+    }
 }

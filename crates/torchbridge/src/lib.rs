@@ -10,7 +10,8 @@
 //!
 //! This crate is the facade: it re-exports the core types, picks a bridge per model
 //! from its config, and compiles a bridge in only when its cargo feature is on
-//! (`python`, `torchscript`, `onnx`), so a service pays only for the engines it uses.
+//! (`python`, `torchscript`, `onnx`, and `native` = `tract` + `tokenizer`), so a
+//! service pays only for the engines it uses.
 //! A [`Model`] is `Send + Sync`: it owns a pool of instance threads, and `infer` may be
 //! called from any number of threads at once (or awaited with [`Model::infer_async`]).
 //! With a `[batching]` table in its config, concurrent calls are batched together.
@@ -27,7 +28,7 @@ pub use bridges::{compiled_bridges, runtime_versions};
 pub use torchbridge_core::{
     Backend, BackendKind, Batch, BatchingConfig, DataType, Device, Element, Error, InstancePool,
     LoadContext, ModelConfig, ModelDir, ModelForm, ModelMetadata, ModelStats, PythonError,
-    Registry, Result, ServedModel, Tensor, TensorSpec,
+    Registry, Result, ServedModel, Tensor, TensorSpec, TokenizerConfig,
 };
 
 /// Starts the model through `bridge`: its instances, behind a batching scheduler when
@@ -68,7 +69,8 @@ fn warm_up(model: &ServedModel, warmup: &torchbridge_core::WarmupConfig) -> Resu
 }
 
 /// Starts `config.instances` instances of the model through `bridge`, each loading
-/// on its own thread (no batching: see [`start_model`]).
+/// on its own thread (no batching: see [`start_model`]); with a `[tokenizer]` table,
+/// each instance tokenizes its BYTES input before the bridge runs.
 pub fn start_pool(dir: &ModelDir, bridge: BackendKind) -> Result<InstancePool> {
     let mut config = dir.config.clone();
     // `threads = 0`: an equal share of the CPUs this process may use (cgroup quota, else
@@ -83,13 +85,11 @@ pub fn start_pool(dir: &ModelDir, bridge: BackendKind) -> Result<InstancePool> {
         instance: 0,
     };
     InstancePool::start(&dir.name, dir.config.instances as usize, move |instance| {
-        bridges::load_backend(
-            &LoadContext {
-                instance,
-                ..ctx.clone()
-            },
-            bridge,
-        )
+        let ctx = LoadContext {
+            instance,
+            ..ctx.clone()
+        };
+        bridges::with_tokenizer(&ctx, bridges::load_backend(&ctx, bridge)?)
     })
 }
 

@@ -1,4 +1,4 @@
-//! The `torchbridge` command: run a model once, compare its bridges, serve it.
+//! The `torchbridge` command: run a model once, compare its bridges, serve it, measure it.
 //!
 //! Flags become a validated value per verb before any model loads; each verb lives in
 //! its own module under `cli/`.
@@ -39,6 +39,8 @@ enum Command {
     Check(cli::check::CheckArgs),
     #[cfg(feature = "server")]
     Serve(cli::serve::ServeArgs),
+    #[cfg(feature = "server")]
+    Bench(cli::bench::BenchArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -49,6 +51,8 @@ fn main() -> std::process::ExitCode {
         Command::Check(a) => cli::check::run(a),
         #[cfg(feature = "server")]
         Command::Serve(a) => cli::serve::run(a),
+        #[cfg(feature = "server")]
+        Command::Bench(a) => cli::bench::run(a),
     };
     match result {
         Ok(code) => code,

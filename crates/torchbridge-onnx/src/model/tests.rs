@@ -1,4 +1,5 @@
 use super::*;
+use torchbridge_core::{ModelMetadata, TensorSpec};
 
 fn onnx(name: &str, datatype: DataType, shape: &[i64]) -> OnnxTensor {
     OnnxTensor {

@@ -53,7 +53,10 @@ struct Loaded {
 pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let dir = ModelDir::open(&args.model_dir, args.version)?;
     let bridges = if args.bridges.is_empty() {
-        dir.available_bridges()
+        let compiled = torchbridge::compiled_bridges();
+        let mut found = dir.available_bridges();
+        found.retain(|b| compiled.contains(b));
+        found
     } else {
         args.bridges.clone()
     };

@@ -1,5 +1,7 @@
 //! One module per verb, plus what they share: reading `--input NAME=FILE.npy`.
 
+#[cfg(feature = "server")]
+pub mod bench;
 pub mod check;
 pub mod infer;
 #[cfg(feature = "server")]

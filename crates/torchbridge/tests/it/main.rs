@@ -3,6 +3,8 @@
 //! One test binary, modules by topic.
 
 mod batching;
+#[cfg(all(feature = "server", feature = "onnx", feature = "torchscript"))]
+mod bench;
 #[cfg(all(feature = "python", feature = "torchscript", feature = "onnx"))]
 mod cli;
 mod common;
@@ -11,4 +13,8 @@ mod errors;
 mod parity;
 mod reference;
 mod timing;
+#[cfg(feature = "tokenizer")]
+mod tokenizer;
+#[cfg(feature = "tract")]
+mod tract;
 mod warmup;

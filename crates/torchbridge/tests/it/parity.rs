@@ -1,5 +1,5 @@
 //! The digits network trained by the example gives the same predictions through all
-//! three bridges as in Python.
+//! bridges as in Python.
 
 use std::process::Command;
 
@@ -29,7 +29,8 @@ fn digits_predictions_are_identical_through_every_bridge() {
         vec![
             BackendKind::Python,
             BackendKind::Torchscript,
-            BackendKind::Onnx
+            BackendKind::Onnx,
+            BackendKind::Tract
         ]
     );
     for bridge in torchbridge::compiled_bridges() {

@@ -1,0 +1,73 @@
+"""Errors from Rust arrive as exceptions of specific classes, with Rust's message."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import torchbridge
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    repo = tmp_path_factory.mktemp("repo")
+    torchbridge.export(nn.Linear(4, 2), torch.randn(2, 4), repo, name="lin", bridges=("onnx",))
+    return torchbridge.Model.load(repo / "lin")
+
+
+def test_the_classes_form_one_tree():
+    for cls in (torchbridge.ConfigError, torchbridge.ModelError, torchbridge.InvalidInputError,
+                torchbridge.ModelNotFoundError, torchbridge.UnavailableError,
+                torchbridge.OverloadedError, torchbridge.DeadlineExceededError):
+        assert issubclass(cls, torchbridge.TorchbridgeError)
+    assert issubclass(torchbridge.InferenceError, torchbridge.ModelError)
+    assert torchbridge.ConfigError.__module__ == "torchbridge"
+
+
+def test_a_missing_model_directory_is_a_config_error_naming_the_path(tmp_path):
+    missing = tmp_path / "nowhere"
+    with pytest.raises(torchbridge.ConfigError, match=str(missing)):
+        torchbridge.Model.load(missing)
+
+
+def test_an_unknown_bridge_is_a_config_error(tmp_path):
+    with pytest.raises(torchbridge.ConfigError, match="unknown bridge `quantum`"):
+        torchbridge.Model.load(tmp_path, bridge="quantum")
+
+
+def test_a_wrong_shape_is_an_invalid_input_error_naming_the_input(model):
+    with pytest.raises(torchbridge.InvalidInputError, match="INPUT0.*shape"):
+        model.infer({"INPUT0": np.zeros((2, 5), np.float32)})
+
+
+def test_a_wrong_datatype_or_name_is_an_invalid_input_error(model):
+    with pytest.raises(torchbridge.InvalidInputError, match="INPUT0"):
+        model.infer({"INPUT0": np.zeros((2, 4), np.float64)})
+    with pytest.raises(torchbridge.InvalidInputError):
+        model.infer({"WRONG": np.zeros((2, 4), np.float32)})
+
+
+def test_lists_take_the_declared_datatype(model):
+    out = model.infer({"INPUT0": [[0.0, 1.0, 2.0, 3.0]]})["OUTPUT0"]
+    assert out.shape == (1, 2) and out.dtype == np.float32
+
+
+def test_a_form_missing_for_the_bridge_is_a_config_error(tmp_path):
+    torchbridge.export(nn.Linear(4, 2), torch.randn(2, 4), tmp_path, name="only_onnx",
+                       bridges=("onnx",))
+    with pytest.raises(torchbridge.ConfigError, match="torchscript bridge"):
+        torchbridge.Model.load(tmp_path / "only_onnx", bridge="torchscript")
+
+
+class Fails(nn.Module):
+    def forward(self, x):
+        if x.sum() > 1e9:
+            raise RuntimeError("too big")
+        return x
+
+
+def test_a_python_exception_in_the_model_is_an_inference_error(tmp_path):
+    torchbridge.export(Fails(), torch.zeros(1, 2), tmp_path, name="fails", bridges=("python",))
+    model = torchbridge.Model.load(tmp_path / "fails")
+    with pytest.raises(torchbridge.InferenceError, match="too big"):
+        model.infer({"INPUT0": np.full((1, 2), 1e10, np.float32)})

@@ -1,0 +1,151 @@
+"""torchbridge.export of several model shapes, each form loaded back through
+torchbridge.Model (every bridge) and compared with the eager module."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import torchbridge
+
+BRIDGES = ("python", "torchscript", "onnx")
+
+
+class MLP(nn.Module):
+    def __init__(self, n_in=16, hidden=32, n_out=4):
+        super().__init__()
+        self.layers = nn.Sequential(nn.Linear(n_in, hidden), nn.ReLU(), nn.Linear(hidden, n_out))
+
+    def forward(self, x):
+        return self.layers(x)
+
+
+class SmallCNN(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, kernel_size=3, padding=1)
+        self.head = nn.Linear(4 * 4 * 4, 10)
+
+    def forward(self, x):
+        x = torch.relu(self.conv(x))
+        x = nn.functional.max_pool2d(x, 2)
+        return self.head(x.flatten(1))
+
+
+class TwoInTwoOut(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(3, 2)
+        self.b = nn.Linear(5, 2)
+
+    def forward(self, x, y):
+        return self.a(x) + self.b(y), torch.tanh(y)
+
+
+class TokenModel(nn.Module):
+    def __init__(self, vocab=50, dim=8):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, dim)
+        self.out = nn.Linear(dim, 3)
+
+    def forward(self, ids):
+        return self.out(self.embed(ids).mean(dim=1))
+
+
+def check_every_bridge(path, module, example, names):
+    with torch.no_grad():
+        want = module(*example)
+    want = [want] if isinstance(want, torch.Tensor) else list(want)
+    feed = {name: t.numpy() for name, t in zip(names, example, strict=True)}
+    for bridge in BRIDGES:
+        model = torchbridge.Model.load(path, bridge=bridge)
+        assert model.bridge == bridge
+        got = model.infer(feed)
+        assert list(got) == [o.name for o in model.outputs]
+        for out, w in zip(got.values(), want, strict=True):
+            assert out.dtype == w.numpy().dtype and out.shape == tuple(w.shape), bridge
+            np.testing.assert_allclose(out, w.numpy(), rtol=1e-4, atol=1e-5, err_msg=bridge)
+
+
+def test_mlp(tmp_path):
+    torch.manual_seed(0)
+    net, x = MLP(), torch.randn(5, 16)
+    done = torchbridge.export(net, (x,), tmp_path, name="mlp", max_batch_size=8)
+    assert done.version == 1 and set(done.max_abs_diff) == set(BRIDGES)
+    assert all(diff < 1e-4 for diff in done.max_abs_diff.values())
+    config = (tmp_path / "mlp" / "config.toml").read_text()
+    assert 'backend = "python"' in config and "max_batch_size = 8" in config
+    assert {p.name for p in (tmp_path / "mlp" / "1").iterdir()} >= {
+        "model.py", "state_dict.pt", "model.pt", "model.onnx"}
+    model = torchbridge.Model.load(tmp_path / "mlp")
+    assert model.inputs == [("INPUT0", "FP32", (-1, 16))]
+    assert model.outputs == [("OUTPUT0", "FP32", (-1, 4))]
+    check_every_bridge(tmp_path / "mlp", net, (x,), ["INPUT0"])
+
+
+def test_small_cnn(tmp_path):
+    torch.manual_seed(1)
+    net, x = SmallCNN(), torch.randn(3, 1, 8, 8)
+    torchbridge.export(net, x, tmp_path, name="cnn", bridges=("onnx", "torchscript", "python"))
+    assert 'backend = "onnx"' in (tmp_path / "cnn" / "config.toml").read_text()
+    assert torchbridge.Model.load(tmp_path / "cnn").inputs[0].shape == (-1, 1, 8, 8)
+    check_every_bridge(tmp_path / "cnn", net, (x,), ["INPUT0"])
+
+
+def test_two_inputs_two_outputs_with_names(tmp_path):
+    torch.manual_seed(2)
+    net, example = TwoInTwoOut(), (torch.randn(4, 3), torch.randn(4, 5))
+    torchbridge.export(net, example, tmp_path, name="two", input_names=["X", "Y"],
+                       output_names=["SUM", "TANH"], max_batch_size=16)
+    model = torchbridge.Model.load(tmp_path / "two")
+    assert [i.name for i in model.inputs] == ["X", "Y"]
+    assert model.outputs == [("SUM", "FP32", (-1, 2)), ("TANH", "FP32", (-1, 5))]
+    check_every_bridge(tmp_path / "two", net, example, ["X", "Y"])
+
+
+def test_int64_token_ids(tmp_path):
+    torch.manual_seed(3)
+    net, ids = TokenModel(), torch.randint(0, 50, (6, 7), dtype=torch.int64)
+    torchbridge.export(net, ids, tmp_path, name="tokens")
+    assert torchbridge.Model.load(tmp_path / "tokens").inputs == [("INPUT0", "INT64", (-1, 7))]
+    check_every_bridge(tmp_path / "tokens", net, (ids,), ["INPUT0"])
+
+
+def test_a_second_export_adds_a_version_and_the_newest_is_served(tmp_path):
+    torch.manual_seed(4)
+    first, second, x = MLP(), MLP(), torch.randn(2, 16)
+    assert torchbridge.export(first, x, tmp_path, name="m", bridges=("onnx",)).version == 1
+    done = torchbridge.export(second, x, tmp_path, name="m", bridges=("torchscript",))
+    assert done.version == 2
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["1", "2", "config.toml"]
+    model = torchbridge.Model.load(tmp_path / "m")
+    assert (model.version, model.bridge) == (2, "torchscript")
+    with torch.no_grad():
+        np.testing.assert_allclose(model.infer({"INPUT0": x.numpy()})["OUTPUT0"],
+                                   second(x).numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_trust_pickle_writes_the_module_pickled(tmp_path):
+    torch.manual_seed(5)
+    net, x = nn.Sequential(nn.Linear(2, 2)), torch.randn(3, 2)
+    torchbridge.export(net, x, tmp_path, name="p", bridges=("python", "onnx"),
+                       trust_pickle=True)
+    assert "trust_pickle = true" in (tmp_path / "p" / "config.toml").read_text()
+    assert not (tmp_path / "p" / "1" / "model.py").exists()
+    check_every_bridge_ = torchbridge.Model.load(tmp_path / "p", bridge="python")
+    with torch.no_grad():
+        np.testing.assert_allclose(check_every_bridge_.infer({"INPUT0": x.numpy()})["OUTPUT0"],
+                                   net(x).numpy(), rtol=1e-5, atol=1e-6)
+
+
+class Unexportable(nn.Module):
+    def forward(self, x):
+        return torch.fft.fft(x).abs()
+
+
+def test_an_unexportable_operator_is_refused_by_name_and_leaves_no_version(tmp_path):
+    with pytest.raises(torchbridge.ExportError, match="onnx form failed.*fft") as err:
+        torchbridge.export(Unexportable(), torch.randn(2, 8), tmp_path, name="bad",
+                           bridges=("onnx",))
+    assert isinstance(err.value, torchbridge.TorchbridgeError)
+    assert not (tmp_path / "bad" / "1").exists()
