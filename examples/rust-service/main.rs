@@ -55,10 +55,10 @@ async fn predict(
         .ok_or_else(|| bad("pixels must be numbers".into()))?;
     let image = Tensor::from_slice("INPUT0", vec![1, pixels.len() as i64], &pixels)
         .map_err(|e| bad(e.to_string()))?;
-    let outputs = model
-        .infer_async(vec![image])
-        .await
-        .map_err(|e| bad(e.to_string()))?;
+    let outputs = model.infer_async(vec![image]).await.map_err(|e| match e {
+        torchbridge::Error::InvalidInput(message) => bad(message),
+        other => (StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
+    })?;
     let logits = outputs[0]
         .to_vec::<f32>()
         .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
