@@ -1,7 +1,6 @@
 //! Fixture generation (once per test run) and reference data.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 
 use torchbridge::compare::compare;
@@ -14,29 +13,17 @@ pub fn workspace() -> PathBuf {
         .unwrap()
 }
 
-pub fn python() -> PathBuf {
-    let venv =
-        std::env::var_os("VIRTUAL_ENV").map_or_else(|| workspace().join(".venv"), PathBuf::from);
-    venv.join("bin/python")
-}
+pub use torchbridge_testing::venv_python as python;
 
 /// The generated model repository; made on first use, reused while the script is unchanged.
 pub fn fixtures() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let script = workspace().join("tests/fixtures/make_fixtures.py");
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fixtures");
-        let manifest = dir.join("manifest.json");
-        let fresh = |p: &Path| p.metadata().and_then(|m| m.modified()).ok();
-        if fresh(&manifest).is_none() || fresh(&manifest) < fresh(&script) {
-            let status = Command::new(python())
-                .arg(&script)
-                .arg(&dir)
-                .status()
-                .expect("run make_fixtures.py");
-            assert!(status.success(), "make_fixtures.py failed");
-        }
-        dir
+        torchbridge_testing::generated_fixtures(
+            &workspace().join("tests/fixtures/make_fixtures.py"),
+            Path::new(env!("CARGO_TARGET_TMPDIR")),
+            "fixtures",
+        )
     })
 }
 
