@@ -1,10 +1,13 @@
-"""torchbridge from Python: export a trained module into a model repository, and run
-any model of a repository through torchbridge's Rust bridges (python, torchscript, onnx).
+"""torchbridge from Python: export a trained module into a model repository, run any
+model of a repository through torchbridge's Rust bridges (python, torchscript, onnx),
+and serve a Python callable over KServe v2 HTTP and gRPC from torchbridge's Rust server.
 
     import torchbridge
     torchbridge.export(net, (example,), "models", name="digits")
     model = torchbridge.Model.load("models/digits")
     outputs = model.infer({"INPUT0": array})        # {"OUTPUT0": ndarray}
+    torchbridge.serve(net, name="digits", inputs=[("INPUT0", "FP32", [64])],
+                      outputs=[("OUTPUT0", "FP32", [10])])   # until ctrl-c
 
 `import torch` comes first: the extension links libtorch (the torchscript bridge) and
 finds it already loaded from this torch installation.
@@ -45,6 +48,7 @@ from torchbridge._native import (  # noqa: E402
 )
 from torchbridge._model import Model, TensorInfo  # noqa: E402
 from torchbridge.export import ExportError, Exported, export  # noqa: E402
+from torchbridge._serve import Server, serve  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = [
@@ -58,9 +62,11 @@ __all__ = [
     "ModelError",
     "ModelNotFoundError",
     "OverloadedError",
+    "Server",
     "TensorInfo",
     "TorchbridgeError",
     "UnavailableError",
     "compiled_bridges",
     "export",
+    "serve",
 ]

@@ -25,5 +25,6 @@ def test_the_from_python_walkthrough_runs(tmp_path):
                          text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     assert "input `INPUT0` must have shape [-1, 4], got [2, 5]" in run.stdout
+    assert "served [2, 3] True" in run.stdout
     assert {p.name for p in (tmp_path / "models" / "net" / "1").iterdir()} >= {
         "model.py", "model.pt", "model.onnx"}

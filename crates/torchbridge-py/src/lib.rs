@@ -15,9 +15,14 @@
 //!   exception of a specific class under `TorchbridgeError`.
 //! - **The host's interpreter is the interpreter.** Imported from Python, the python
 //!   bridge finds CPython already running and uses it as it is.
+//! - **`serve` is the same server.** A Python callable becomes the python bridge's
+//!   backend (`server.rs`) in a one-model registry served by `torchbridge_server::serve`
+//!   on a thread of its own: the routes, batching and statistics are those of
+//!   `torchbridge serve`; the GIL is taken only for the callable's calls.
 
 mod error;
 mod model;
+mod server;
 
 use pyo3::prelude::*;
 
@@ -25,6 +30,8 @@ use pyo3::prelude::*;
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     error::register(m)?;
     m.add_class::<model::PyModel>()?;
+    m.add_class::<server::PyServer>()?;
+    m.add_function(wrap_pyfunction!(server::init_logging, m)?)?;
     m.add(
         "compiled_bridges",
         torchbridge::compiled_bridges()

@@ -84,6 +84,46 @@ impl PythonBackend {
     }
 }
 
+impl PythonBackend {
+    /// Wraps a Python callable of the running interpreter (a function or an
+    /// `nn.Module`) as one instance: called with the batch's input tensors in declared
+    /// order, under `torch.inference_mode()`, its result read as a module's is.
+    pub(crate) fn from_callable(metadata: ModelMetadata, callable: &Py<PyAny>) -> Result<Self> {
+        let fail = |message: String| Error::Load {
+            model: metadata.name.clone(),
+            bridge: BRIDGE,
+            message,
+        };
+        check_config(&metadata, "callable").map_err(fail)?;
+        prepare(None).map_err(fail)?;
+        let declared = |specs: &[torchbridge_core::TensorSpec]| -> Vec<(String, &str)> {
+            specs
+                .iter()
+                .map(|s| (s.name.clone(), s.datatype.as_str()))
+                .collect()
+        };
+        let runner = Python::attach(|py| {
+            let torch = py.import("torch")?;
+            let args = (
+                torch,
+                callable.clone_ref(py),
+                false,
+                declared(&metadata.inputs),
+                declared(&metadata.outputs),
+                "cpu",
+                0,
+            );
+            glue(py)?.getattr("Runner")?.call1(args).map(Bound::unbind)
+        })
+        .map_err(|e| fail(e.to_string()))?;
+        Ok(PythonBackend {
+            runner: Some(runner),
+            metadata,
+            timing: None,
+        })
+    }
+}
+
 impl Backend for PythonBackend {
     fn metadata(&self) -> &ModelMetadata {
         &self.metadata
@@ -156,6 +196,7 @@ fn check_config(metadata: &ModelMetadata, form: &str) -> Result<(), String> {
             ));
         }
         if form != "handler"
+            && form != "callable"
             && let Some(spec) = specs.iter().find(|s| s.datatype == DataType::Bytes)
         {
             return Err(format!(

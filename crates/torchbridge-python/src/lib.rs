@@ -50,6 +50,20 @@ pub fn load(ctx: &LoadContext) -> Result<Box<dyn Backend>> {
     Ok(Box::new(backend::PythonBackend::load(ctx)?))
 }
 
+/// Serves a callable of the running interpreter (a function or an `nn.Module`) as one
+/// instance of the model `metadata` describes: each batch calls it with the input
+/// tensors in declared order, under `torch.inference_mode()`; it returns a tensor (one
+/// output), a tuple or list in declared order, or a dict by output name, of tensors or
+/// numpy arrays. For `torchbridge.serve` in the Python package.
+pub fn callable_backend(
+    metadata: torchbridge_core::ModelMetadata,
+    callable: &pyo3::Py<pyo3::PyAny>,
+) -> Result<Box<dyn Backend>> {
+    Ok(Box::new(backend::PythonBackend::from_callable(
+        metadata, callable,
+    )?))
+}
+
 /// `torch.__version__` as seen by the embedded interpreter (initialising it if needed,
 /// with `VIRTUAL_ENV` or the build's default virtualenv), for server metadata.
 pub fn torch_version() -> Result<String> {

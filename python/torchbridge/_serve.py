@@ -1,0 +1,250 @@
+"""`torchbridge.serve` and `torchbridge.Server`: a Python callable (a function or an
+`nn.Module`) served over KServe v2 HTTP and gRPC by torchbridge's Rust server, inside
+this interpreter.
+
+The server, the batching scheduler and every (de)serialisation run in Rust, without the
+GIL; the GIL is taken only to call the callable, once per batch. It is the server of
+`torchbridge serve`, so tritonclient, perf_analyzer and curl work against it unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import weakref
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from torchbridge import _native
+from torchbridge._repo import _toml
+
+DATATYPES = ("BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
+             "FP16", "FP32", "FP64", "BF16", "BYTES")
+
+TensorDecl = tuple[str, str, Sequence[int]]
+"""(name, datatype, dims): dims without the batch dimension when max_batch_size > 0;
+-1 for a dimension of any size."""
+
+
+class Server:
+    """Serves `fn` in the background until `stop()` or the end of a `with` block.
+
+        with torchbridge.Server(net, name="net", inputs=[("INPUT0", "FP32", [4])],
+                                outputs=[("OUTPUT0", "FP32", [3])], http_port=0) as server:
+            ...  # KServe v2 at server.url (HTTP) and server.grpc_address (gRPC)
+
+    `fn` is called with the batch's input tensors as positional arguments, in the order
+    of `inputs` (each a torch tensor on the CPU, batch dimension first when
+    max_batch_size > 0; BYTES inputs as numpy object arrays of bytes), under
+    `torch.inference_mode()`. It returns one tensor (when one output is declared), a
+    tuple or list in the order of `outputs`, or a dict of output name to value; values
+    are torch tensors or numpy arrays of the declared datatype, with the batch's rows.
+    An `nn.Module` is put in eval mode. Inputs are read-only views of request memory:
+    do not modify them in place.
+
+    A call that raises, or returns the wrong names, datatypes or shapes, fails that
+    request only (HTTP 500 / gRPC INTERNAL, with the reason); the server stays up.
+
+    max_batch_size: 0 for a model without a batch dimension; else requests carry a
+    batch dimension of up to this many rows, and concurrent ones are joined into one
+    call (dynamic batching: the oldest waits at most max_queue_delay_us for companions;
+    max_queue_delay_us=None runs each request on its own). preferred_batch_sizes: a
+    group of exactly this many rows goes at once. instances: parallel callers of `fn`
+    (threads; they share the GIL, which torch releases inside its ops).
+    http_port, grpc_port: 0 picks a free port (read back from the attributes).
+    log: a filter for the server's log on stderr ("warn", "info", ...); the first
+    server of the process sets it; None leaves it off.
+    """
+
+    def __init__(self, fn: Callable[..., Any], name: str = "model", *,
+                 inputs: Sequence[TensorDecl], outputs: Sequence[TensorDecl],
+                 max_batch_size: int = 64, max_queue_delay_us: int | None = 500,
+                 preferred_batch_sizes: Sequence[int] | None = None, instances: int = 1,
+                 http_port: int = 8000, grpc_port: int = 8001, host: str = "127.0.0.1",
+                 request_timeout_ms: int = 60_000, log: str | None = "warn") -> None:
+        if not callable(fn):
+            raise TypeError(f"fn must be callable (a function or an nn.Module), "
+                            f"got {type(fn).__name__}")
+        _check_name(name)
+        inputs = _check_tensors("inputs", inputs)
+        outputs = _check_tensors("outputs", outputs)
+        _check_int("max_batch_size", max_batch_size, 0)
+        _check_int("instances", instances, 1)
+        _check_int("request_timeout_ms", request_timeout_ms, 1)
+        for key, port in (("http_port", http_port), ("grpc_port", grpc_port)):
+            _check_int(key, port, 0, 65535)
+        batching = _batching(max_batch_size, max_queue_delay_us, preferred_batch_sizes)
+        if isinstance(fn, torch.nn.Module):
+            fn.eval()
+
+        self._name = name
+        self._repository = Path(tempfile.mkdtemp(prefix="torchbridge-serve-"))
+        # The one-model repository the server reads its config from; gone when this
+        # object is (or at exit), whether or not stop() was called.
+        self._cleanup = weakref.finalize(self, shutil.rmtree, self._repository, True)
+        try:
+            model_dir = self._repository / name
+            (model_dir / "1").mkdir(parents=True)
+            (model_dir / "config.toml").write_text(
+                _config(max_batch_size, instances, inputs, outputs, batching))
+            if log:
+                _native.init_logging(log)
+            versions = [("torch", torch.__version__)]
+            self._native = _native.Server(fn, os.fspath(self._repository), name, host,
+                                          http_port, grpc_port, versions, request_timeout_ms)
+        except BaseException:
+            self._cleanup()
+            raise
+
+    @property
+    def name(self) -> str:
+        """The model's name in the server's routes (/v2/models/<name>/...)."""
+        return self._name
+
+    @property
+    def host(self) -> str:
+        return self._native.host
+
+    @property
+    def http_port(self) -> int:
+        return self._native.http_port
+
+    @property
+    def grpc_port(self) -> int:
+        return self._native.grpc_port
+
+    @property
+    def url(self) -> str:
+        """The HTTP base URL, e.g. http://127.0.0.1:8000."""
+        return f"http://{self.http_address}"
+
+    @property
+    def http_address(self) -> str:
+        """host:port of HTTP, as tritonclient.http takes it."""
+        return f"{_bracketed(self.host)}:{self.http_port}"
+
+    @property
+    def grpc_address(self) -> str:
+        """host:port of gRPC, as tritonclient.grpc takes it."""
+        return f"{_bracketed(self.host)}:{self.grpc_port}"
+
+    @property
+    def running(self) -> bool:
+        return self._native.running
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Blocks until the server stops or `timeout` seconds pass (None: no limit), with
+        the GIL released; ctrl-c raises KeyboardInterrupt. Returns whether it stopped."""
+        return self._native.wait(timeout)
+
+    def stop(self) -> None:
+        """Stops admission, lets the requests in flight finish, joins the server's
+        threads and frees the ports. Calling it again does nothing."""
+        try:
+            self._native.stop()
+        finally:
+            self._cleanup()
+
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return (f"Server(name={self._name!r}, http={self.http_address!r}, "
+                f"grpc={self.grpc_address!r}, {state})")
+
+
+def serve(fn: Callable[..., Any], name: str = "model", **kwargs: Any) -> None:
+    """Serves `fn` (see `Server`, which takes the same arguments) until ctrl-c, then
+    lets the requests in flight finish and returns. HTTP on 8000 and gRPC on 8001 by
+    default, on 127.0.0.1 (host="0.0.0.0" for every interface)."""
+    with Server(fn, name, **kwargs) as server:
+        print(f"torchbridge: serving `{name}` over HTTP at {server.url} and gRPC at "
+              f"{server.grpc_address}; ctrl-c stops", flush=True)
+        try:
+            server.wait()
+        except KeyboardInterrupt:
+            print("torchbridge: stopping (finishing the requests in flight)", flush=True)
+    print("torchbridge: stopped", flush=True)
+
+
+def _config(max_batch_size: int, instances: int, inputs: list, outputs: list,
+            batching: str) -> str:
+    lines = ['backend = "python"', f"max_batch_size = {max_batch_size}",
+             f"instances = {instances}"]
+    for table, specs in (("input", inputs), ("output", outputs)):
+        for name, datatype, dims in specs:
+            lines += ["", f"[[{table}]]", f"name = {_toml(name)}",
+                      f"datatype = {_toml(datatype)}", f"dims = {_toml(dims)}"]
+    if batching:
+        lines += ["", "[batching]", batching]
+    return "\n".join(lines) + "\n"
+
+
+def _bracketed(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _check_name(name: object) -> None:
+    if (not isinstance(name, str) or not name or name.startswith(".")
+            or any(c in name for c in "/\\\0")):
+        raise ValueError(f"name must be a non-empty model name without '/' or '\\' that "
+                         f"does not start with '.', got {name!r}")
+
+
+def _check_int(key: str, value: object, low: int, high: int | None = None) -> None:
+    if (not isinstance(value, int) or isinstance(value, bool) or value < low
+            or (high is not None and value > high)):
+        bounds = f">= {low}" if high is None else f"in {low}..{high}"
+        raise ValueError(f"{key} must be an integer {bounds}, got {value!r}")
+
+
+def _check_tensors(key: str, specs: object) -> list[tuple[str, str, list[int]]]:
+    form = f"{key} must be a non-empty list of (name, datatype, dims) tuples, e.g. " \
+           f"[(\"INPUT0\", \"FP32\", [4])]"
+    if isinstance(specs, (str, bytes)) or not isinstance(specs, Sequence) or not specs:
+        raise ValueError(f"{form}; got {specs!r}")
+    checked, seen = [], set()
+    for spec in specs:
+        if not isinstance(spec, (tuple, list)) or len(spec) != 3:
+            raise ValueError(f"{form}; got the entry {spec!r}")
+        name, datatype, dims = spec
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"{key}: a tensor name must be a non-empty string, got {name!r}")
+        if name in seen:
+            raise ValueError(f"{key}: the name `{name}` is given twice")
+        seen.add(name)
+        if datatype not in DATATYPES:
+            raise ValueError(f"{key}: `{name}` has datatype {datatype!r}; expected one of "
+                             f"{', '.join(DATATYPES)}")
+        if (isinstance(dims, (str, bytes)) or not isinstance(dims, Sequence)
+                or not all(isinstance(d, int) and not isinstance(d, bool) and d >= -1
+                           for d in dims)):
+            raise ValueError(f"{key}: `{name}` has dims {dims!r}; expected a list of "
+                             "integers (-1 for any size), without the batch dimension")
+        checked.append((name, datatype, list(dims)))
+    return checked
+
+
+def _batching(max_batch_size: int, delay_us: int | None,
+              preferred: Sequence[int] | None) -> str:
+    """The body of the config's [batching] table, or "" for none."""
+    if max_batch_size == 0 or delay_us is None:
+        if preferred:
+            raise ValueError("preferred_batch_sizes needs dynamic batching "
+                             "(max_batch_size > 0 and max_queue_delay_us not None)")
+        return ""
+    _check_int("max_queue_delay_us", delay_us, 0)
+    lines = [f"max_queue_delay_us = {delay_us}"]
+    if preferred:
+        for size in preferred:
+            _check_int("each of preferred_batch_sizes", size, 1, max_batch_size)
+        lines.append(f"preferred_batch_sizes = {list(preferred)}")
+    return "\n".join(lines) + "\n"

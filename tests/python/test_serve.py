@@ -1,0 +1,298 @@
+"""torchbridge.serve / torchbridge.Server: a Python callable served by the Rust server in
+this interpreter, driven by real clients on real sockets (tritonclient and perf_analyzer
+from .venv-clients, plain HTTP from here)."""
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import torchbridge
+
+ROOT = Path(__file__).resolve().parents[2]
+CLIENTS_PYTHON = ROOT / ".venv-clients" / "bin" / "python"
+PERF_ANALYZER = ROOT / ".venv-clients" / "bin" / "perf_analyzer"
+IO = {"inputs": [("INPUT0", "FP32", [8])], "outputs": [("OUTPUT0", "FP32", [3])]}
+
+
+def mlp():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
+
+
+def infer(server, rows, model=None):
+    """POSTs a JSON infer request; returns (status, parsed body)."""
+    rows = np.asarray(rows, np.float32)
+    body = {"inputs": [{"name": "INPUT0", "datatype": "FP32", "shape": list(rows.shape),
+                        "data": rows.reshape(-1).tolist()}]}
+    request = urllib.request.Request(f"{server.url}/v2/models/{model or server.name}/infer",
+                                     data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as reply:
+            return reply.status, json.load(reply)
+    except urllib.error.HTTPError as err:
+        return err.code, json.load(err)
+
+
+def output(body):
+    out = body["outputs"][0]
+    return np.asarray(out["data"], np.float32).reshape(out["shape"])
+
+
+def get_json(server, path):
+    with urllib.request.urlopen(f"{server.url}{path}", timeout=60) as reply:
+        return json.load(reply)
+
+
+def port_is_free(port):
+    """Whether a server could listen on it now (connections the server closed may linger
+    in TIME_WAIT; SO_REUSEADDR, which servers set, lets a listener bind past them)."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+@pytest.mark.skipif(not CLIENTS_PYTHON.exists(), reason=".venv-clients is missing")
+def test_tritonclient_many_requests_at_once_are_batched_and_each_answered_as_alone(tmp_path):
+    net = mlp()
+    rng = np.random.default_rng(0)
+    xs = [rng.standard_normal((1, 8)).astype(np.float32) for _ in range(48)]
+    xs += [rng.standard_normal((rows, 8)).astype(np.float32) for rows in (2, 3, 5, 2)]
+    np.savez(tmp_path / "requests.npz", **{f"x{i}": x for i, x in enumerate(xs)})
+    # A long queue delay, so requests sent together are surely joined.
+    with torchbridge.Server(net, name="mlp", **IO, max_batch_size=32,
+                            max_queue_delay_us=50_000, http_port=0, grpc_port=0) as server:
+        run = subprocess.run(
+            [str(CLIENTS_PYTHON), str(Path(__file__).with_name("triton_driver.py")),
+             server.http_address, server.grpc_address, "mlp", str(tmp_path / "requests.npz"),
+             str(tmp_path / "replies.npz"), str(tmp_path / "stats.json")],
+            capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0, run.stdout + run.stderr
+
+    replies = np.load(tmp_path / "replies.npz")
+    with torch.inference_mode():
+        for i, x in enumerate(xs):
+            alone = net(torch.from_numpy(x)).numpy()
+            np.testing.assert_allclose(replies[f"y{i}"], alone, rtol=1e-5, atol=1e-6,
+                                       err_msg=f"request {i}")
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    model = stats["http"]["model_stats"][0]
+    rows = sum(len(x) for x in xs)
+    assert int(model["inference_count"]) == rows
+    assert int(model["inference_stats"]["success"]["count"]) == len(xs)
+    assert int(model["execution_count"]) < len(xs), model  # batched: fewer calls than requests
+    assert int(stats["grpc"]["model_stats"][0]["execution_count"]) == int(model["execution_count"])
+    config = stats["config"]
+    assert config["max_batch_size"] == 32 and config["input"][0]["name"] == "INPUT0"
+    assert int(config["dynamic_batching"]["max_queue_delay_microseconds"]) == 50_000
+
+
+@pytest.mark.skipif(not PERF_ANALYZER.exists(), reason="perf_analyzer is missing")
+def test_perf_analyzer_runs_against_a_served_callable():
+    """It reads the model's config and statistics; a fixed request count, no timing."""
+    env = dict(os.environ)
+    cudart = sorted(PERF_ANALYZER.parents[1].glob("lib/python*/site-packages/nvidia/cuda_runtime/lib"))
+    env["LD_LIBRARY_PATH"] = os.pathsep.join([*map(str, cudart), env.get("LD_LIBRARY_PATH", "")])
+    with torchbridge.Server(mlp(), name="mlp", **IO, max_batch_size=8, max_queue_delay_us=1000,
+                            http_port=0, grpc_port=0) as server:
+        for protocol, address in (("http", server.http_address), ("grpc", server.grpc_address)):
+            run = subprocess.run([str(PERF_ANALYZER), "-m", "mlp", "-u", address, "-i", protocol,
+                                  "-b", "2", "--concurrency-range", "4", "--request-count", "200"],
+                                 capture_output=True, text=True, timeout=180, env=env)
+            if "error while loading shared libraries" in run.stderr:
+                pytest.skip(f"perf_analyzer cannot start here: {run.stderr.strip()}")
+            assert run.returncode == 0, run.stdout + run.stderr
+            assert "Throughput" in run.stdout and "Server:" in run.stdout, run.stdout
+
+
+def misbehaving(x):
+    """Correct, except as the first element of the batch asks."""
+    mode = int(x[0, 0])
+    if mode == 1:
+        raise ValueError("asked to fail")
+    if mode == 2:
+        return {"WRONG": x[:, :3]}
+    if mode == 3:
+        return x[:, :3].double()
+    if mode == 4:
+        return x[:1, :3]
+    if mode == 5:
+        return x[:, :3], x
+    if mode == 6:
+        return {"OUTPUT0": "not a tensor"}
+    return {"OUTPUT0": (x[:, :3] * 2).numpy()}  # numpy is fine too
+
+
+@pytest.fixture(scope="module")
+def picky():
+    with torchbridge.Server(misbehaving, name="picky", **IO, max_batch_size=4,
+                            max_queue_delay_us=None, http_port=0, grpc_port=0,
+                            log=None) as server:
+        yield server
+
+
+@pytest.mark.parametrize("mode, message", [
+    (1, "model `picky` raised ValueError: asked to fail"),
+    (2, "no output `OUTPUT0` (its keys: `WRONG`)"),
+    (3, "output `OUTPUT0` is declared FP32 but the model returned torch.float64"),
+    (4, "output `OUTPUT0` should have shape [2, 3], got [1, 3]"),
+    (5, "returned 2 value(s), but the config declares 1 output(s) (`OUTPUT0`)"),
+    (6, "output `OUTPUT0` is str, not a tensor or numpy array"),
+])
+def test_a_failing_call_is_a_500_naming_the_fault_and_the_server_stays_up(picky, mode, message):
+    rows = np.zeros((2, 8), np.float32)
+    rows[0, 0] = mode
+    status, body = infer(picky, rows)
+    assert status == 500 and message in body["error"], body
+    status, body = infer(picky, np.ones((2, 8), np.float32) * 7)
+    assert status == 200
+    np.testing.assert_array_equal(output(body), np.full((2, 3), 14.0, np.float32))
+
+
+def test_a_bad_request_is_refused_before_the_callable_runs(picky):
+    status, body = infer(picky, np.zeros((2, 5), np.float32))
+    assert status == 400 and "input `INPUT0` must have shape [-1, 8], got [2, 5]" in body["error"]
+    status, _ = infer(picky, np.zeros((2, 8), np.float32), model="other")
+    assert status == 404
+
+
+def test_a_single_tensor_and_the_metadata_routes():
+    calls = []
+
+    def double(x):
+        calls.append(tuple(x.shape))
+        assert not torch.is_grad_enabled() and torch.is_inference_mode_enabled()
+        return x * 2
+
+    io = {"inputs": [("X", "FP32", [-1])], "outputs": [("Y", "FP32", [-1])]}
+    with torchbridge.Server(double, **io, max_batch_size=0, http_port=0, grpc_port=0) as server:
+        body = {"inputs": [{"name": "X", "datatype": "FP32", "shape": [3], "data": [1, 2, 3]}]}
+        request = urllib.request.Request(f"{server.url}/v2/models/model/infer",
+                                         data=json.dumps(body).encode())
+        with urllib.request.urlopen(request, timeout=60) as reply:
+            assert json.load(reply)["outputs"][0]["data"] == [2.0, 4.0, 6.0]
+        meta = get_json(server, "/v2/models/model")
+        assert meta["inputs"] == [{"name": "X", "datatype": "FP32", "shape": [-1]}]
+        assert get_json(server, "/v2")["extensions"]
+        assert get_json(server, "/v2/models/model/config")["max_batch_size"] == 0
+    assert calls == [(3,)]
+
+
+def test_two_inputs_arrive_positionally_and_two_outputs_leave_by_name():
+    def two(a, b):
+        return {"SUM": a + b.sum(dim=1, keepdim=True).to(a.dtype), "IDS": b * 10}
+
+    io = {"inputs": [("A", "FP32", [2]), ("B", "INT64", [3])],
+          "outputs": [("IDS", "INT64", [3]), ("SUM", "FP32", [2])]}
+    with torchbridge.Server(two, name="two", **io, http_port=0, grpc_port=0) as server:
+        body = {"inputs": [
+            {"name": "A", "datatype": "FP32", "shape": [1, 2], "data": [0.5, 1.5]},
+            {"name": "B", "datatype": "INT64", "shape": [1, 3], "data": [1, 2, 3]}]}
+        request = urllib.request.Request(f"{server.url}/v2/models/two/infer",
+                                         data=json.dumps(body).encode())
+        with urllib.request.urlopen(request, timeout=60) as reply:
+            outputs = {o["name"]: o["data"] for o in json.load(reply)["outputs"]}
+    assert outputs == {"IDS": [10, 20, 30], "SUM": [6.5, 7.5]}
+
+
+def test_stop_finishes_the_request_in_flight_joins_and_frees_the_ports():
+    started, release = threading.Event(), threading.Event()
+
+    def slow(x):
+        started.set()
+        release.wait(30)
+        return x[:, :3]
+
+    server = torchbridge.Server(slow, name="slow", **IO, http_port=0, grpc_port=0)
+    ports = (server.http_port, server.grpc_port)
+    assert server.running and not any(port_is_free(p) for p in ports)
+    replies = []
+    client = threading.Thread(target=lambda: replies.append(infer(server, np.ones((1, 8)))))
+    client.start()
+    assert started.wait(30)
+    stopper = threading.Thread(target=server.stop)
+    stopper.start()
+    release.set()  # the call in flight finishes after stop() began
+    stopper.join(60)
+    client.join(60)
+    assert not stopper.is_alive() and not client.is_alive()
+    assert replies[0][0] == 200 and output(replies[0][1]).tolist() == [[1.0, 1.0, 1.0]]
+    assert not server.running and server.wait(0)
+    assert all(port_is_free(p) for p in ports)
+    server.stop()  # again: nothing to do
+
+
+def test_leaving_the_with_block_stops_the_server():
+    with torchbridge.Server(lambda x: x[:, :3], **IO, http_port=0, grpc_port=0) as server:
+        assert infer(server, np.ones((2, 8)))[0] == 200
+        assert not server.wait(0.2)  # still serving
+    assert not server.running and port_is_free(server.http_port)
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(f"{server.url}/v2/health/live", timeout=10)
+
+
+def test_ctrl_c_stops_a_blocking_serve_cleanly():
+    script = ("import torchbridge\n"
+              "torchbridge.serve(lambda x: x[:, :3], name='net', "
+              "inputs=[('INPUT0', 'FP32', [8])], outputs=[('OUTPUT0', 'FP32', [3])], "
+              "http_port=0, grpc_port=0)\n")
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        first = process.stdout.readline()
+        assert "serving `net` over HTTP at http://127.0.0.1:" in first, first + process.stderr.read()
+        url = first.split(" at ")[1].split()[0]
+        with urllib.request.urlopen(f"{url}/v2/health/ready", timeout=30) as reply:
+            assert reply.status == 200
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, err
+    assert "torchbridge: stopped" in out and "Traceback" not in err, out + err
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    ({"inputs": [("X", "FP33", [4])]}, ValueError, "`X` has datatype 'FP33'"),
+    ({"inputs": []}, ValueError, "inputs must be a non-empty list"),
+    ({"outputs": [("Y", "FP32", "4")]}, ValueError, "`Y` has dims '4'"),
+    ({"inputs": [("X", "FP32", [4]), ("X", "FP32", [4])]}, ValueError, "`X` is given twice"),
+    ({"name": "a/b"}, ValueError, "name must be"),
+    ({"max_batch_size": -1}, ValueError, "max_batch_size must be an integer >= 0"),
+    ({"preferred_batch_sizes": [128]}, ValueError, "preferred_batch_sizes must be"),
+    ({"http_port": 70000}, ValueError, "http_port must be an integer in 0..65535"),
+    ({"fn": 3}, TypeError, "fn must be callable"),
+])
+def test_wrong_arguments_are_refused_naming_the_argument(kwargs, error, message):
+    args = {"fn": lambda x: x, "inputs": [("X", "FP32", [4])], "outputs": [("Y", "FP32", [4])],
+            "http_port": 0, "grpc_port": 0, **kwargs}
+    with pytest.raises(error, match=re.escape(message)):
+        torchbridge.Server(args.pop("fn"), **args)
+
+
+def test_a_port_in_use_is_an_os_error_naming_the_address():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(OSError, match=f"cannot listen for HTTP on 127.0.0.1:{port}"):
+            torchbridge.Server(lambda x: x, **IO, http_port=port, grpc_port=0)
