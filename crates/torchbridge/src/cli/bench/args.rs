@@ -30,6 +30,15 @@ pub struct BenchArgs {
     /// How long each run lasts, e.g. 10s, 500ms, 2m.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     duration: Duration,
+    /// Open loop instead of clients: send this many requests per second on a fixed
+    /// schedule, whether or not earlier ones were answered (served runs; one run each).
+    /// Latency counts from each request's scheduled time.
+    #[arg(long, value_delimiter = ',', value_name = "PER_SECOND")]
+    rate: Vec<f64>,
+    /// Open loop: connections (requests in flight) at most; a request due while all
+    /// are busy is not sent and counts as an error.
+    #[arg(long, default_value_t = 1024)]
+    max_in_flight: usize,
     /// Stop each run after this many requests instead of after --duration.
     #[arg(long, conflicts_with = "duration")]
     requests: Option<u64>,
@@ -135,6 +144,9 @@ pub struct Plan {
     pub server: Option<Target>,
     pub in_process: Option<InProcess>,
     pub concurrency: Vec<usize>,
+    /// Open-loop request rates of the served runs; empty: closed loop at `concurrency`.
+    pub rates: Vec<f64>,
+    pub max_in_flight: usize,
     /// Rows per request; `None`: the rows of the `--input` files.
     pub batches: Vec<Option<usize>>,
     pub stop: Stop,
@@ -164,6 +176,15 @@ impl TryFrom<BenchArgs> for Plan {
             "--concurrency must be at least 1"
         );
         ensure!(!a.batch.contains(&0), "--batch must be at least 1");
+        ensure!(
+            a.rate.iter().all(|r| r.is_finite() && *r > 0.0),
+            "--rate must be a number of requests per second above 0"
+        );
+        ensure!(
+            a.rate.is_empty() || a.model.is_some(),
+            "--rate drives a server: give --model NAME"
+        );
+        ensure!(a.max_in_flight >= 1, "--max-in-flight must be at least 1");
         ensure!(a.variable_dim >= 1, "--variable-dim must be at least 1");
         ensure!(a.client_threads >= 1, "--client-threads must be at least 1");
         let stop = match a.requests {
@@ -221,6 +242,8 @@ impl TryFrom<BenchArgs> for Plan {
             server,
             in_process,
             concurrency: a.concurrency,
+            rates: a.rate,
+            max_in_flight: a.max_in_flight,
             batches,
             stop,
             warmup: a.warmup_requests,

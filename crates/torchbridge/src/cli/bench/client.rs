@@ -164,6 +164,11 @@ impl Conn {
         Ok(Conn { call, sender })
     }
 
+    /// A connection opened by its first call.
+    pub fn lazy(call: Arc<Call>) -> Conn {
+        Conn { call, sender: None }
+    }
+
     /// One call, its reply read to the end and dropped.
     pub async fn call(&mut self) -> Result<(), Failure> {
         let transport = |e: &dyn std::fmt::Display| Failure {

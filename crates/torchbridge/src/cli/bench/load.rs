@@ -53,15 +53,19 @@ impl Counters {
 pub struct Tally {
     /// Latencies of the successful requests, in nanoseconds.
     pub latency: Histogram<u64>,
+    /// Latencies of the failed requests that got an answer (a 429 and the like).
+    pub error_latency: Histogram<u64>,
     pub errors: BTreeMap<String, u64>,
 }
 
 impl Default for Tally {
     fn default() -> Self {
+        // 1 ns to 1 h at 3 significant digits; larger values saturate.
+        let histogram =
+            || Histogram::new_with_bounds(1, 3_600_000_000_000, 3).expect("valid histogram bounds");
         Tally {
-            // 1 ns to 1 h at 3 significant digits; larger values saturate.
-            latency: Histogram::new_with_bounds(1, 3_600_000_000_000, 3)
-                .expect("valid histogram bounds"),
+            latency: histogram(),
+            error_latency: histogram(),
             errors: BTreeMap::new(),
         }
     }
@@ -77,9 +81,19 @@ impl Tally {
         *self.errors.entry(kind).or_default() += 1;
     }
 
+    /// A failure the server answered, after `elapsed`.
+    pub fn answered_error(&mut self, kind: String, elapsed: Duration) {
+        self.error_latency
+            .saturating_record(u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX));
+        self.error(kind);
+    }
+
     fn merge(&mut self, other: Tally) {
         self.latency
             .add(&other.latency)
+            .expect("histograms of the same bounds add up");
+        self.error_latency
+            .add(&other.error_latency)
             .expect("histograms of the same bounds add up");
         for (kind, n) in other.errors {
             *self.errors.entry(kind).or_default() += n;
@@ -92,6 +106,20 @@ impl Tally {
 pub struct Measured {
     pub seconds: f64,
     pub tally: Tally,
+    /// Open loop only: what the schedule asked for and how the generator kept up.
+    pub open_loop: Option<OpenLoop>,
+}
+
+/// An open-loop run's own figures.
+#[derive(Debug, Clone, Copy)]
+pub struct OpenLoop {
+    /// Requests per second the schedule asked for.
+    pub rate: f64,
+    /// The most requests in flight at once.
+    pub peak_in_flight: usize,
+    /// How far behind its schedule the generator fell at worst, in milliseconds (a
+    /// generator that cannot keep up sends less than `rate`).
+    pub max_lag_ms: f64,
 }
 
 impl Measured {
@@ -101,7 +129,11 @@ impl Measured {
         for t in tallies {
             tally.merge(t);
         }
-        Measured { seconds, tally }
+        Measured {
+            seconds,
+            tally,
+            open_loop: None,
+        }
     }
 
     pub fn ok(&self) -> u64 {

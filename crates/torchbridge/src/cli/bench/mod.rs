@@ -33,6 +33,10 @@
 //! failed ones included; rates and `rows` count the successful ones. Error kinds read
 //! `HTTP 429`, `gRPC RESOURCE_EXHAUSTED`, `transport: …`, `timeout`.
 //! `in_process_best` is `{"bridge", "batch", "concurrency", "rows_per_s"}` or null.
+//! A run with failures the server answered adds `"error_latency_ms"` (same fields as
+//! `latency_ms`: how fast a 429 comes back). An open-loop run (`--rate`, see
+//! [`open_loop`]) adds `"offered_per_s"` and `"generator_lag_ms"`, and its
+//! `concurrency` is the most requests that were in flight at once.
 
 mod args;
 mod client;
@@ -40,6 +44,7 @@ mod codec;
 mod in_process;
 mod load;
 mod metadata;
+mod open_loop;
 mod plot;
 mod report;
 mod server;

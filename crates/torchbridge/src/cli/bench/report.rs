@@ -32,6 +32,16 @@ pub struct Run {
     pub requests_per_s: f64,
     pub rows_per_s: f64,
     pub latency_ms: Latency,
+    /// Latency of the failures the server answered (how fast a 429 comes back).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_latency_ms: Option<Latency>,
+    /// Open loop: the requests per second asked for (`concurrency` is then the most
+    /// requests that were in flight at once).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offered_per_s: Option<f64>,
+    /// Open loop: how far behind its schedule the generator fell at worst.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub generator_lag_ms: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fraction_of_in_process: Option<f64>,
 }
@@ -92,6 +102,19 @@ impl Run {
                 max: m.max_ms(),
                 mean: m.mean_ms(),
             },
+            error_latency_ms: (!m.tally.error_latency.is_empty()).then(|| {
+                let h = &m.tally.error_latency;
+                let ms = |q: f64| h.value_at_quantile(q) as f64 / 1e6;
+                Latency {
+                    p50: ms(0.5),
+                    p90: ms(0.9),
+                    p99: ms(0.99),
+                    max: h.max() as f64 / 1e6,
+                    mean: h.mean() / 1e6,
+                }
+            }),
+            offered_per_s: m.open_loop.map(|o| o.rate),
+            generator_lag_ms: m.open_loop.map(|o| o.max_lag_ms),
             fraction_of_in_process: None,
         }
     }
@@ -186,16 +209,25 @@ impl Report {
                 String::new()
             };
             println!("served: {} at {}{grpc}, {per_run}", self.model, target.http);
-            table(
-                &self.server,
-                "protocol",
-                "clients",
-                "req/s",
-                |run| match run.fraction_of_in_process {
+            table(&self.server, "protocol", "clients", "req/s", |run| {
+                let mut note = match run.fraction_of_in_process {
                     Some(f) => format!("  {:>5.1}% of in-process", f * 100.0),
                     None => String::new(),
-                },
-            );
+                };
+                if let Some(rate) = run.offered_per_s {
+                    note += &format!(
+                        "  open loop at {}/s (clients = most in flight)",
+                        thousands(rate)
+                    );
+                }
+                if let Some(e) = &run.error_latency_ms {
+                    note += &format!(
+                        "  errors answered in p50 {:.3} / p99 {:.3} ms",
+                        e.p50, e.p99
+                    );
+                }
+                note
+            });
         }
     }
 }

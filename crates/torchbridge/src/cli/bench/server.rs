@@ -1,6 +1,6 @@
 //! The served measure: read the model's metadata from the server, encode the request
 //! once per protocol and batch size, check one probe reply, then one closed-loop run per
-//! concurrency.
+//! concurrency (or one open-loop run per `--rate`, in [`open_loop`]).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -18,6 +18,7 @@ use super::client::{Call, Conn, grpc_connect, http_connect, http_send};
 use super::codec;
 use super::load::{Counters, Measured, Progress, Tally};
 use super::metadata::{self, error_text, grpc_error};
+use super::open_loop;
 use super::report::{Run, Subject};
 
 pub async fn run(plan: &Plan, target: &Target) -> anyhow::Result<Vec<Run>> {
@@ -28,6 +29,16 @@ pub async fn run(plan: &Plan, target: &Target) -> anyhow::Result<Vec<Run>> {
         let (inputs, rows) = super::workload(plan, &meta, batch)?;
         for &protocol in &target.protocols {
             let call = prepare(protocol, target, &prefix, &meta, &inputs, rows).await?;
+            for &rate in &plan.rates {
+                let label = format!("{} · batch {rows} · {rate}/s", protocol.as_str());
+                let measured = open_loop::drive(call.clone(), rate, plan, label).await?;
+                let peak = measured.open_loop.map_or(0, |o| o.peak_in_flight);
+                let subject = Subject::Protocol(protocol);
+                runs.push(Run::new(subject, rows, peak, &measured));
+            }
+            if !plan.rates.is_empty() {
+                continue;
+            }
             for &concurrency in &plan.concurrency {
                 let mut conns = Vec::with_capacity(concurrency);
                 for _ in 0..concurrency {
@@ -152,12 +163,11 @@ async fn worker(
         let sent = Instant::now();
         match tokio::time::timeout(timeout, conn.call()).await {
             Ok(Ok(())) => tally.ok(sent.elapsed()),
-            Ok(Err(f)) => {
-                if f.reconnect {
-                    conn.reconnect();
-                }
+            Ok(Err(f)) if f.reconnect => {
+                conn.reconnect();
                 tally.error(f.kind);
             }
+            Ok(Err(f)) => tally.answered_error(f.kind, sent.elapsed()),
             Err(_) => {
                 conn.reconnect();
                 tally.error("timeout".into());

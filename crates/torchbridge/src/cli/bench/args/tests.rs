@@ -30,3 +30,31 @@ fn durations_and_addresses() {
     assert!(address("x:1/v2", 8000, "--url").is_err());
     assert_eq!(host("[::1]:8000"), "[::1]");
 }
+
+#[derive(clap::Parser)]
+struct Cli {
+    #[command(flatten)]
+    args: BenchArgs,
+}
+
+fn plan(line: &str) -> anyhow::Result<Plan> {
+    use clap::Parser;
+    let cli = Cli::try_parse_from(std::iter::once("bench").chain(line.split_whitespace()))?;
+    Plan::try_from(cli.args)
+}
+
+#[test]
+fn open_loop_rates_are_checked() {
+    let p = plan("--model m --rate 100,2500.5 --max-in-flight 8").unwrap();
+    assert_eq!(p.rates, vec![100.0, 2500.5]);
+    assert_eq!(p.max_in_flight, 8);
+    assert!(plan("--model m").unwrap().rates.is_empty());
+    for bad in ["--rate 0", "--rate=-5", "--rate inf"] {
+        let err = plan(&format!("--model m {bad}")).unwrap_err().to_string();
+        assert!(err.contains("--rate must be"), "{bad}: {err}");
+    }
+    let err = plan("--bridges onnx --rate 5").unwrap_err().to_string();
+    assert!(err.contains("--rate drives a server"), "{err}");
+    let err = plan("--model m --max-in-flight 0").unwrap_err().to_string();
+    assert!(err.contains("--max-in-flight"), "{err}");
+}

