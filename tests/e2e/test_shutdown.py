@@ -39,3 +39,50 @@ def test_sigterm_finishes_admitted_requests_and_exits_0(repo, tmp_path):
         if server.process.poll() is None:
             server.process.kill()
     assert "stopped" in server.log_text()
+
+
+def test_sigterm_under_continuous_load_answers_every_admitted_request(repo, tmp_path):
+    """Eight clients send without pause until the server is gone. Every request sent
+    well before the signal (so surely read by the server) is answered with its own
+    values; a request is only ever refused at the connection, never answered with an
+    error status or half an answer."""
+    server = start_server(repo, tmp_path / "serve.log")
+    signalled = []
+
+    def client_loop(worker):
+        outcomes = []
+        for n in range(10_000):
+            value = float(worker * 10_000 + n)
+            sent = time.monotonic()
+            try:
+                y = infer_slow(server.http_url, value)
+                outcomes.append(("ok", sent, value, y))
+            except InferenceServerException as e:
+                kind = "status" if e.status() else "refused"
+                outcomes.append((kind, sent, value, e))
+                break
+            except (ConnectionError, OSError) as e:
+                outcomes.append(("refused", sent, value, e))
+                break
+        return outcomes
+
+    try:
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            futures = [pool.submit(client_loop, w) for w in range(8)]
+            time.sleep(1.5)  # several rounds of 400 ms calls on 4 instances
+            signalled.append(time.monotonic())
+            server.process.send_signal(signal.SIGTERM)
+            outcomes = [o for f in futures for o in f.result()]
+        assert server.process.wait(timeout=30) == 0, server.log_text()
+    finally:
+        if server.process.poll() is None:
+            server.process.kill()
+    answered = [o for o in outcomes if o[0] == "ok"]
+    for _, _, value, y in answered:
+        np.testing.assert_array_equal(y, np.full((1, 2), value, dtype=np.float32))
+    statuses = [(o[2], str(o[3])) for o in outcomes if o[0] == "status"]
+    assert not statuses, f"requests answered with an error status: {statuses}"
+    surely_admitted = [o for o in outcomes if o[1] < signalled[0] - 0.1]
+    lost = [(o[2], str(o[3])) for o in surely_admitted if o[0] != "ok"]
+    assert not lost, f"requests sent before the signal and not answered: {lost}"
+    assert len(answered) >= 16, f"only {len(answered)} answered: the load did not run"

@@ -40,5 +40,5 @@ pub use pool::InstancePool;
 pub use registry::{IndexEntry, Loader, ModelState, Registry};
 pub use repository::{ModelDir, ModelForm};
 pub use served::ServedModel;
-pub use stats::{BatchSizeStat, BatchSizes, DurationStat, ModelStats};
+pub use stats::{BatchSizeStat, BatchSizes, DurationStat, InstanceHealth, ModelStats};
 pub use tensor::Tensor;

@@ -1,9 +1,9 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use tokio::sync::oneshot;
 
 use crate::{Backend, Batch, Error, ModelMetadata, ModelStats, Result, Tensor};
@@ -22,6 +22,9 @@ pub(crate) struct Job {
     pub enqueued: Instant,
     /// Not started by then: answered [`Error::Timeout`], never run.
     pub deadline: Option<Instant>,
+    /// The latest deadline of the requests it holds (`None` if one has none): once a
+    /// call runs past it, every caller has been answered and the instance is stuck.
+    pub answer_by: Option<Instant>,
     pub waiter: Box<dyn Waiter>,
 }
 
@@ -55,6 +58,8 @@ pub struct InstancePool {
     jobs: Option<Sender<Job>>,
     workers: Vec<JoinHandle<()>>,
     stats: Arc<ModelStats>,
+    /// Dropped with the pool, which stops its watchdog thread.
+    _watchdog: Option<Sender<()>>,
 }
 
 impl std::fmt::Debug for InstancePool {
@@ -77,7 +82,7 @@ impl InstancePool {
         let load = std::sync::Arc::new(load);
         let (jobs, queue) = crossbeam_channel::unbounded::<Job>();
         let (loaded_tx, loaded_rx) = std::sync::mpsc::channel();
-        let stats = Arc::new(ModelStats::default());
+        let stats = Arc::new(ModelStats::for_instances(instances));
         let mut workers = Vec::with_capacity(instances);
         for i in 0..instances {
             let (load, queue, loaded, stats) = (
@@ -92,7 +97,7 @@ impl InstancePool {
                     Ok(backend) => {
                         let _ = loaded.send(Ok(backend.metadata().clone()));
                         drop(loaded);
-                        serve(backend, queue, &stats);
+                        serve(backend, queue, &stats, i);
                     }
                     Err(e) => {
                         let _ = loaded.send(Err(e));
@@ -115,6 +120,7 @@ impl InstancePool {
             jobs: Some(jobs),
             workers,
             stats,
+            _watchdog: None,
         };
         let mut first = None;
         for result in loaded_rx.iter().take(instances) {
@@ -126,6 +132,7 @@ impl InstancePool {
         match first {
             Some(Ok(m)) => {
                 pool.stats.label(&m.name, m.version);
+                pool._watchdog = watchdog(&m.name, pool.stats.clone());
                 pool.metadata = m;
             }
             Some(Err(e)) => return Err(e),
@@ -166,6 +173,7 @@ impl InstancePool {
             batch,
             enqueued,
             deadline,
+            answer_by: deadline,
             waiter: Box::new(waiter),
         })
         .map_err(|_| self.unavailable())?;
@@ -222,9 +230,42 @@ impl Drop for InstancePool {
     }
 }
 
+/// How often a pool's watchdog looks for stuck instances.
+const WATCH_EVERY: Duration = Duration::from_millis(200);
+
+/// Starts the thread that reports each stuck instance once (a `warn` log with the
+/// model and instance) and keeps the `torchbridge_instances_stuck` gauge current; it
+/// stops when the returned sender is dropped. `None` if no thread could be spawned:
+/// the pool then serves without it (stuck instances still show in its statistics).
+fn watchdog(model: &str, stats: Arc<ModelStats>) -> Option<Sender<()>> {
+    let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
+    let name = format!("tb-{model}-watchdog");
+    let model = model.to_string();
+    let watch = move || {
+        while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(WATCH_EVERY) {
+            let now = Instant::now();
+            for (instance, busy) in stats.health.newly_stuck(now) {
+                tracing::warn!(
+                    model = %model,
+                    instance,
+                    busy_ms = busy.as_millis() as u64,
+                    "instance {instance} of model `{model}` is stuck: one call has run \
+                     {busy:?}, past the deadline of its requests (they were answered with a \
+                     timeout); it takes no new work until the call returns"
+                );
+            }
+            stats.stuck_count(stats.health.stuck(now).len());
+        }
+        stats.stuck_count(0);
+    };
+    let spawned = std::thread::Builder::new().name(name).spawn(watch);
+    spawned.ok().map(|_| stop)
+}
+
 /// A worker's loop: run each job whose caller still waits and whose deadline has not
-/// passed, check what came back, count it, answer.
-fn serve(mut backend: Box<dyn Backend>, queue: Receiver<Job>, stats: &ModelStats) {
+/// passed, check what came back, count it, answer. While a call runs, the instance's
+/// slot in [`ModelStats::health`] says so.
+fn serve(mut backend: Box<dyn Backend>, queue: Receiver<Job>, stats: &ModelStats, index: usize) {
     for job in queue.iter() {
         if job.waiter.is_closed() {
             continue;
@@ -238,6 +279,7 @@ fn serve(mut backend: Box<dyn Backend>, queue: Receiver<Job>, stats: &ModelStats
             continue;
         }
         let rows = job.batch.rows;
+        stats.health.started(index, started, job.answer_by);
         let result = catch_unwind(AssertUnwindSafe(|| backend.infer(job.batch)))
             .unwrap_or_else(|panic| {
                 let message = panic
@@ -254,6 +296,15 @@ fn serve(mut backend: Box<dyn Backend>, queue: Receiver<Job>, stats: &ModelStats
                 backend.metadata().check_outputs(&outputs, rows)?;
                 Ok(outputs)
             });
+        if let Some(busy) = stats.health.finished(index) {
+            tracing::warn!(
+                model = %backend.metadata().name,
+                instance = index,
+                busy_ms = busy.as_millis() as u64,
+                "instance {index} of model `{}` returned after {busy:?} and is no longer stuck",
+                backend.metadata().name
+            );
+        }
         stats.computed(rows, started.elapsed(), backend.last_timing());
         job.waiter.complete(result, Some(started));
     }

@@ -98,3 +98,85 @@ fn a_load_error_is_returned() {
     .unwrap_err();
     assert!(err.to_string().contains("instance 1"), "{err}");
 }
+
+#[test]
+fn a_call_is_stuck_past_its_deadline_and_the_floor_and_reported_once() {
+    let health = crate::InstanceHealth::new(2);
+    let t0 = Instant::now();
+    let ms = Duration::from_millis;
+    health.started(0, t0, Some(t0 + ms(10)));
+    health.started(1, t0, None);
+    assert!(
+        health.stuck(t0 + ms(500)).is_empty(),
+        "not before the floor"
+    );
+    let later = t0 + crate::InstanceHealth::STUCK_FLOOR;
+    assert_eq!(health.stuck(later), vec![0], "no deadline is never stuck");
+    assert!(!health.all_stuck(later));
+    assert_eq!(
+        health.newly_stuck(later),
+        vec![(0, crate::InstanceHealth::STUCK_FLOOR)]
+    );
+    assert!(
+        health.newly_stuck(later + ms(1)).is_empty(),
+        "reported once"
+    );
+    assert!(
+        health.finished(0).is_some(),
+        "a reported call says when it is back"
+    );
+    assert!(health.finished(1).is_none());
+    assert!(health.stuck(later).is_empty());
+    // A later deadline than the floor is the threshold itself.
+    health.started(0, t0, Some(t0 + ms(3000)));
+    assert!(health.stuck(t0 + ms(2999)).is_empty());
+    assert_eq!(health.stuck(t0 + ms(3000)), vec![0]);
+}
+
+/// Sleeps the milliseconds its input `X` holds, then answers `Y = X`.
+struct Sleeper(ModelMetadata);
+
+impl Backend for Sleeper {
+    fn metadata(&self) -> &ModelMetadata {
+        &self.0
+    }
+    fn infer(&mut self, batch: Batch) -> Result<Vec<Tensor>> {
+        let x = batch.inputs[0].to_vec::<f32>()?;
+        std::thread::sleep(Duration::from_millis(x[0] as u64));
+        Ok(vec![Tensor::from_slice("Y", vec![1, 1], &x)?])
+    }
+}
+
+fn sleeper(i: usize) -> Result<Box<dyn Backend>> {
+    let mut meta = doubler(i)?.metadata().clone();
+    meta.name = "sleeper".into();
+    Ok(Box::new(Sleeper(meta)))
+}
+
+#[test]
+fn an_instance_stuck_past_the_deadline_shows_and_all_stuck_refuses_at_once() {
+    let pool = InstancePool::start("sleeper", 1, sleeper).unwrap();
+    let served = crate::ServedModel::from(pool);
+    let hang = |ms: f32| {
+        let x = Tensor::from_slice("X", vec![1, 1], &[ms]).unwrap();
+        served.metadata().prepare(vec![x]).unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_millis(50);
+    let stuck_call = served.submit(hang(2500.0), Some(deadline)).unwrap();
+    let mut waited = Duration::ZERO;
+    while served.stats().stuck_instances().is_empty() {
+        assert!(waited < Duration::from_secs(30), "never reported stuck");
+        std::thread::sleep(Duration::from_millis(20));
+        waited += Duration::from_millis(20);
+    }
+    assert_eq!(served.stats().stuck_instances(), vec![0]);
+    let refused = served.submit(hang(0.0), None).unwrap_err().to_string();
+    assert!(
+        refused.contains("model `sleeper` is not ready: all 1 of its instances are stuck"),
+        "{refused}"
+    );
+    // The call returns in the end (its caller still waited), and the instance is back.
+    assert!(stuck_call.blocking_recv().unwrap().is_ok());
+    assert!(served.stats().stuck_instances().is_empty());
+    assert_eq!(served.run_blocking(hang(1.0)).unwrap()[0].shape, vec![1, 1]);
+}

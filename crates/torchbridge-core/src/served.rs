@@ -71,12 +71,25 @@ impl ServedModel {
     /// Queues a checked batch (from [`ModelMetadata::prepare`]); the receiver yields its
     /// outputs. A request not started by `deadline` is answered [`Error::Timeout`] and
     /// never run; one whose receiver is dropped first is never run either. With batching
-    /// on, a full queue answers [`Error::Overloaded`].
+    /// on, a full queue answers [`Error::Overloaded`]. While every instance is stuck
+    /// (see [`crate::InstanceHealth`]) it is refused at once with [`Error::NotReady`]
+    /// rather than queued behind calls that may never return.
     pub fn submit(
         &self,
         batch: Batch,
         deadline: Option<Instant>,
     ) -> Result<oneshot::Receiver<Result<Vec<Tensor>>>> {
+        let health = &self.stats().health;
+        if health.all_stuck(Instant::now()) {
+            return Err(Error::NotReady {
+                model: self.metadata().name.clone(),
+                reason: format!(
+                    "all {} of its instances are stuck on calls that ran past their \
+                     requests' deadlines; retry once one returns",
+                    health.instances()
+                ),
+            });
+        }
         match &self.batching {
             None => self.pool.submit(batch, deadline),
             Some((scheduler, _)) => {

@@ -1,7 +1,8 @@
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use metrics::{Gauge, Histogram};
 
@@ -90,6 +91,8 @@ pub struct ModelStats {
     pub compute_output: DurationStat,
     /// Backend calls by the rows they ran (with dynamic batching, rows of many requests).
     pub batch_sizes: BatchSizes,
+    /// Which instances are busy, since when, and which of them are stuck.
+    pub health: InstanceHealth,
     /// Prometheus series, once the model's name and version are known.
     exported: OnceLock<Exported>,
 }
@@ -105,6 +108,7 @@ struct Exported {
     batch_size: Histogram,
     in_flight: Gauge,
     queue_depth: Gauge,
+    stuck: Gauge,
 }
 
 impl ModelStats {
@@ -128,7 +132,29 @@ impl ModelStats {
             batch_size: metrics::histogram!("torchbridge_batch_size", &labels),
             in_flight: metrics::gauge!("torchbridge_inflight_requests", &labels),
             queue_depth: metrics::gauge!("torchbridge_queue_depth", &labels),
+            stuck: metrics::gauge!("torchbridge_instances_stuck", &labels),
         });
+    }
+
+    /// Counters for a pool of `instances` instances.
+    pub fn for_instances(instances: usize) -> Self {
+        ModelStats {
+            health: InstanceHealth::new(instances),
+            ..ModelStats::default()
+        }
+    }
+
+    /// The instances stuck now: busy on one call past its stuck time (see
+    /// [`InstanceHealth`]), lowest index first.
+    pub fn stuck_instances(&self) -> Vec<usize> {
+        self.health.stuck(Instant::now())
+    }
+
+    /// Sets the `torchbridge_instances_stuck` gauge.
+    pub fn stuck_count(&self, stuck: usize) {
+        if let Some(e) = self.exported.get() {
+            e.stuck.set(stuck as f64);
+        }
     }
 
     /// A request waited `waited` for an instance to start on it.
@@ -183,5 +209,119 @@ impl ModelStats {
         if let Some(e) = self.exported.get() {
             e.queue_depth.set(depth as f64);
         }
+    }
+}
+
+/// Where each instance of a model stands: idle, or busy on one call since a time, and
+/// from when that call counts as **stuck**. Workers write their own slot at the start
+/// and end of each call; readers (statistics, the pool's watchdog, admission) read all
+/// slots. Lock-free: three atomics per instance.
+///
+/// A call is stuck once it has run past the deadline of every request it holds (the
+/// server gives each request one: its `timeout`, at most the server's request timeout)
+/// and for at least [`InstanceHealth::STUCK_FLOOR`]: every caller has been answered with
+/// a timeout, yet the instance is still busy and takes no new work. A call with a
+/// request that has no deadline (library calls) never counts as stuck.
+#[derive(Debug, Default)]
+pub struct InstanceHealth {
+    slots: Vec<Slot>,
+}
+
+#[derive(Debug)]
+struct Slot {
+    /// Nanoseconds since [`epoch`] when the current call started, plus one; 0 = idle.
+    busy_since: AtomicU64,
+    /// Nanoseconds since [`epoch`] from which the current call is stuck; `u64::MAX` =
+    /// never.
+    stuck_at: AtomicU64,
+    /// The watchdog has reported this call as stuck (so it is reported once).
+    reported: std::sync::atomic::AtomicBool,
+}
+
+// Ordering: `busy_since` is stored (Release) after `stuck_at` and loaded (Acquire)
+// before it, so a reader that sees a call started sees that call's `stuck_at`.
+
+/// A process-wide origin, so instants fit in an atomic.
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+fn nanos(at: Instant) -> u64 {
+    at.saturating_duration_since(epoch()).as_nanos() as u64
+}
+
+impl InstanceHealth {
+    /// However short the deadlines of its requests, a call is not stuck before it has
+    /// run this long (so a client's tiny `timeout` cannot make instances look stuck).
+    pub const STUCK_FLOOR: Duration = Duration::from_secs(1);
+
+    pub fn new(instances: usize) -> Self {
+        epoch();
+        let slot = || Slot {
+            busy_since: AtomicU64::new(0),
+            stuck_at: AtomicU64::new(u64::MAX),
+            reported: Default::default(),
+        };
+        InstanceHealth {
+            slots: (0..instances).map(|_| slot()).collect(),
+        }
+    }
+
+    /// Instance `i` started a call at `now` whose requests must be answered by
+    /// `answer_by` (`None`: one of them has no deadline).
+    pub fn started(&self, i: usize, now: Instant, answer_by: Option<Instant>) {
+        let Some(slot) = self.slots.get(i) else {
+            return;
+        };
+        let stuck_at = answer_by.map_or(u64::MAX, |by| nanos(by.max(now + Self::STUCK_FLOOR)));
+        slot.stuck_at.store(stuck_at, Relaxed);
+        slot.reported.store(false, Relaxed);
+        slot.busy_since.store(nanos(now) + 1, Release);
+    }
+
+    /// Instance `i` finished its call; returns how long it ran when it had been
+    /// reported stuck (for a log line saying it is back).
+    pub fn finished(&self, i: usize) -> Option<Duration> {
+        let slot = self.slots.get(i)?;
+        let since = slot.busy_since.swap(0, AcqRel);
+        slot.stuck_at.store(u64::MAX, Relaxed);
+        let reported = slot.reported.swap(false, Relaxed);
+        (reported && since > 0)
+            .then(|| Duration::from_nanos(nanos(Instant::now()).saturating_sub(since - 1)))
+    }
+
+    /// Instances stuck at `now`, lowest index first.
+    pub fn stuck(&self, now: Instant) -> Vec<usize> {
+        let now = nanos(now);
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.busy_since.load(Acquire) > 0 && now >= s.stuck_at.load(Relaxed))
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    /// Every instance is stuck (false for a pool of none).
+    pub fn all_stuck(&self, now: Instant) -> bool {
+        !self.slots.is_empty() && self.stuck(now).len() == self.slots.len()
+    }
+
+    /// Instances stuck at `now` and not reported yet, with how long their call has
+    /// run; each is marked reported, so a stuck call is returned once.
+    pub fn newly_stuck(&self, now: Instant) -> Vec<(usize, Duration)> {
+        let at = nanos(now);
+        self.stuck(now)
+            .into_iter()
+            .filter(|&i| !self.slots[i].reported.swap(true, Relaxed))
+            .map(|i| {
+                let since = self.slots[i].busy_since.load(Relaxed).max(1) - 1;
+                (i, Duration::from_nanos(at.saturating_sub(since)))
+            })
+            .collect()
+    }
+
+    pub fn instances(&self) -> usize {
+        self.slots.len()
     }
 }

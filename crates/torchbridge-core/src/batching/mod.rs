@@ -172,6 +172,9 @@ impl Actor {
 
     fn launch(&self, group: Vec<Request<Reply>>) {
         let enqueued = group[0].enqueued;
+        // The latest deadline of the group, if every member has one.
+        let deadlines: Option<Vec<Instant>> = group.iter().map(|r| r.deadline).collect();
+        let answer_by = deadlines.and_then(|d| d.into_iter().max());
         let mut batches = Vec::with_capacity(group.len());
         let mut members = Vec::with_capacity(group.len());
         for request in group {
@@ -193,6 +196,7 @@ impl Actor {
             enqueued,
             // Deadlines were checked as the group formed; it starts once a slot is free.
             deadline: None,
+            answer_by,
             waiter: Box::new(waiter),
         });
     }

@@ -67,5 +67,7 @@ fn model_stats(pool: &ServedModel) -> Value {
             })
         }).collect::<Vec<_>>(),
         "memory_usage": [],
+        // Not Triton's: instances busy on a call past its requests' deadlines.
+        "stuck_instances": s.stuck_instances(),
     })
 }

@@ -10,6 +10,8 @@ mod cli;
 mod common;
 mod concurrency;
 mod errors;
+mod leaks;
+mod misbehaving;
 mod parity;
 mod reference;
 mod timing;
