@@ -8,14 +8,34 @@
 //! Each transport only translates: the HTTP routes live in `http/`, one file per route
 //! family; the gRPC service in `grpc/`. Errors map to HTTP statuses and to gRPC codes in
 //! exactly one place each (`http/error.rs`, `grpc/error.rs`).
+//!
+//! Security sits at the edges and is shared: bearer tokens (`auth`), TLS (`tls`) and the
+//! input limits (`limits`) are set once in [`ServerSettings`] and applied by both
+//! transports, HTTP as axum middleware and a listener, gRPC as a tower layer.
 
+mod auth;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod grpc;
 pub mod http;
+mod limits;
 mod serve;
 mod state;
+#[cfg(test)]
+mod test_tensors;
+mod tls;
 
+pub use auth::Auth;
+pub use limits::{JSON_DEPTH_CEILING, Limits};
 pub use serve::serve;
 pub use state::{AppState, ServerSettings};
+pub use tls::TlsSettings;
+
+/// A server setting that cannot be used (a token file with no token, a certificate that
+/// does not parse); the message names the flag and file at fault.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SetupError(pub String);
 
 /// The protocol extensions torchbridge implements, as Triton names them; perf_analyzer
 /// reads statistics only when `statistics` is listed.

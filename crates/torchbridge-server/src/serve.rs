@@ -4,9 +4,13 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::AppState;
+use crate::grpc::GuardLayer;
+use crate::tls::TlsListener;
 
 /// Serves HTTP on `http` and gRPC on `grpc` until `shutdown` resolves; then both stop
-/// accepting, finish every request already admitted, and return.
+/// accepting, finish every request already admitted, and return. With
+/// `state.settings.tls` both listeners speak TLS; with `state.settings.auth` both
+/// require a bearer token.
 pub async fn serve(
     state: AppState,
     http: TcpListener,
@@ -21,17 +25,42 @@ pub async fn serve(
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|&stop| stop).await;
     };
-    // Small requests and replies: send each at once rather than wait for Nagle's timer.
-    let http = axum::serve::ListenerExt::tap_io(http, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let http_server = axum::serve(http, crate::http::app(state.clone()))
-        .with_graceful_shutdown(stopped(stop_rx.clone()));
-    let grpc_server = tonic::transport::Server::builder()
+    let settings = state.settings.clone();
+    let app = crate::http::app(state.clone());
+    let http_server = async {
+        match &settings.tls {
+            Some(tls) => {
+                axum::serve(TlsListener::new(http, tls)?, app)
+                    .with_graceful_shutdown(stopped(stop_rx.clone()))
+                    .await
+            }
+            None => {
+                // Small requests and replies: send each at once rather than wait for
+                // Nagle's timer.
+                let http = axum::serve::ListenerExt::tap_io(http, |tcp| {
+                    let _ = tcp.set_nodelay(true);
+                });
+                axum::serve(http, app)
+                    .with_graceful_shutdown(stopped(stop_rx.clone()))
+                    .await
+            }
+        }
+    };
+    let mut grpc_builder = tonic::transport::Server::builder();
+    if let Some(tls) = &settings.tls {
+        grpc_builder = grpc_builder
+            .tls_config(tls.grpc())
+            .map_err(std::io::Error::other)?;
+    }
+    let grpc_server = grpc_builder
+        .layer(GuardLayer::new(
+            settings.auth.clone(),
+            settings.limits.max_body_bytes,
+        ))
         .add_service(crate::grpc::service(state))
         .serve_with_incoming_shutdown(
             tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true)),
-            stopped(stop_rx),
+            stopped(stop_rx.clone()),
         );
     let (h, g) = tokio::join!(http_server, grpc_server);
     h?;

@@ -3,11 +3,17 @@ use std::time::{Duration, Instant};
 
 use torchbridge_core::{Registry, Result, ServedModel, Tensor};
 
+use crate::{Auth, Limits, TlsSettings};
+
 /// Settings every transport reads.
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
-    /// Largest request body accepted, in bytes (after decompression).
-    pub max_body_bytes: usize,
+    /// What one request may hold (body size, tensors, shapes, JSON depth).
+    pub limits: Limits,
+    /// Bearer tokens every request must carry; `None`: no authentication.
+    pub auth: Option<Arc<Auth>>,
+    /// TLS for both listeners; `None`: plain TCP.
+    pub tls: Option<Arc<TlsSettings>>,
     /// Default time a request may take before it is answered with a timeout.
     pub request_timeout: Duration,
     /// Engine versions reported in server metadata, e.g. `("onnxruntime", "1.31.1")`.
@@ -17,7 +23,9 @@ pub struct ServerSettings {
 impl Default for ServerSettings {
     fn default() -> Self {
         ServerSettings {
-            max_body_bytes: 64 << 20,
+            limits: Limits::default(),
+            auth: None,
+            tls: None,
             request_timeout: Duration::from_secs(60),
             runtime_versions: Vec::new(),
         }

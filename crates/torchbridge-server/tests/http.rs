@@ -13,7 +13,7 @@ use flate2::write::{GzEncoder, ZlibEncoder};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use torchbridge_core::{Error, Loader, ModelDir, Registry};
-use torchbridge_server::{AppState, ServerSettings};
+use torchbridge_server::{AppState, Auth, Limits, ServerSettings};
 use tower::ServiceExt;
 
 /// A loader that refuses every model, as a broken model file would: no model is ever
@@ -37,7 +37,11 @@ fn app_with(max_body_bytes: usize) -> (tempfile::TempDir, Router) {
     let registry = Arc::new(Registry::new(repo.path(), refusing_loader()));
     assert_eq!(registry.load_all().unwrap(), 0);
     let settings = ServerSettings {
-        max_body_bytes,
+        limits: Limits {
+            max_body_bytes,
+            max_inflated_bytes: max_body_bytes,
+            ..Limits::default()
+        },
         ..ServerSettings::default()
     };
     let app = torchbridge_server::http::app(AppState::new(registry, settings));
@@ -261,7 +265,7 @@ async fn bodies_over_the_limit_are_413() {
     assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(
         error_of(&reply),
-        "the request body is over the limit of 16384 bytes"
+        "the request body is over the limit of 16384 bytes (--max-body-bytes)"
     );
     // 8 MiB of zeros gzip to about 8 KiB: under the limit on the wire, refused once
     // inflating passes it.
@@ -270,4 +274,70 @@ async fn bodies_over_the_limit_are_413() {
     let reply = send(&app, compressed("/v2/models/broken/infer", "gzip", bomb)).await;
     assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert!(error_of(&reply).contains("inflates past the limit of 16384 bytes"));
+}
+
+/// The repository of [`app_with`], served with `auth`.
+fn app_with_auth(auth: Auth) -> (tempfile::TempDir, Router) {
+    let repo = tempfile::tempdir().unwrap();
+    let registry = Arc::new(Registry::new(repo.path(), refusing_loader()));
+    let settings = ServerSettings {
+        auth: Some(Arc::new(auth)),
+        ..ServerSettings::default()
+    };
+    let app = torchbridge_server::http::app(AppState::new(registry, settings));
+    (repo, app)
+}
+
+async fn get_with(app: &Router, uri: &str, authorization: Option<&str>) -> Reply {
+    let mut request = Request::get(uri);
+    if let Some(value) = authorization {
+        request = request.header(header::AUTHORIZATION, value);
+    }
+    send(app, request.body(Body::empty()).unwrap()).await
+}
+
+#[tokio::test]
+async fn tokens_guard_every_route_even_unknown_ones() {
+    let auth = Auth::new(vec!["s3cret".into()], false, "test").unwrap();
+    let (_repo, app) = app_with_auth(auth);
+    for uri in [
+        "/v2/health/live",
+        "/v2",
+        "/v2/models/nope",
+        "/no/such/route",
+    ] {
+        let reply = get_with(&app, uri, None).await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{uri}");
+        assert!(
+            error_of(&reply).starts_with("authentication required"),
+            "{uri}"
+        );
+        let reply = get_with(&app, uri, Some("Bearer wrong")).await;
+        assert_eq!(error_of(&reply), "the bearer token is not valid", "{uri}");
+    }
+    let reply = get_with(&app, "/v2/health/live", Some("Bearer s3cret")).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let reply = get_with(&app, "/v2/models/nope", Some("bearer s3cret")).await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    let response = app
+        .clone()
+        .oneshot(Request::get("/v2").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.headers()[header::WWW_AUTHENTICATE], "Bearer");
+}
+
+#[tokio::test]
+async fn health_may_be_left_open() {
+    let auth = Auth::new(vec!["s3cret".into()], true, "test").unwrap();
+    let (_repo, app) = app_with_auth(auth);
+    for uri in ["/v2/health/live", "/v2/health/ready"] {
+        assert_eq!(
+            get_with(&app, uri, None).await.status,
+            StatusCode::OK,
+            "{uri}"
+        );
+    }
+    let reply = get_with(&app, "/v2", None).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
 }

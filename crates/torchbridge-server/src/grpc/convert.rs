@@ -17,7 +17,10 @@ use super::proto::infer_parameter::ParameterChoice;
 use super::proto::model_infer_request::{InferInputTensor, InferRequestedOutputTensor};
 use super::proto::model_infer_response::InferOutputTensor;
 use super::proto::{InferParameter, InferTensorContents, ModelInferResponse};
+use crate::Limits;
 
+#[cfg(test)]
+mod roundtrip;
 #[cfg(test)]
 mod tests;
 
@@ -53,10 +56,18 @@ pub(crate) fn timeout(parameter: Option<&InferParameter>) -> Result<Option<Durat
         })
 }
 
-/// The request's input tensors, in request order.
-pub(crate) fn inputs(inputs: Vec<InferInputTensor>, raw: Vec<Bytes>) -> Result<Vec<Tensor>> {
+/// The request's input tensors, in request order, each within `limits`.
+pub(crate) fn inputs(
+    inputs: Vec<InferInputTensor>,
+    raw: Vec<Bytes>,
+    limits: &Limits,
+) -> Result<Vec<Tensor>> {
+    limits.check_count("inputs", inputs.len())?;
     if raw.is_empty() {
-        return inputs.into_iter().map(typed_input).collect();
+        return inputs
+            .into_iter()
+            .map(|input| typed_input(input, limits))
+            .collect();
     }
     if raw.len() != inputs.len() {
         return Err(invalid(format!(
@@ -77,6 +88,7 @@ pub(crate) fn inputs(inputs: Vec<InferInputTensor>, raw: Vec<Bytes>) -> Result<V
                 )));
             }
             let datatype = datatype(&input)?;
+            limits.check_tensor(&input.name, datatype, &input.shape, &data)?;
             Tensor::new(input.name, datatype, input.shape, data)
                 .map_err(|e| invalid(format!("raw_input_contents[{i}]: {e}")))
         })
@@ -122,9 +134,10 @@ fn filled(c: &InferTensorContents) -> Vec<(&'static str, usize)> {
     .collect()
 }
 
-fn typed_input(input: InferInputTensor) -> Result<Tensor> {
+fn typed_input(input: InferInputTensor, limits: &Limits) -> Result<Tensor> {
     let datatype = datatype(&input)?;
     let name = &input.name;
+    limits.check_shape(name, &input.shape)?;
     let no_field = || {
         invalid(format!(
             "input `{name}` is {datatype}, which has no typed contents field: send it in raw_input_contents"
@@ -180,7 +193,10 @@ fn typed_input(input: InferInputTensor) -> Result<Tensor> {
         DataType::Uint64 => pack!(c.uint64_contents, |v: u64| Some(v.to_le_bytes())),
         DataType::Fp32 => pack!(c.fp32_contents, |v: f32| Some(v.to_le_bytes())),
         DataType::Fp64 => pack!(c.fp64_contents, |v: f64| Some(v.to_le_bytes())),
-        DataType::Bytes => strings(name, &c.bytes_contents)?,
+        DataType::Bytes => {
+            limits.check_string_lengths(name, c.bytes_contents.iter().map(Bytes::len))?;
+            strings(name, &c.bytes_contents)?
+        }
         DataType::Fp16 | DataType::Bf16 => return Err(no_field()),
     };
     Tensor::new(input.name, datatype, input.shape, data)

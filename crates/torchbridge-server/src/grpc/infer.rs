@@ -70,11 +70,13 @@ async fn run(state: &AppState, request: ModelInferRequest) -> Result<ModelInferR
     } = request;
     let version = convert::version(&model_version)?;
     let timeout = convert::timeout(parameters.get("timeout"))?;
+    let limits = &state.settings.limits;
     if !outputs.is_empty() {
+        limits.check_count("requested outputs", outputs.len())?;
         let pool = state.registry.get(&model_name, version)?;
         convert::check_requested(pool.metadata(), &outputs)?;
     }
-    let tensors = convert::inputs(inputs, raw_input_contents)?;
+    let tensors = convert::inputs(inputs, raw_input_contents, limits)?;
     let (pool, results) = state
         .infer_within(&model_name, version, tensors, timeout)
         .await?;

@@ -14,6 +14,7 @@
 
 mod convert;
 mod error;
+mod guard;
 mod infer;
 mod models;
 mod repository;
@@ -25,6 +26,7 @@ use tonic::{Request, Response, Status, Streaming};
 use torchbridge_core::{Error, Result};
 
 use crate::AppState;
+pub use guard::GuardLayer;
 use proto::grpc_inference_service_server::{GrpcInferenceService, GrpcInferenceServiceServer};
 use proto::*;
 
@@ -41,11 +43,13 @@ pub mod proto {
 
 /// The gRPC service over `state`, ready for `tonic::transport::Server::add_service`.
 ///
-/// Messages may be as large as `state.settings.max_body_bytes` each way; gzip and
-/// deflate request compression are accepted. Replies are sent uncompressed (as Triton
-/// does by default): tensors compress poorly and the CPU is better spent on inference.
+/// Messages may be as large as `state.settings.limits.max_body_bytes` each way, as sent
+/// and once inflated (tonic stops inflating at the limit); gzip and deflate request
+/// compression are accepted. Replies are sent uncompressed (as Triton does by default):
+/// tensors compress poorly and the CPU is better spent on inference. Authentication is
+/// not here but in [`GuardLayer`], which `crate::serve` puts in front.
 pub fn service(state: AppState) -> GrpcInferenceServiceServer<Inference> {
-    let limit = state.settings.max_body_bytes;
+    let limit = state.settings.limits.max_body_bytes;
     GrpcInferenceServiceServer::new(Inference { state })
         .max_decoding_message_size(limit)
         .max_encoding_message_size(limit)
@@ -194,4 +198,30 @@ impl GrpcInferenceService for Inference {
             repository::unload(&self.state, request).await,
         )
     }
+}
+
+/// The request conversion path for the fuzz target (`crate::fuzzing`).
+#[cfg(feature = "fuzzing")]
+pub(crate) fn fuzz_convert(
+    request: ModelInferRequest,
+    limits: &crate::Limits,
+    model: &torchbridge_core::ModelMetadata,
+) {
+    let _ = convert::version(&request.model_version);
+    let _ = convert::timeout(request.parameters.get("timeout"));
+    if limits
+        .check_count("requested outputs", request.outputs.len())
+        .is_ok()
+    {
+        let _ = convert::check_requested(model, &request.outputs);
+    }
+    let Ok(tensors) = convert::inputs(request.inputs, request.raw_input_contents, limits) else {
+        return;
+    };
+    for t in &tensors {
+        t.check_bytes().expect("a converted tensor is consistent");
+    }
+    let _ = model.prepare(tensors.clone());
+    let response = convert::response(model, request.id, tensors, &[]);
+    let _ = prost::Message::encode_to_vec(&response);
 }

@@ -1,5 +1,6 @@
 //! gzip and deflate bodies, both ways: requests are inflated with a cap (a small body
-//! that inflates past `max_body_bytes` is refused, never held in full); responses are
+//! that inflates past `max_inflated_bytes` is refused as soon as it passes it, never
+//! inflated in full); responses are
 //! compressed when `Accept-Encoding` asks (tritonclient's
 //! `response_compression_algorithm`).
 //!
@@ -87,7 +88,8 @@ pub fn decompress(encoding: Encoding, data: &[u8], cap: usize) -> Result<Vec<u8>
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!(
-                "the {} request body inflates past the limit of {cap} bytes",
+                "the {} request body inflates past the limit of {cap} bytes \
+                 (--max-inflated-bytes)",
                 encoding.as_str()
             ),
         ));

@@ -35,11 +35,11 @@ impl ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, message)
     }
 
-    /// 413: the body, as sent or once inflated, is over `max_body_bytes`.
+    /// 413: the body, as sent, is over `max_body_bytes`.
     pub fn too_large(limit: usize) -> Self {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the request body is over the limit of {limit} bytes"),
+            format!("the request body is over the limit of {limit} bytes (--max-body-bytes)"),
         )
     }
 

@@ -17,8 +17,8 @@ use crate::AppState;
 /// Compressed bodies larger than this are inflated on the blocking pool.
 const INFLATE_INLINE_MAX: usize = 256 << 10;
 
-/// The request body, at most `max_body_bytes` as sent and once inflated
-/// (`Content-Encoding: gzip | deflate`).
+/// The request body, at most `max_body_bytes` as sent and `max_inflated_bytes` once
+/// inflated (`Content-Encoding: gzip | deflate`).
 #[derive(Debug)]
 pub struct Body(pub Bytes);
 
@@ -27,10 +27,11 @@ impl FromRequest<AppState> for Body {
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
         let encoding = Encoding::of_request(req.headers())?;
-        let cap = state.settings.max_body_bytes;
+        let limits = &state.settings.limits;
+        let (sent_cap, cap) = (limits.max_body_bytes, limits.max_inflated_bytes);
         let bytes = Bytes::from_request(req, state)
             .await
-            .map_err(|r| body_rejection(r, cap))?;
+            .map_err(|r| body_rejection(r, sent_cap))?;
         let Some(encoding) = encoding else {
             return Ok(Body(bytes));
         };

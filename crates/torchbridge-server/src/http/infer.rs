@@ -20,7 +20,7 @@ pub async fn infer(
     Body(body): Body,
 ) -> Result<Response, ApiError> {
     let pool = state.registry.get(&model.name, model.version)?;
-    let request = request::decode(body, header_length(&headers)?)?;
+    let request = request::decode(body, header_length(&headers)?, &state.settings.limits)?;
     request.outputs.check(pool.metadata())?;
     let version = pool.metadata().version;
     drop(pool);

@@ -9,6 +9,7 @@
 //!
 //! [`Tensor`]: torchbridge_core::Tensor
 
+mod auth;
 mod binary;
 mod compression;
 mod error;
@@ -34,10 +35,12 @@ pub use error::ApiError;
 
 use crate::AppState;
 
-/// The HTTP service: every route, the request metrics and the body limit.
+/// The HTTP service: every route, the request metrics, the body limit and, when the
+/// server has tokens, the authentication check in front of all of them.
 pub fn app(state: AppState) -> Router {
-    let limit = state.settings.max_body_bytes;
-    Router::new()
+    let limit = state.settings.limits.max_body_bytes;
+    let auth = state.settings.auth.clone();
+    let router = Router::new()
         .route("/v2", get(health::server_metadata))
         .route("/v2/health/live", get(health::live))
         .route("/v2/health/ready", get(health::ready))
@@ -76,6 +79,55 @@ pub fn app(state: AppState) -> Router {
         .route_layer(axum::middleware::from_fn(metrics::track))
         .fallback(metrics::not_found)
         .method_not_allowed_fallback(metrics::method_not_allowed)
-        .layer(DefaultBodyLimit::max(limit))
-        .with_state(state)
+        .layer(DefaultBodyLimit::max(limit));
+    let router = match auth {
+        Some(auth) => router.layer(axum::middleware::from_fn_with_state(
+            auth,
+            auth::require_token,
+        )),
+        None => router,
+    };
+    router.with_state(state)
+}
+
+/// The request decoding path for the fuzz target (`crate::fuzzing`): inflate, decode,
+/// check, then re-encode what was accepted as binary data and decode that again,
+/// which must give the same tensors.
+#[cfg(feature = "fuzzing")]
+pub(crate) fn fuzz_decode(
+    body: axum::body::Bytes,
+    header_length: Option<usize>,
+    gzip: bool,
+    limits: &crate::Limits,
+    model: &torchbridge_core::ModelMetadata,
+) {
+    use compression::{Encoding, decompress};
+    let body = match gzip {
+        true => match decompress(Encoding::Gzip, &body, limits.max_inflated_bytes) {
+            Ok(inflated) => axum::body::Bytes::from(inflated),
+            Err(_) => return,
+        },
+        false => body,
+    };
+    let Ok(decoded) = request::decode(body, header_length, limits) else {
+        return;
+    };
+    for t in &decoded.inputs {
+        t.check_bytes().expect("a decoded tensor is consistent");
+    }
+    let _ = decoded.outputs.check(model);
+    let _ = model.prepare(decoded.inputs.clone());
+    let as_json: Vec<_> = decoded.inputs.iter().map(|t| (t.clone(), false)).collect();
+    let _ = response::encode("m", 1, decoded.id.as_deref(), &as_json);
+    let as_binary: Vec<_> = decoded.inputs.iter().map(|t| (t.clone(), true)).collect();
+    let encoded = response::encode("m", 1, None, &as_binary).expect("binary encoding cannot fail");
+    let json_end = encoded.header_length.unwrap_or(encoded.body.len());
+    let json = std::str::from_utf8(&encoded.body[..json_end]).expect("the JSON part is UTF-8");
+    let json = json.replacen(",\"outputs\":[", ",\"inputs\":[", 1);
+    let mut again = json.clone().into_bytes();
+    again.extend_from_slice(&encoded.body[json_end..]);
+    let header_length = encoded.header_length.map(|_| json.len());
+    let again = request::decode(again.into(), header_length, limits)
+        .expect("re-encoded tensors decode again");
+    assert!(again.inputs == decoded.inputs, "re-encoded tensors differ");
 }

@@ -17,6 +17,7 @@ use torchbridge_core::{DataType, ModelMetadata, Tensor};
 use super::binary::{BinaryData, split_body};
 use super::error::ApiError;
 use super::tensor_json::{DataSeed, Decoded};
+use crate::Limits;
 
 /// A decoded inference request.
 #[derive(Debug)]
@@ -70,15 +71,25 @@ struct RequestParameters {
     timeout: Option<u64>,
 }
 
-/// Decodes a request body (already inflated), given its `Inference-Header-Content-Length`.
-pub fn decode(body: Bytes, header_length: Option<usize>) -> Result<InferRequest, ApiError> {
+/// Decodes a request body (already inflated), given its `Inference-Header-Content-Length`,
+/// within `limits`.
+pub fn decode(
+    body: Bytes,
+    header_length: Option<usize>,
+    limits: &Limits,
+) -> Result<InferRequest, ApiError> {
     let (json, mut binary) = split_body(body, header_length)?;
+    limits.check_json_depth(&json)?;
     let request: RequestJson = serde_json::from_slice(&json)
         .map_err(|e| ApiError::bad_request(format!("invalid inference request: {e}")))?;
+    limits.check_count("inputs", request.inputs.len())?;
+    if let Some(outputs) = &request.outputs {
+        limits.check_count("requested outputs", outputs.len())?;
+    }
     let inputs = request
         .inputs
         .into_iter()
-        .map(|input| input.into_tensor(&mut binary))
+        .map(|input| input.into_tensor(&mut binary, limits))
         .collect::<Result<Vec<_>, _>>()?;
     binary.finish()?;
     let outputs = OutputSelection {
@@ -273,7 +284,7 @@ fn capacity_hint(shape: &[i64]) -> usize {
 }
 
 impl InputJson {
-    fn into_tensor(self, binary: &mut BinaryData) -> Result<Tensor, ApiError> {
+    fn into_tensor(self, binary: &mut BinaryData, limits: &Limits) -> Result<Tensor, ApiError> {
         let InputJson {
             name,
             datatype,
@@ -286,6 +297,7 @@ impl InputJson {
                 "input `{name}`: shape {shape:?} has a negative dimension ({d})"
             )));
         }
+        limits.check_shape(&name, &shape)?;
         let bytes: Bytes = match (binary_data_size, data) {
             (Some(_), Some(_)) => {
                 return Err(ApiError::bad_request(format!(
@@ -310,6 +322,7 @@ impl InputJson {
                 decoded.bytes.into()
             }
         };
+        limits.check_tensor(&name, datatype, &shape, &bytes)?;
         Ok(Tensor::new(name, datatype, shape, bytes)?)
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use torchbridge::{Registry, start_model};
-use torchbridge_server::{AppState, ServerSettings};
+use torchbridge_server::{AppState, Auth, Limits, ServerSettings, TlsSettings};
 
 /// Serve every model of a repository over HTTP and gRPC (KServe v2 / Open Inference Protocol).
 #[derive(Debug, clap::Args)]
@@ -26,15 +26,138 @@ pub struct ServeArgs {
     /// gRPC port.
     #[arg(long, env = "TORCHBRIDGE_GRPC_PORT", default_value_t = 8001)]
     grpc_port: u16,
-    /// Prometheus metrics port (`GET /metrics`).
+    /// Prometheus metrics port (`GET /metrics`). It is never authenticated and never
+    /// TLS: keep it on a private network.
     #[arg(long, env = "TORCHBRIDGE_METRICS_PORT", default_value_t = 8002)]
     metrics_port: u16,
-    /// Largest request body, in bytes, after decompression.
-    #[arg(long, env = "TORCHBRIDGE_MAX_BODY_BYTES", default_value_t = 64 << 20)]
-    max_body_bytes: usize,
     /// Default time a request may take, in milliseconds.
     #[arg(long, env = "TORCHBRIDGE_REQUEST_TIMEOUT_MS", default_value_t = 60_000)]
     request_timeout_ms: u64,
+    #[command(flatten)]
+    security: SecurityArgs,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+/// Authentication and TLS, both off unless asked for.
+#[derive(Debug, clap::Args)]
+struct SecurityArgs {
+    /// Require a bearer token on HTTP and gRPC: a file of accepted tokens, one a line
+    /// (blank and `#` lines skipped). Clients send `authorization: Bearer <token>`.
+    #[arg(long, env = "TORCHBRIDGE_AUTH_TOKEN_FILE", value_name = "PATH")]
+    auth_token_file: Option<PathBuf>,
+    /// Require a bearer token, taken from this environment variable (one token a line).
+    #[arg(long, env = "TORCHBRIDGE_AUTH_TOKEN_ENV", value_name = "VAR")]
+    auth_token_env: Option<String>,
+    /// Leave the health checks (/v2/health/live, /v2/health/ready; gRPC ServerLive,
+    /// ServerReady) open when tokens are required.
+    #[arg(long, env = "TORCHBRIDGE_AUTH_ALLOW_HEALTH")]
+    auth_allow_health: bool,
+    /// Serve HTTP and gRPC over TLS with this PEM certificate chain (needs --tls-key).
+    #[arg(
+        long,
+        env = "TORCHBRIDGE_TLS_CERT",
+        value_name = "PEM",
+        requires = "tls_key"
+    )]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(
+        long,
+        env = "TORCHBRIDGE_TLS_KEY",
+        value_name = "PEM",
+        requires = "tls_cert"
+    )]
+    tls_key: Option<PathBuf>,
+    /// Require every client to present a certificate signed by this PEM CA (mutual TLS).
+    #[arg(
+        long,
+        env = "TORCHBRIDGE_TLS_CLIENT_CA",
+        value_name = "PEM",
+        requires = "tls_cert"
+    )]
+    tls_client_ca: Option<PathBuf>,
+}
+
+/// What one request may hold; past a limit the request is refused with 400 (413 for
+/// sizes) naming the limit and its flag.
+#[derive(Debug, clap::Args)]
+struct LimitArgs {
+    /// Largest request body as sent, in bytes (gRPC: largest message, also once inflated).
+    #[arg(long, env = "TORCHBRIDGE_MAX_BODY_BYTES", default_value_t = Limits::default().max_body_bytes)]
+    max_body_bytes: usize,
+    /// Largest HTTP request body once inflated from gzip/deflate, in bytes.
+    #[arg(long, env = "TORCHBRIDGE_MAX_INFLATED_BYTES", default_value_t = Limits::default().max_inflated_bytes)]
+    max_inflated_bytes: usize,
+    /// Most inputs, and most requested outputs, in one request.
+    #[arg(long, env = "TORCHBRIDGE_MAX_TENSORS", default_value_t = Limits::default().max_tensors)]
+    max_tensors: usize,
+    /// Most dimensions in one tensor's shape.
+    #[arg(long, env = "TORCHBRIDGE_MAX_TENSOR_DIMS", default_value_t = Limits::default().max_dims)]
+    max_tensor_dims: usize,
+    /// Most elements in one tensor.
+    #[arg(long, env = "TORCHBRIDGE_MAX_TENSOR_ELEMENTS", default_value_t = Limits::default().max_elements)]
+    max_tensor_elements: usize,
+    /// Longest single BYTES element, in bytes.
+    #[arg(long, env = "TORCHBRIDGE_MAX_BYTES_ELEMENT", default_value_t = Limits::default().max_bytes_element)]
+    max_bytes_element: usize,
+    /// Deepest nesting of arrays and objects in a JSON request (at most 120).
+    #[arg(long, env = "TORCHBRIDGE_MAX_JSON_DEPTH", default_value_t = Limits::default().max_json_depth)]
+    max_json_depth: usize,
+}
+
+impl LimitArgs {
+    fn limits(&self) -> anyhow::Result<Limits> {
+        let limits = Limits {
+            max_body_bytes: self.max_body_bytes,
+            max_inflated_bytes: self.max_inflated_bytes,
+            max_tensors: self.max_tensors,
+            max_dims: self.max_tensor_dims,
+            max_elements: self.max_tensor_elements,
+            max_bytes_element: self.max_bytes_element,
+            max_json_depth: self.max_json_depth,
+        };
+        limits.validate().map_err(anyhow::Error::msg)?;
+        Ok(limits)
+    }
+}
+
+impl SecurityArgs {
+    /// The accepted tokens, from the file and/or the variable; `None` when neither is set.
+    fn auth(&self) -> anyhow::Result<Option<Arc<Auth>>> {
+        let mut tokens = Vec::new();
+        let mut sources = Vec::new();
+        if let Some(path) = &self.auth_token_file {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("--auth-token-file {}: cannot read it", path.display()))?;
+            tokens.extend(Auth::parse_tokens(&text));
+            sources.push(format!("--auth-token-file {}", path.display()));
+        }
+        if let Some(var) = &self.auth_token_env {
+            let text = std::env::var(var).with_context(|| {
+                format!("--auth-token-env {var}: the environment variable `{var}` is not set")
+            })?;
+            tokens.extend(Auth::parse_tokens(&text));
+            sources.push(format!("--auth-token-env {var}"));
+        }
+        if sources.is_empty() {
+            anyhow::ensure!(
+                !self.auth_allow_health,
+                "--auth-allow-health needs --auth-token-file or --auth-token-env"
+            );
+            return Ok(None);
+        }
+        let auth = Auth::new(tokens, self.auth_allow_health, &sources.join(" and "))?;
+        Ok(Some(Arc::new(auth)))
+    }
+
+    fn tls(&self) -> anyhow::Result<Option<Arc<TlsSettings>>> {
+        let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else {
+            return Ok(None);
+        };
+        let tls = TlsSettings::from_files(cert, key, self.tls_client_ca.as_deref())?;
+        Ok(Some(Arc::new(tls)))
+    }
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -48,6 +171,9 @@ async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let addr = |port| SocketAddr::new(args.host, port);
+    let limits = args.limits.limits()?;
+    let auth = args.security.auth()?;
+    let tls = args.security.tls()?;
     metrics_exporter_prometheus::PrometheusBuilder::new()
         .with_http_listener(addr(args.metrics_port))
         .install()
@@ -57,8 +183,19 @@ async fn serve(
         Arc::new(|dir: &torchbridge::ModelDir| start_model(dir, dir.config.backend)),
     ));
     let names = registry.scan()?;
+    let over_tls = if tls.is_some() { " over TLS" } else { "" };
+    let guarded = match (&auth, &tls) {
+        (Some(_), Some(t)) if t.verifies_clients() => {
+            "; bearer tokens and client certificates required"
+        }
+        (Some(_), _) => "; bearer tokens required",
+        (None, Some(t)) if t.verifies_clients() => "; client certificates required",
+        (None, _) => "",
+    };
     let settings = ServerSettings {
-        max_body_bytes: args.max_body_bytes,
+        limits,
+        auth,
+        tls,
         request_timeout: Duration::from_millis(args.request_timeout_ms),
         runtime_versions: tokio::task::spawn_blocking(torchbridge::runtime_versions).await?,
     };
@@ -70,7 +207,7 @@ async fn serve(
         .with_context(|| format!("cannot listen for gRPC on {}", addr(args.grpc_port)))?;
     tracing::info!(http = %http.local_addr()?, grpc = %grpc.local_addr()?, models = names.len(), "listening");
     println!(
-        "torchbridge: HTTP on {}, gRPC on {}, metrics on {}; loading {} model(s) from {}",
+        "torchbridge: HTTP on {}, gRPC on {}{over_tls}, metrics on {}{guarded}; loading {} model(s) from {}",
         http.local_addr()?,
         grpc.local_addr()?,
         addr(args.metrics_port),

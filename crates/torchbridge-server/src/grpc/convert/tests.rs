@@ -3,6 +3,11 @@ use torchbridge_core::TensorSpec;
 
 use super::*;
 
+/// The conversion under the default limits (the limits have their own tests).
+fn inputs(inputs: Vec<InferInputTensor>, raw: Vec<Bytes>) -> Result<Vec<Tensor>> {
+    super::inputs(inputs, raw, &Limits::default())
+}
+
 fn input(
     name: &str,
     datatype: &str,

@@ -6,10 +6,12 @@ use serde_json::{Value, json};
 use torchbridge_core::Tensor;
 
 use super::{metadata, outputs};
+use crate::Limits;
 use crate::http::request::{InferRequest, decode};
 
 fn request(body: Value) -> Result<InferRequest, String> {
-    decode(Bytes::from(body.to_string()), None).map_err(|e| e.message().to_string())
+    decode(Bytes::from(body.to_string()), None, &Limits::default())
+        .map_err(|e| e.message().to_string())
 }
 
 fn one_input(datatype: &str, shape: Value, data: Value) -> Result<Tensor, String> {
@@ -185,7 +187,12 @@ fn element_count_and_ranges_are_checked() {
     let err =
         request(json!({"inputs": [{"name": "X", "datatype": "FP32", "data": [1]}]})).unwrap_err();
     assert!(err.contains("missing field `shape`"), "{err}");
-    let err = decode(Bytes::from_static(b"{\"inputs\": [}"), None).unwrap_err();
+    let err = decode(
+        Bytes::from_static(b"{\"inputs\": [}"),
+        None,
+        &Limits::default(),
+    )
+    .unwrap_err();
     assert_eq!(err.status().as_u16(), 400);
 }
 
@@ -218,7 +225,7 @@ fn binary_and_json_inputs_mix() {
     });
     let binary = [float_bytes.as_slice(), &strings.data].concat();
     let (body, n) = with_binary(header, &binary);
-    let request = decode(body.clone(), Some(n)).unwrap();
+    let request = decode(body.clone(), Some(n), &Limits::default()).unwrap();
     assert_eq!(request.id.as_deref(), Some("req-7"));
     let [a, b, s] = &request.inputs[..] else {
         panic!()
@@ -238,7 +245,10 @@ fn binary_sizes_must_add_up() {
     let input = |size: usize| json!({"inputs": [{"name": "A", "shape": [2], "datatype": "FP32", "parameters": {"binary_data_size": size}}]});
     let err = |header: Value, binary: &[u8]| {
         let (body, n) = with_binary(header, binary);
-        decode(body, Some(n)).unwrap_err().message().to_string()
+        decode(body, Some(n), &Limits::default())
+            .unwrap_err()
+            .message()
+            .to_string()
     };
     assert!(
         err(input(8), &[0; 12])

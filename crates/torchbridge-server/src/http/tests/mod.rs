@@ -3,6 +3,7 @@
 
 mod decode;
 mod encode;
+mod roundtrip;
 
 use torchbridge_core::{DataType, ModelMetadata, Tensor, TensorSpec};
 

@@ -1,0 +1,4 @@
+//! Fuzz target: `torchbridge_server::fuzzing::model_config` (see that function for the input format).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| torchbridge_server::fuzzing::model_config(data));
