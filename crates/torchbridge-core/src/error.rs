@@ -52,6 +52,13 @@ pub enum Error {
         "model `{model}` did not start the request before its deadline (queued {waited_ms} ms)"
     )]
     Timeout { model: String, waited_ms: u64 },
+
+    /// The request was started but its call had not returned by the request's time
+    /// limit; the caller is answered now, the call may still be running.
+    #[error(
+        "model `{model}` did not answer within {limit_ms} ms, the request's time limit (its call may still be running)"
+    )]
+    DeadlineExceeded { model: String, limit_ms: u64 },
 }
 
 /// A Python exception, kept in parts so front ends can show the type and message to a

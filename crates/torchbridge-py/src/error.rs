@@ -101,7 +101,9 @@ impl From<PyTbError> for PyErr {
             Error::ModelNotFound(_) => ModelNotFoundError::new_err(message),
             Error::NotReady { .. } | Error::Unavailable(_) => UnavailableError::new_err(message),
             Error::Overloaded { .. } => OverloadedError::new_err(message),
-            Error::Timeout { .. } => DeadlineExceededError::new_err(message),
+            Error::Timeout { .. } | Error::DeadlineExceeded { .. } => {
+                DeadlineExceededError::new_err(message)
+            }
         }
     }
 }

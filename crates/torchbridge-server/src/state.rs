@@ -1,7 +1,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use torchbridge_core::{Registry, Result, ServedModel, Tensor};
+use torchbridge_core::{Error, Registry, Result, ServedModel, Tensor};
 
 use crate::{Auth, Limits, TlsSettings};
 
@@ -75,7 +75,14 @@ impl AppState {
         let deadline = Instant::now().checked_add(limit);
         let served = self.registry.get(model, version)?;
         let batch = served.metadata().prepare(inputs)?;
-        let outputs = served.run_with_deadline(batch, deadline).await?;
+        // A call that started in time may still run past the limit (a hung handler):
+        // the caller is answered at the limit all the same.
+        let outputs = tokio::time::timeout(limit, served.run_with_deadline(batch, deadline))
+            .await
+            .map_err(|_| Error::DeadlineExceeded {
+                model: model.to_string(),
+                limit_ms: u64::try_from(limit.as_millis()).unwrap_or(u64::MAX),
+            })??;
         Ok((served, outputs))
     }
 }

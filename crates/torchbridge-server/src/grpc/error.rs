@@ -10,7 +10,7 @@ pub(crate) fn code(err: &Error) -> Code {
         Error::ModelNotFound(_) => Code::NotFound,
         Error::NotReady { .. } | Error::Unavailable(_) => Code::Unavailable,
         Error::Overloaded { .. } => Code::ResourceExhausted,
-        Error::Timeout { .. } => Code::DeadlineExceeded,
+        Error::Timeout { .. } | Error::DeadlineExceeded { .. } => Code::DeadlineExceeded,
         Error::Inference { .. } | Error::Python { .. } => Code::Internal,
         // The model's files or config must change before a retry can succeed.
         Error::Load { .. } => Code::FailedPrecondition,

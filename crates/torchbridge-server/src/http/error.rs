@@ -65,7 +65,7 @@ impl From<Error> for ApiError {
             Error::ModelNotFound(_) => StatusCode::NOT_FOUND,
             Error::NotReady { .. } | Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Overloaded { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Error::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Error::Timeout { .. } | Error::DeadlineExceeded { .. } => StatusCode::GATEWAY_TIMEOUT,
             Error::Inference { .. }
             | Error::Python { .. }
             | Error::Load { .. }

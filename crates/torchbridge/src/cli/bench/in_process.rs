@@ -82,7 +82,7 @@ fn measure(
 fn kind(e: &Error) -> String {
     match e {
         Error::Overloaded { .. } => "overloaded".into(),
-        Error::Timeout { .. } => "timeout".into(),
+        Error::Timeout { .. } | Error::DeadlineExceeded { .. } => "timeout".into(),
         Error::InvalidInput(_) => "invalid input".into(),
         Error::Python { error, .. } => format!("python {}", error.kind),
         Error::Unavailable(_) | Error::NotReady { .. } => "unavailable".into(),
