@@ -91,10 +91,13 @@ impl OnnxBackend {
 }
 
 /// A session from the file itself (not its bytes), so external data beside it
-/// (`model.onnx.data`, as torch's exporter writes) is found.
+/// (`model.onnx.data`, as torch's exporter writes) is found. The intra-op pool does
+/// not spin-wait between calls: in a server the cores it would burn belong to the
+/// HTTP/gRPC workers and the other instances.
 fn open_session(runtime: &runtime::Runtime, path: &Path, threads: u32) -> ort::Result<Session> {
     let mut builder = Session::builder(&runtime.environment)?
-        .with_optimization_level(GraphOptimizationLevel::All)?;
+        .with_optimization_level(GraphOptimizationLevel::All)?
+        .with_intra_op_spinning(false)?;
     if threads > 0 {
         builder = builder.with_intra_threads(threads as usize)?;
     }
