@@ -6,6 +6,7 @@
 #
 #   bash bench/peers/run_all.sh           # full: every peer, median of 3, ~50 min on a 2-core box
 #   bash bench/peers/run_all.sh --quick   # triton-pybackend + fastapi + torchbridge, 1 rep, ~10 min
+#   REPS=3 ... --quick                     # the same peers, median of 3 interleaved reps
 #   SKIP_SETUP=1 ...                      # venvs and oha already there
 #   TB_BIN=/path/to/torchbridge ...       # default: target/release/torchbridge, built if needed
 #
@@ -29,7 +30,7 @@ rm -f results/*.json results/pa_*.csv results/pa_*.log
 if [ $QUICK = 1 ]; then
   SETUP="main triton pa"
   PEERS=triton-pybackend,fastapi,torchbridge-onnx,torchbridge-torchscript,torchbridge-python
-  SERVERS_ARGS=(--reps 1 --secs-mlp 2 --secs-minilm 3 --conc 1,64)
+  SERVERS_ARGS=(--reps "${REPS:-1}" --secs-mlp 2 --secs-minilm 3 --conc 1,64)
   INPROC_ARGS=(--reps 1 --secs 0.3 --threads 2 --batches 1,32)
   PA_CONCS="1 64"; export PA_WINDOW_MS=1000 PA_TRIALS=4 PA_STABILITY=50
   CEILING_ARGS=(--reps 1 --secs 2 --conc 1,64)

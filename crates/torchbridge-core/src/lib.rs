@@ -29,8 +29,8 @@ mod tensor;
 
 pub use backend::{Backend, Batch, CallTiming, LoadContext};
 pub use config::{
-    BackendKind, BatchingConfig, Device, ModelConfig, Padding, TensorConfig, TokenOutput,
-    TokenizerConfig, WarmupConfig,
+    BackendKind, BatchingConfig, Device, EmbeddingConfig, ModelConfig, Padding, Pooling,
+    TensorConfig, TokenOutput, TokenizerConfig, WarmupConfig,
 };
 pub use datatype::{DataType, Element};
 pub use declared::{FileTensor, reconcile};

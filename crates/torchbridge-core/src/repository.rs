@@ -101,12 +101,13 @@ impl ModelDir {
                 .or_else(|| file("model.pt").map(ModelForm::TorchScript)),
             BackendKind::Torchscript => file("model.pt").map(ModelForm::TorchScript),
             BackendKind::Onnx | BackendKind::Tract => file("model.onnx").map(ModelForm::Onnx),
-            BackendKind::Candle => Some(ModelForm::Directory(dir.clone())),
+            BackendKind::Candle => file("config.json").map(|_| ModelForm::Directory(dir.clone())),
         };
         found.ok_or_else(|| {
             let wanted = match bridge {
                 BackendKind::Python => "model.py, model.pt2 or model.pt",
                 BackendKind::Torchscript => "model.pt",
+                BackendKind::Candle => "config.json, beside model.safetensors or pytorch_model.bin",
                 _ => "model.onnx",
             };
             Error::config(
@@ -117,17 +118,12 @@ impl ModelDir {
     }
 
     /// The bridges that find a model file in this version (python, torchscript, onnx,
-    /// tract order), whether or not this build compiled them in.
+    /// tract, candle order), whether or not this build compiled them in.
     pub fn available_bridges(&self) -> Vec<BackendKind> {
-        [
-            BackendKind::Python,
-            BackendKind::Torchscript,
-            BackendKind::Onnx,
-            BackendKind::Tract,
-        ]
-        .into_iter()
-        .filter(|&b| self.form_for(b).is_ok())
-        .collect()
+        BackendKind::ALL
+            .into_iter()
+            .filter(|&b| self.form_for(b).is_ok())
+            .collect()
     }
 }
 
@@ -165,7 +161,16 @@ mod tests {
             err.contains("no model file for the torchscript bridge (expected model.pt)"),
             "{err}"
         );
+        std::fs::write(dir.path().join("digits/10/config.json"), b"{}").unwrap();
+        let m = ModelDir::open(&dir.path().join("digits"), None).unwrap();
+        assert_eq!(
+            m.available_bridges().last(),
+            Some(&BackendKind::Candle),
+            "a published encoder's config.json"
+        );
         let m = ModelDir::open(&dir.path().join("digits"), Some(2)).unwrap();
+        let err = m.form_for(BackendKind::Candle).unwrap_err().to_string();
+        assert!(err.contains("expected config.json"), "{err}");
         assert!(matches!(
             m.form_for(BackendKind::Python).unwrap(),
             ModelForm::TorchScript(_)

@@ -13,6 +13,8 @@ pub(crate) fn load_backend(ctx: &LoadContext, bridge: BackendKind) -> Result<Box
         BackendKind::Onnx => torchbridge_onnx::load(ctx),
         #[cfg(feature = "tract")]
         BackendKind::Tract => torchbridge_native::load(ctx),
+        #[cfg(feature = "candle")]
+        BackendKind::Candle => torchbridge_native::load_candle(ctx),
         #[allow(unreachable_patterns)]
         other => Err(Error::Load {
             model: ctx.model.clone(),
@@ -39,6 +41,9 @@ pub fn compiled_bridges() -> Vec<BackendKind> {
     if cfg!(feature = "tract") {
         bridges.push(BackendKind::Tract);
     }
+    if cfg!(feature = "candle") {
+        bridges.push(BackendKind::Candle);
+    }
     bridges
 }
 
@@ -61,6 +66,8 @@ pub fn runtime_versions() -> Vec<(&'static str, String)> {
     ));
     #[cfg(feature = "tract")]
     versions.push(("tract", torchbridge_native::tract_version().to_string()));
+    #[cfg(feature = "candle")]
+    versions.push(("candle", torchbridge_native::candle_version().to_string()));
     versions
 }
 

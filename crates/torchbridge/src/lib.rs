@@ -10,7 +10,7 @@
 //!
 //! This crate is the facade: it re-exports the core types, picks a bridge per model
 //! from its config, and compiles a bridge in only when its cargo feature is on
-//! (`python`, `torchscript`, `onnx`, and `native` = `tract` + `tokenizer`), so a
+//! (`python`, `torchscript`, `onnx`, and `native` = `tract` + `candle` + `tokenizer`), so a
 //! service pays only for the engines it uses.
 //! A [`Model`] is `Send + Sync`: it owns a pool of instance threads, and `infer` may be
 //! called from any number of threads at once (or awaited with [`Model::infer_async`]).

@@ -5,6 +5,8 @@
 mod batching;
 #[cfg(all(feature = "server", feature = "onnx", feature = "torchscript"))]
 mod bench;
+#[cfg(all(feature = "candle", feature = "tokenizer"))]
+mod candle;
 #[cfg(all(feature = "python", feature = "torchscript", feature = "onnx"))]
 mod cli;
 mod common;

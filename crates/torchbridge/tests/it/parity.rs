@@ -33,7 +33,13 @@ fn digits_predictions_are_identical_through_every_bridge() {
             BackendKind::Tract
         ]
     );
-    for bridge in torchbridge::compiled_bridges() {
+    // Every form the directory holds that this build can run (candle reads a
+    // transformer's own files, which the digits net has not).
+    let compiled = torchbridge::compiled_bridges();
+    for bridge in dir.available_bridges() {
+        if !compiled.contains(&bridge) {
+            continue;
+        }
         let model = Model::from_dir(dir.clone(), bridge).unwrap();
         let predictions = predict(&model, &images);
         let differing = predictions
