@@ -13,7 +13,7 @@ make_venv() {
         echo "==> making $1 with $("$python" --version) and $2"
         "$python" -m venv "$1"
         "$1/bin/python" -m pip install --quiet --upgrade pip
-        "$1/bin/python" -m pip install --quiet -r "$2"
+        "$1/bin/python" -m pip install --quiet --resume-retries 50 --retries 10 -r "$2"
         echo "$want" > "$stamp"
     fi
 }
