@@ -6,23 +6,6 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 use torchbridge_core::{DataType, Tensor};
 
-pub const ALL: [DataType; 14] = [
-    DataType::Bool,
-    DataType::Uint8,
-    DataType::Uint16,
-    DataType::Uint32,
-    DataType::Uint64,
-    DataType::Int8,
-    DataType::Int16,
-    DataType::Int32,
-    DataType::Int64,
-    DataType::Fp16,
-    DataType::Fp32,
-    DataType::Fp64,
-    DataType::Bf16,
-    DataType::Bytes,
-];
-
 /// Shapes of rank 0 to 4, dimensions 0 to 5 (so empty tensors too).
 pub fn shape() -> impl Strategy<Value = Vec<i64>> {
     vec(0i64..=5, 0..=4)
@@ -37,13 +20,16 @@ pub enum Carrier {
 
 /// One tensor named `name`, of any datatype and shape, its elements fitting `carrier`.
 pub fn tensor(name: String, carrier: Carrier) -> impl Strategy<Value = Tensor> {
-    (proptest::sample::select(ALL.to_vec()), shape()).prop_flat_map(move |(datatype, shape)| {
-        let count = shape.iter().product::<i64>() as usize;
-        let name = name.clone();
-        elements(datatype, count, carrier).prop_map(move |data| {
-            Tensor::new(name.clone(), datatype, shape.clone(), data).expect("a consistent tensor")
-        })
-    })
+    (proptest::sample::select(DataType::ALL.to_vec()), shape()).prop_flat_map(
+        move |(datatype, shape)| {
+            let count = shape.iter().product::<i64>() as usize;
+            let name = name.clone();
+            elements(datatype, count, carrier).prop_map(move |data| {
+                Tensor::new(name.clone(), datatype, shape.clone(), data)
+                    .expect("a consistent tensor")
+            })
+        },
+    )
 }
 
 /// Up to four tensors named `t0`, `t1`, …, each with a flag (binary or not, say).
