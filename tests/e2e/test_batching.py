@@ -10,6 +10,8 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
+from conftest import require_models
+
 
 def stats(server, model):
     with urllib.request.urlopen(f"http://{server.http_url}/v2/models/{model}/stats") as r:
@@ -42,6 +44,8 @@ def test_concurrent_requests_are_batched_and_each_gets_its_own_rows(server):
 
 def test_a_full_queue_refuses_at_once_with_429_and_loses_nothing(server):
     # slow_batched: one instance, 400 ms a call, at most 2 requests queued.
+    require_models(server.repo, "slow_batched")
+
     def call(i):
         client = httpclient.InferenceServerClient(server.http_url, network_timeout=30)
         x = httpclient.InferInput("X", [1, 2], "FP32")
@@ -66,6 +70,8 @@ def test_a_full_queue_refuses_at_once_with_429_and_loses_nothing(server):
 def test_a_request_not_started_by_its_timeout_gets_504_and_is_not_run(server):
     # slow: 4 instances, 400 ms a call; of 8 requests with a 100 ms timeout, the 4 that
     # must wait for an instance time out.
+    require_models(server.repo, "slow")
+
     def call(i):
         client = httpclient.InferenceServerClient(server.http_url, network_timeout=30)
         x = httpclient.InferInput("X", [1, 2], "FP32")
@@ -87,6 +93,7 @@ def test_a_request_not_started_by_its_timeout_gets_504_and_is_not_run(server):
 
 
 def test_grpc_overload_is_resource_exhausted(server):
+    require_models(server.repo, "slow_batched")
     client = grpcclient.InferenceServerClient(server.grpc_url)
 
     def call(i):

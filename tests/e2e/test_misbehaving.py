@@ -18,13 +18,14 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from conftest import start_server, stop_server
+from conftest import require_models, start_server, stop_server
 
 MODEL = "py_misbehaving"
 
 
 @pytest.fixture(scope="module")
 def short_timeout_server(repo, tmp_path_factory):
+    require_models(repo, MODEL)
     log = tmp_path_factory.mktemp("misbehaving") / "serve.log"
     server = start_server(repo, log, "--request-timeout-ms", "1000")
     yield server

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tritonclient.http as httpclient
 
-from conftest import BINARY
+from conftest import BINARY, require_models
 
 
 def bench(server, *flags):
@@ -40,6 +40,7 @@ def test_an_open_loop_past_capacity_is_refused_with_429_and_the_server_stays_up(
         server, protocol, refused):
     # slow_batched: one instance, 400 ms a call of up to 8 rows (about 20 rows/s), at most 2
     # requests queued; 150 requests offered at 100/s are far past it.
+    require_models(server.repo, "slow_batched")
     report = bench(server, "--model", "slow_batched", "--protocol", protocol, "--rate", "100",
                    "--requests", "150", "--warmup-requests", "0", "--request-timeout", "60s")
     [run] = report["server"]

@@ -9,7 +9,7 @@ import pytest
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from conftest import start_server
+from conftest import require_models, start_server
 
 
 def infer_slow(url, value):
@@ -20,6 +20,7 @@ def infer_slow(url, value):
 
 
 def test_sigterm_finishes_admitted_requests_and_exits_0(repo, tmp_path):
+    require_models(repo, "slow")
     server = start_server(repo, tmp_path / "serve.log")
     try:
         # `slow` takes 400 ms a call on 4 instances: 8 requests are all in flight (or
@@ -46,6 +47,7 @@ def test_sigterm_under_continuous_load_answers_every_admitted_request(repo, tmp_
     well before the signal (so surely read by the server) is answered with its own
     values; a request is only ever refused at the connection, never answered with an
     error status or half an answer."""
+    require_models(repo, "slow")
     server = start_server(repo, tmp_path / "serve.log")
     signalled = []
 
