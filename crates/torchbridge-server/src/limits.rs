@@ -189,7 +189,14 @@ impl Limits {
     /// Fails when JSON text nests arrays and objects deeper than `max_json_depth`.
     /// A byte scan (strings skipped), done before parsing so the parser never recurses
     /// that deep; malformed JSON is left to the parser to describe.
+    ///
+    /// Nesting can never exceed the number of `[` and `{` bytes, so text with no more of
+    /// them than the limit (a request with flat `data` has a handful) is passed after a
+    /// branch-free count, and only the rest gets the string-aware walk.
     pub fn check_json_depth(&self, json: &[u8]) -> Result<()> {
+        if count_openers(json) <= self.max_json_depth {
+            return Ok(());
+        }
         let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
         for &b in json {
             if in_string {
@@ -219,6 +226,20 @@ impl Limits {
         }
         Ok(())
     }
+}
+
+/// How many `[` and `{` bytes `json` holds. `[` (0x5B) and `{` (0x7B) are the only bytes
+/// that become `{` with bit 0x20 set; counting in 255-byte chunks with a `u8` total lets
+/// the compiler use full-width vector adds.
+fn count_openers(json: &[u8]) -> usize {
+    json.chunks(255)
+        .map(|chunk| {
+            let n = chunk
+                .iter()
+                .fold(0u8, |n, &b| n.wrapping_add(u8::from(b | 0x20 == b'{')));
+            usize::from(n)
+        })
+        .sum()
 }
 
 #[cfg(test)]
@@ -314,10 +335,34 @@ mod tests {
             err.contains("deeper than 3 levels (--max-json-depth)"),
             "{err}"
         );
+        let err = message(limits.check_json_depth(b"[[[[]]]]"));
+        assert!(err.contains("deeper than 3 levels"), "{err}");
         let err = message(limits.check_count("inputs", 200));
         assert!(
             err.contains("200 inputs; the limit is 128 (--max-tensors)"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn json_depth_fast_path_ends_exactly_at_the_limit() {
+        let limits = Limits {
+            max_json_depth: 3,
+            ..Limits::default()
+        };
+        assert_eq!(count_openers(br#"{"a":[1,{"b":[]}],"c":"[{x"}"#), 6);
+        let long: Vec<u8> = std::iter::repeat_n(b"[{a]}".as_slice(), 300)
+            .flatten()
+            .copied()
+            .collect();
+        assert_eq!(count_openers(&long), 600, "counts past a u8 across chunks");
+        // Three openers: passed by the count alone; four nested: refused by the walk.
+        assert!(limits.check_json_depth(b"[[[1]]]").is_ok());
+        assert!(limits.check_json_depth(b"[[[[1]]]]").is_err());
+        // Four openers but depth 2: the walk runs and passes it.
+        assert!(limits.check_json_depth(b"[[1],[2]]").is_ok());
+        assert!(limits.check_json_depth(b"[[1],{\"a\":[2]}]").is_ok());
+        // Openers inside strings still count toward the fast path, never toward depth.
+        assert!(limits.check_json_depth(br#"["[[[[", "{{{{"]"#).is_ok());
     }
 }

@@ -18,7 +18,7 @@ use crate::auth::OPEN_GRPC_PATHS;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Wraps the gRPC service in [`Guard`].
+/// Wraps the gRPC service in `Guard`.
 #[derive(Debug, Clone)]
 pub struct GuardLayer {
     auth: Option<Arc<Auth>>,

@@ -2,14 +2,15 @@
 //! JSON (`data`) or in the binary part of the body (`parameters.binary_data_size`).
 //!
 //! An input's `data` is decoded as it is read when `name` and `datatype` came before it
-//! (as every client we know writes them); otherwise it is kept as raw JSON text and
-//! decoded once the object ends.
+//! (as every client we know writes them); otherwise its raw JSON text is borrowed from
+//! the body and decoded once the object ends (serde_json's `json!` sorts keys, so
+//! `data` comes first from clients built on it, the bench among them).
 
 use std::fmt;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+use serde::de::{self, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 use torchbridge_core::{DataType, ModelMetadata, Tensor};
@@ -224,7 +225,7 @@ impl<'de> Visitor<'de> for InputVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<InputJson, A::Error> {
         let (mut name, mut datatype, mut shape) = (None::<String>, None, None::<Vec<i64>>);
         let mut parameters = InputParameters::default();
-        let (mut data, mut raw) = (None, None::<Box<RawValue>>);
+        let (mut data, mut raw) = (None, None::<&'de RawValue>);
         while let Some(field) = map.next_key::<Field>()? {
             match field {
                 Field::Name => name = Some(map.next_value()?),
@@ -261,8 +262,7 @@ impl<'de> Visitor<'de> for InputVisitor {
                 datatype,
                 capacity: capacity_hint(&shape),
             };
-            let mut d = serde_json::Deserializer::from_str(raw.get());
-            data = Some(seed.deserialize(&mut d).map_err(de::Error::custom)?);
+            data = Some(seed.decode_text(raw.get()).map_err(de::Error::custom)?);
         }
         Ok(InputJson {
             name,

@@ -2,9 +2,11 @@
 //!
 //! Decoding ([`DataSeed`]) walks an input's `data` array (flat or nested, flattened in
 //! row-major order) and writes each number straight into the little-endian buffer of its
-//! datatype, checking its range; no `serde_json::Value` is built per element. `BYTES`
-//! elements are strings, stored length-prefixed as in [`Tensor`]; `FP16`/`BF16` are
-//! plain numbers.
+//! datatype, checking its range; no `serde_json::Value` is built per element. Numbers
+//! and booleans go through a hand-written scanner over the value's raw text (`scan`,
+//! with the per-datatype rules in `element`), which is most of a JSON request's cost;
+//! `BYTES` elements are strings, read by serde and stored length-prefixed as in
+//! [`Tensor`]; `FP16`/`BF16` are plain numbers.
 //!
 //! Encoding ([`write_data`]) prints the elements into the response buffer with `itoa` and
 //! `ryu` (non-finite floats, which JSON cannot hold, become `null`).
@@ -12,7 +14,9 @@
 //! [`Tensor`]: torchbridge_core::Tensor
 
 mod decode;
+mod element;
 mod encode;
+mod scan;
 
 pub use decode::{DataSeed, Decoded};
 pub use encode::write_data;

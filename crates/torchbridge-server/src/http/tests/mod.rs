@@ -4,6 +4,8 @@
 mod decode;
 mod encode;
 mod roundtrip;
+mod scan;
+mod scan_floats;
 
 use torchbridge_core::{DataType, ModelMetadata, Tensor, TensorSpec};
 
