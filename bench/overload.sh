@@ -8,12 +8,12 @@
 # and prints, for the accepted requests, p50/p99 against the unloaded p99, how many were refused
 # with 429 and how fast those refusals came back, the RSS over the run, and whether the server lived.
 #
-#   bash bench/overload.sh                     # a generated 784→2048×3→10 MLP (onnx, batching)
+#   bash bench/overload.sh                     # a generated 784→4096×3→10 MLP (onnx, batching)
 #   MODEL_REPO=/path MODEL=name bash bench/overload.sh   # any batching model of a repository
 #   SECS=10 (per phase)  TB_BIN=target/release/torchbridge  PORT=8300 (HTTP; +1 gRPC, +2 metrics)
 #   BENCH_BIN=… (the load generator's binary; default TB_BIN)
 #
-# The generated model's queue holds at most 64 requests (`max_queue_size`): the bound on how long an
+# The generated model's queue holds at most 32 requests (one full batch) (`max_queue_size`): the bound on how long an
 # accepted request can wait. Results go to /tmp/overload/ (JSON of each phase, rss.txt, serve.log).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -37,9 +37,9 @@ shutil.rmtree(repo, ignore_errors=True)
 (repo / "1").mkdir(parents=True)
 torch.manual_seed(0)
 # heavy enough per row that the model, not HTTP, limits the rate (so 4x is within the generator's reach)
-net = torch.nn.Sequential(torch.nn.Linear(784, 2048), torch.nn.ReLU(), torch.nn.Linear(2048, 2048),
-                          torch.nn.ReLU(), torch.nn.Linear(2048, 2048), torch.nn.ReLU(),
-                          torch.nn.Linear(2048, 10)).eval()
+net = torch.nn.Sequential(torch.nn.Linear(784, 4096), torch.nn.ReLU(), torch.nn.Linear(4096, 4096),
+                          torch.nn.ReLU(), torch.nn.Linear(4096, 4096), torch.nn.ReLU(),
+                          torch.nn.Linear(4096, 10)).eval()
 torch.onnx.export(net, (torch.randn(2, 784),), str(repo / "1" / "model.onnx"), input_names=["x"],
                   output_names=["y"], dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}}, dynamo=False)
 (repo / "config.toml").write_text("""backend = "onnx"
@@ -55,7 +55,7 @@ dims = [10]
 [batching]
 max_queue_delay_us = 500
 preferred_batch_sizes = [16, 32]
-max_queue_size = 64
+max_queue_size = 32
 """)
 EOF
 fi

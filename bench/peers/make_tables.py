@@ -103,6 +103,7 @@ def tb_bench():
             over = (r["latency_ms"]["p50"] - base["latency_ms"]["p50"]) * 1e3 if base else float("nan")
             print(f"| served, {r['protocol']} | {r['requests_per_s']:,.0f} | {r['latency_ms']['p50']:.3f} | "
                   f"{r['latency_ms']['p99']:.3f} | {over:.0f} |")
+    bridges()
     pi, ps = R / "tb_minilm_inproc.json", R / "tb_minilm_served.json"
     if pi.exists():
         d = json.loads(pi.read_text())
@@ -115,10 +116,42 @@ def tb_bench():
             print(f"\nfastest bridge: **{best['bridge']}** at batch {best['batch']}: {best['rows_per_s']:,.1f} rows/s")
         if ps.exists() and best:
             for r in json.loads(ps.read_text())["server"]:
-                print(f"\nMiniLM served ({r['protocol']}, {r['concurrency']} clients, batch-1 requests): "
+                served_model = json.loads(ps.read_text())["model"]
+                print(f"\nMiniLM served as `{served_model}` ({r['protocol']}, {r['concurrency']} clients, batch-1 requests): "
                       f"{r['rows_per_s']:,.1f} rows/s = **{r['rows_per_s'] / best['rows_per_s']:.0%}** of that "
                       f"limit (target ≥ 90%); p50 {r['latency_ms']['p50']:.0f} ms, p99 {r['latency_ms']['p99']:.0f} ms, "
                       f"errors {r['errors']}")
+
+
+def bridges():
+    """Per model, every bridge in process (one caller, `torchbridge bench --bridges`) next to the same
+    bridge served (oha JSON, batch-1 requests, from servers.json): the README's bridge table."""
+    served = {}
+    sp = R / "servers.json"
+    if sp.exists():
+        for s in json.loads(sp.read_text())["summary"]:
+            if s["peer"].startswith("torchbridge-"):
+                served[(s["model"], s["peer"][len("torchbridge-"):], s["conc"])] = s
+    for model in ("mlp", "minilm"):
+        p = R / f"tb_{model}_inproc.json"
+        if not p.exists():
+            continue
+        runs = json.loads(p.read_text())["in_process"]
+        batches = sorted({r["batch"] for r in runs})
+        names = sorted({r["bridge"] for r in runs} | {b for (m, b, _) in served if m == model})
+        concs = sorted({c for (m, _, c) in served if m == model})
+        print(f"\n| {model}: bridge | " + " | ".join(f"in process, batch {b} (rows/s)" for b in batches)
+              + "".join(f" | served, {c} clients (req/s)" for c in concs) + " |")
+        print("|---|" + "---:|" * (len(batches) + len(concs)))
+        for name in names:
+            cells = []
+            for b in batches:
+                r = next((r for r in runs if r["bridge"] == name and r["batch"] == b), None)
+                cells.append(f"{r['rows_per_s']:,.0f}" if r and not r["errors"] else "–")
+            for c in concs:
+                s = served.get((model, name, c))
+                cells.append(f"{s['rps'][0]:,.1f}" if s else "–")
+            print(f"| {name} | " + " | ".join(cells) + " |")
 
 
 def ceiling():

@@ -29,15 +29,15 @@ rm -f results/*.json results/pa_*.csv results/pa_*.log
 
 if [ $QUICK = 1 ]; then
   SETUP="main triton pa"
-  PEERS=triton-pybackend,fastapi,torchbridge-onnx,torchbridge-torchscript,torchbridge-python
+  PEERS=triton-pybackend,fastapi,torchbridge-onnx,torchbridge-torchscript,torchbridge-python,torchbridge-tract,torchbridge-candle
   SERVERS_ARGS=(--reps "${REPS:-1}" --secs-mlp 2 --secs-minilm 3 --conc 1,64)
   INPROC_ARGS=(--reps 1 --secs 0.3 --threads 2 --batches 1,32)
-  PA_CONCS="1 64"; export PA_WINDOW_MS=1000 PA_TRIALS=4 PA_STABILITY=50
+  PA_CONCS="1 64"; export PA_REQUESTS=3000 PA_TRIALS=4 PA_STABILITY=50
   CEILING_ARGS=(--reps 1 --secs 2 --conc 1,64)
   TB_SECS=2s
 else
   SETUP="main triton pa mlserver"
-  PEERS=triton-pytriton,triton-pybackend,torchserve-batch,torchserve-nobatch,fastapi,litserve-batch,litserve-nobatch,mlserver,torchbridge-onnx,torchbridge-torchscript,torchbridge-python
+  PEERS=triton-pytriton,triton-pybackend,torchserve-batch,torchserve-nobatch,fastapi,litserve-batch,litserve-nobatch,mlserver,torchbridge-onnx,torchbridge-torchscript,torchbridge-python,torchbridge-tract,torchbridge-candle
   SERVERS_ARGS=(--reps 3 --secs-mlp 5 --secs-minilm 8)
   INPROC_ARGS=(--reps 5 --secs 1.0 --threads 2,1)
   PA_CONCS="1 8 64"
@@ -57,7 +57,6 @@ fi
 
 [ -f models/minilm.onnx ] && [ -z "${REMAKE_MODELS:-}" ] || /tmp/peers-main/bin/python make_models.py
 /tmp/peers-main/bin/python torchbridge_repo.py --out "$RUN/torchbridge_repo" --python-env "$ROOT/.venv"
-/tmp/peers-main/bin/python "$ROOT/bench/minilm_repo.py" --out "$RUN/minilm_repo" --from-models "$HERE/models"
 /tmp/peers-main/bin/python -c "
 import json,sys; sys.path.insert(0,'.'); import common
 for m in ['mlp','minilm']: open('$RUN/'+m+'_b1.json','w').write(json.dumps(common.v2_request(m)))"
@@ -101,7 +100,7 @@ for u in "${URLS[@]}"; do
     sleep 2
   done
 done
-for m in mlp mlp_ts mlp_py minilm minilm_ts minilm_py; do   # torchbridge loads its models one by one
+for m in mlp mlp_ts mlp_py mlp_tract minilm minilm_ts minilm_py minilm_candle; do   # torchbridge loads its models one by one
   for i in $(seq 90); do
     curl -sf -m 5 "http://127.0.0.1:8200/v2/models/$m/ready" >/dev/null && break
     [ "$i" = 90 ] && echo "WARNING: torchbridge model $m is not ready (see $RUN/torchbridge.log)"
@@ -119,21 +118,24 @@ freeze_litserve CONT
 /tmp/peers-main/bin/python run_ceiling.py "${CEILING_ARGS[@]}" "${FREEZE[@]}" | tee results/http_ceiling.log
 freeze_litserve STOP
 # 6. torchbridge's own bench against the same server: 1-client overhead over the in-process call
-#    (binary HTTP and gRPC vs the onnx bridge in process), and the mlp bridges side by side
+#    (binary HTTP and gRPC vs the onnx bridge in process)
 "$TB" bench --model mlp --url 127.0.0.1:8200 --grpc-url 127.0.0.1:8201 --protocol http-binary,grpc,http-json \
   --concurrency 1 --duration "$TB_SECS" --model-dir "$RUN/torchbridge_repo/mlp" --bridges onnx \
   --json > results/tb_mlp_c1.json
-# 7. MiniLM: every bridge in process at batch 1/8/32 (one caller), then served at 16 clients
-#    (a build without the tract feature: MINILM_BRIDGES=python,torchscript,onnx)
-minilm_inproc() {
-  (cd "$ROOT" && source scripts/env.sh && "$TB" bench --model-dir "$RUN/minilm_repo/minilm" \
-    --bridges "$1" --batch 1,8,32 --concurrency 1 --duration "$TB_SECS" --warmup-requests 5 \
-    --json > "$HERE/results/tb_minilm_inproc.json")
+# 7. every bridge in process, one caller, from one directory holding every form of the model
+#    (tract cannot optimise this MiniLM export; candle reads MiniLM's own files)
+inproc() {  # model bridges batches
+  (cd "$ROOT" && source scripts/env.sh && "$TB" bench --model-dir "$RUN/torchbridge_repo_forms/$1" \
+    --bridges "$2" --batch "$3" --concurrency 1 --duration "$TB_SECS" --warmup-requests 5 \
+    --json > "$HERE/results/tb_$1_inproc.json") || echo "WARNING: $1 in process failed (above)"
 }
-minilm_inproc "${MINILM_BRIDGES:-python,torchscript,onnx,tract}" \
-  || { echo "WARNING: MiniLM in process failed (above); again without tract"; minilm_inproc python,torchscript,onnx; } \
-  || echo "WARNING: MiniLM in process failed"
-"$TB" bench --model minilm --url 127.0.0.1:8200 --protocol http-binary --concurrency 16 \
+inproc mlp "${MLP_BRIDGES:-python,torchscript,onnx,tract}" 1,32
+inproc minilm "${MINILM_BRIDGES:-python,torchscript,onnx,candle}" 1,8,32
+# 8. MiniLM served at 16 clients through the bridge that was fastest in process
+best=$(python3 -c "
+import json; b = json.load(open('results/tb_minilm_inproc.json'))['in_process_best']['bridge']
+print('minilm' + {'onnx': '', 'torchscript': '_ts', 'python': '_py', 'candle': '_candle'}[b])" || echo minilm)
+"$TB" bench --model "$best" --url 127.0.0.1:8200 --protocol http-binary --concurrency 16 \
   --duration "${TB_MINILM_SECS:-10s}" --warmup-requests 32 --json > results/tb_minilm_served.json
 freeze_litserve CONT
 python3 make_tables.py > results/tables.md

@@ -33,6 +33,8 @@ PEERS = {  # name -> url template
     "torchbridge-onnx": "http://127.0.0.1:8200/v2/models/{m}/infer",
     "torchbridge-torchscript": "http://127.0.0.1:8200/v2/models/{m}_ts/infer",
     "torchbridge-python": "http://127.0.0.1:8200/v2/models/{m}_py/infer",
+    "torchbridge-tract": "http://127.0.0.1:8200/v2/models/{m}_tract/infer",    # mlp only
+    "torchbridge-candle": "http://127.0.0.1:8200/v2/models/{m}_candle/infer",  # minilm only
 }
 
 

