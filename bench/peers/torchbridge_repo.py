@@ -56,6 +56,12 @@ class Model:
 SUFFIX = {"onnx": "", "torchscript": "_ts", "python": "_py", "tract": "_tract", "candle": "_candle"}
 
 
+# the bridges each model is served through (tract cannot optimise the MiniLM export; candle is
+# for BERT-family encoders only)
+ENTRIES = {"mlp": ("onnx", "torchscript", "python", "tract"),
+           "minilm": ("onnx", "torchscript", "python", "candle")}
+
+
 def config(model, backend, python_env, queue_delay_us):
     spec = common.SPEC[model]
     lines = [f'backend = "{backend}"', "max_batch_size = 32", "instances = 1",
@@ -82,6 +88,11 @@ def write(out, name, model, backend, models, python_env, queue_delay_us):
     version = out / name / "1"
     version.mkdir(parents=True)
     (out / name / "config.toml").write_text(config(model, backend, python_env, queue_delay_us))
+    place_form(version, model, backend, models)
+
+
+def place_form(version, model, backend, models):
+    """The files `backend` reads for `model`, in `version`."""
     if backend in ("onnx", "tract"):
         place(models / f"{model}.onnx", version / "model.onnx")
     elif backend == "candle":
@@ -109,14 +120,9 @@ def write_forms(out, model, models, python_env):
     version = out / model / "1"
     version.mkdir(parents=True)
     (out / model / "config.toml").write_text(config(model, "python", python_env, 0))
-    place(models / f"{model}.onnx", version / "model.onnx")
-    place(models / f"{model}.ts", version / "model.pt")
-    if model == "mlp":
-        (version / "model.py").write_text(MLP_PY)
-        place(models / "mlp.pt", version / "state_dict.pt")
-    else:
-        (version / "model.py").write_text(MINILM_PY)
-        place_encoder(version)
+    for backend in ENTRIES[model]:
+        if backend != "tract":  # tract reads the onnx entry's model.onnx
+            place_form(version, model, backend, models)
 
 
 def main():
@@ -130,10 +136,8 @@ def main():
     out, models = pathlib.Path(a.out), pathlib.Path(a.models)
     shutil.rmtree(out, ignore_errors=True)
     shutil.rmtree(str(out) + "_forms", ignore_errors=True)
-    entries = {"mlp": ("onnx", "torchscript", "python", "tract"),
-               "minilm": ("onnx", "torchscript", "python", "candle")}
     for model in ["mlp"] + ([] if a.skip_minilm else ["minilm"]):
-        for backend in entries[model]:
+        for backend in ENTRIES[model]:
             write(out, model + SUFFIX[backend], model, backend, models, a.python_env, a.queue_delay_us)
         write_forms(pathlib.Path(str(out) + "_forms"), model, models, a.python_env)
     print("torchbridge repository:", out)
