@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Overload: what happens when requests arrive faster than a batching model can serve them?
 #
-#  1. sustainable rate X: a closed loop of 64 clients (binary HTTP) — what the server completes;
+#  1. sustainable rate X: a closed loop of CLIENTS clients (binary HTTP) — what the server completes
+#     (CLIENTS = one full batch running plus a full queue, so the closed loop itself is never refused);
 #  2. unloaded latency: an open loop at X/4 (`torchbridge bench --rate`);
 #  3. overload: an open loop at 4·X, while the server's RSS is sampled every 250 ms;
 #  4. afterwards: is the server up, and does it answer a normal request?
@@ -11,10 +12,12 @@
 #   bash bench/overload.sh                     # a generated 784→4096×3→10 MLP (onnx, batching)
 #   MODEL_REPO=/path MODEL=name bash bench/overload.sh   # any batching model of a repository
 #   SECS=10 (per phase)  TB_BIN=target/release/torchbridge  PORT=8300 (HTTP; +1 gRPC, +2 metrics)
+#   CLIENTS=48 (phase 1; set it to max_batch_size + max_queue_size of your model)
 #   BENCH_BIN=… (the load generator's binary; default TB_BIN)
 #
-# The generated model's queue holds at most 32 requests (one full batch) (`max_queue_size`): the bound on how long an
-# accepted request can wait. Results go to /tmp/overload/ (JSON of each phase, rss.txt, serve.log).
+# The generated model's queue holds at most 16 requests (`max_queue_size`), half a full batch: an instance takes
+# what is queued when it comes free, so under overload a batch has at most 16 rows, and an accepted request waits
+# at most for the batch running plus its own. The queue size is the knob that trades throughput for latency. Results go to /tmp/overload/ (JSON of each phase, rss.txt, serve.log).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -55,7 +58,7 @@ dims = [10]
 [batching]
 max_queue_delay_us = 500
 preferred_batch_sizes = [16, 32]
-max_queue_size = 32
+max_queue_size = 16
 """)
 EOF
 fi
@@ -74,8 +77,9 @@ BENCH=${BENCH_BIN:-$TB}
 bench() { "$BENCH" bench --model "$MODEL" --url "127.0.0.1:$PORT" --protocol http-binary --json "$@"; }
 rate_of() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['server'][0]['requests_per_s'])" "$1"; }
 
-echo "1/4 sustainable rate: closed loop, 64 clients, ${SECS}s"
-bench --concurrency 64 --duration "${SECS}s" > "$OUT/sustained.json"
+CLIENTS=${CLIENTS:-48}
+echo "1/4 sustainable rate: closed loop, $CLIENTS clients, ${SECS}s"
+bench --concurrency "$CLIENTS" --duration "${SECS}s" > "$OUT/sustained.json"
 X=$(rate_of "$OUT/sustained.json")
 LIGHT=$(python3 -c "print(round($X / 4, 1))")
 OVER=$(python3 -c "print(round($X * 4, 1))")
@@ -95,9 +99,9 @@ echo "4/4 afterwards: a normal closed-loop run of 50 requests"
 ALIVE=yes; kill -0 $PID 2>/dev/null || ALIVE=no
 bench --concurrency 1 --requests 50 > "$OUT/after.json" || true
 
-python3 - "$OUT" "$ALIVE" <<'EOF'
+python3 - "$OUT" "$ALIVE" "$CLIENTS" <<'EOF'
 import json, pathlib, sys
-out, alive = pathlib.Path(sys.argv[1]), sys.argv[2]
+out, alive, clients = pathlib.Path(sys.argv[1]), sys.argv[2], sys.argv[3]
 run = lambda name: json.loads((out / f"{name}.json").read_text())["server"][0]
 s, l, o = run("sustained"), run("light"), run("over")
 try:
@@ -109,7 +113,8 @@ ok = o["requests"] - o["errors"]
 refused = {k: v for k, v in o["errors_by_kind"].items() if "429" in k or "RESOURCE_EXHAUSTED" in k}
 other = {k: v for k, v in o["errors_by_kind"].items() if k not in refused}
 lat = o["latency_ms"]
-print(f"\nsustainable (closed loop, 64 clients): {s['requests_per_s']:,.0f} req/s, "
+print(f"\nsustainable (closed loop, {clients} clients): {s['requests_per_s']:,.0f} req/s, "
+      f"refused {s['errors']}, "
       f"p50 {s['latency_ms']['p50']:.2f} ms, p99 {s['latency_ms']['p99']:.2f} ms")
 print(f"unloaded (open loop at {l['offered_per_s']:,.0f}/s): p50 {l['latency_ms']['p50']:.2f} ms, "
       f"p99 {l['latency_ms']['p99']:.2f} ms, errors {l['errors']}")

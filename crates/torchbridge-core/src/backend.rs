@@ -19,6 +19,13 @@ pub struct Batch {
 pub trait Backend: Send {
     fn metadata(&self) -> &ModelMetadata;
     fn infer(&mut self, batch: Batch) -> Result<Vec<Tensor>>;
+    /// The engine keeps no per-thread state (it owns its thread pools, sets nothing
+    /// thread-local at load or per call), so a short call may run on the caller's
+    /// thread while the instance is idle, saving two thread wake-ups. `false` keeps
+    /// every call on the instance's own thread.
+    fn runs_on_any_thread(&self) -> bool {
+        false
+    }
     /// Where the last `infer` call spent its time, for bridges that measure it.
     fn last_timing(&self) -> Option<CallTiming> {
         None

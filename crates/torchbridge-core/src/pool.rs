@@ -1,31 +1,26 @@
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering::Relaxed;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{RecvTimeoutError, Sender};
 use tokio::sync::oneshot;
 
+use crate::instance::{Instance, Job, Turn, Waiter, Work, call, serve};
 use crate::{Backend, Batch, Error, ModelMetadata, ModelStats, Result, Tensor};
 
-/// Whoever waits for a job: asked before it runs, answered once after. A caller's own
-/// request answers one oneshot; a dynamic batch answers each request it holds.
-pub(crate) trait Waiter: Send {
-    /// Nobody waits any more: the job is skipped.
-    fn is_closed(&self) -> bool;
-    /// The outcome; `started` is when an instance took the job (`None`: it never ran).
-    fn complete(self: Box<Self>, result: Result<Vec<Tensor>>, started: Option<Instant>);
-}
+/// A call that took longer than this is not run on an async runtime's thread: it goes
+/// to the instance's own thread, where it holds up no other connection.
+const SHORT_CALL: Duration = Duration::from_micros(500);
 
-pub(crate) struct Job {
-    pub batch: Batch,
-    pub enqueued: Instant,
-    /// Not started by then: answered [`Error::Timeout`], never run.
-    pub deadline: Option<Instant>,
-    /// The latest deadline of the requests it holds (`None` if one has none): once a
-    /// call runs past it, every caller has been answered and the instance is stuck.
-    pub answer_by: Option<Instant>,
-    pub waiter: Box<dyn Waiter>,
+/// Who asks to run a call on its own thread (see [`InstancePool::run_here`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Caller {
+    /// A thread that may block as long as the call takes.
+    Blocking,
+    /// A task on an async runtime: only calls known to be short.
+    Async,
 }
 
 /// One caller's request, straight to the pool: its oneshot and its per-request stats.
@@ -55,9 +50,14 @@ impl Waiter for Direct {
 /// Dropping it closes the queue and lets every queued job finish.
 pub struct InstancePool {
     metadata: ModelMetadata,
-    jobs: Option<Sender<Job>>,
+    jobs: Option<Sender<Work>>,
+    instances: Vec<Arc<Instance>>,
     workers: Vec<JoinHandle<()>>,
     stats: Arc<ModelStats>,
+    /// Every instance may run on a caller's thread ([`Backend::runs_on_any_thread`]).
+    any_thread: bool,
+    /// Callers waiting for a call now (see [`Waiting`]).
+    waiting: AtomicUsize,
     /// Dropped with the pool, which stops its watchdog thread.
     _watchdog: Option<Sender<()>>,
 }
@@ -80,11 +80,11 @@ impl InstancePool {
         F: Fn(usize) -> Result<Box<dyn Backend>> + Send + Sync + 'static,
     {
         let load = std::sync::Arc::new(load);
-        let (jobs, queue) = crossbeam_channel::unbounded::<Job>();
+        let (jobs, queue) = crossbeam_channel::unbounded::<Work>();
         let (loaded_tx, loaded_rx) = std::sync::mpsc::channel();
         let stats = Arc::new(ModelStats::for_instances(instances));
         let mut workers = Vec::with_capacity(instances);
-        for i in 0..instances {
+        for index in 0..instances {
             let (load, queue, loaded, stats) = (
                 load.clone(),
                 queue.clone(),
@@ -92,12 +92,13 @@ impl InstancePool {
                 stats.clone(),
             );
             let spawned = std::thread::Builder::new()
-                .name(format!("tb-{model}-{i}"))
-                .spawn(move || match load(i) {
+                .name(format!("tb-{model}-{index}"))
+                .spawn(move || match load(index) {
                     Ok(backend) => {
-                        let _ = loaded.send(Ok(backend.metadata().clone()));
+                        let instance = Arc::new(Instance::new(index, backend));
+                        let _ = loaded.send(Ok(instance.clone()));
                         drop(loaded);
-                        serve(backend, queue, &stats, i);
+                        serve(instance, queue, &stats);
                     }
                     Err(e) => {
                         let _ = loaded.send(Err(e));
@@ -118,26 +119,35 @@ impl InstancePool {
                 outputs: vec![],
             },
             jobs: Some(jobs),
+            instances: Vec::with_capacity(instances),
             workers,
             stats,
+            any_thread: false,
+            waiting: AtomicUsize::new(0),
             _watchdog: None,
         };
-        let mut first = None;
+        let mut failed = None;
         for result in loaded_rx.iter().take(instances) {
             match result {
-                Ok(m) => first = first.or(Some(Ok(m))),
-                Err(e) => first = Some(Err(e)),
+                Ok(instance) => pool.instances.push(instance),
+                Err(e) => failed = Some(e),
             }
         }
-        match first {
-            Some(Ok(m)) => {
-                pool.stats.label(&m.name, m.version);
-                pool._watchdog = watchdog(&m.name, pool.stats.clone());
-                pool.metadata = m;
-            }
-            Some(Err(e)) => return Err(e),
-            None => return Err(Error::Unavailable(model.to_string())),
+        if let Some(e) = failed {
+            return Err(e);
         }
+        pool.instances.sort_by_key(|instance| instance.index);
+        let Some(first) = pool.instances.first() else {
+            return Err(Error::Unavailable(model.to_string()));
+        };
+        let m = first.lock().metadata().clone();
+        pool.any_thread = pool
+            .instances
+            .iter()
+            .all(|instance| instance.lock().runs_on_any_thread());
+        pool.stats.label(&m.name, m.version);
+        pool._watchdog = watchdog(&m.name, pool.stats.clone());
+        pool.metadata = m;
         Ok(pool)
     }
 
@@ -169,26 +179,68 @@ impl InstancePool {
             stats: self.stats.clone(),
         };
         let jobs = self.jobs.as_ref().ok_or_else(|| self.unavailable())?;
-        jobs.send(Job {
+        jobs.send(Work::Job(Job {
             batch,
             enqueued,
             deadline,
             answer_by: deadline,
             waiter: Box::new(waiter),
-        })
+        }))
         .map_err(|_| self.unavailable())?;
         Ok(rx)
     }
 
-    /// Queues a job; if the workers are gone its waiter is answered at once.
-    pub(crate) fn submit_job(&self, job: Job) {
-        let sent = match &self.jobs {
-            Some(jobs) => jobs.send(job).map_err(|e| e.into_inner()),
-            None => Err(job),
-        };
-        if let Err(job) = sent {
-            job.waiter.complete(Err(self.unavailable()), None);
+    /// Hands a turn at `queue` to the next free instance; `false` if the workers are gone.
+    pub(crate) fn submit_turn(&self, queue: Arc<dyn Turn>) -> bool {
+        self.jobs
+            .as_ref()
+            .is_some_and(|jobs| jobs.send(Work::Turn(queue)).is_ok())
+    }
+
+    /// Counts the caller as waiting until the guard is dropped.
+    pub(crate) fn waiting(&self) -> Waiting<'_> {
+        self.waiting.fetch_add(1, Relaxed);
+        Waiting(self)
+    }
+
+    /// The caller (counted by [`InstancePool::waiting`]) is the only one waiting.
+    pub(crate) fn alone(&self) -> bool {
+        self.waiting.load(Relaxed) == 1
+    }
+
+    /// Runs `batch` on the calling thread when that saves a hand-off to an instance's
+    /// thread and back (two thread wake-ups, the larger part of a small model's latency):
+    /// only for engines that may run on any thread, only for a lone caller (counted by
+    /// [`InstancePool::waiting`]; with others waiting, the instances' own threads serve
+    /// them without making anyone wait for a lock), only while nothing is queued and an
+    /// instance is idle, and for an async caller only when the instance's last call was
+    /// short. Otherwise the batch comes back untouched.
+    pub(crate) fn run_here(
+        &self,
+        batch: Batch,
+        caller: Caller,
+    ) -> std::result::Result<Result<Vec<Tensor>>, Batch> {
+        if !self.alone()
+            || !self.any_thread
+            || self.jobs.as_ref().is_none_or(|jobs| !jobs.is_empty())
+        {
+            return Err(batch);
         }
+        for instance in &self.instances {
+            let Ok(mut backend) = instance.backend.try_lock() else {
+                continue;
+            };
+            let last = Duration::from_nanos(instance.last_call_ns.load(Relaxed));
+            if caller == Caller::Async && last > SHORT_CALL {
+                return Err(batch);
+            }
+            let arrived = Instant::now();
+            self.stats.queued(Duration::ZERO);
+            let result = call(instance, &mut **backend, batch, None, &self.stats);
+            self.stats.answered(result.is_ok(), arrived.elapsed());
+            return Ok(result);
+        }
+        Err(batch)
     }
 
     pub(crate) fn shared_stats(&self) -> Arc<ModelStats> {
@@ -201,6 +253,11 @@ impl InstancePool {
 
     /// Runs a batch and waits, blocking this thread (never call it on an async runtime).
     pub fn run_blocking(&self, batch: Batch) -> Result<Vec<Tensor>> {
+        let _waiting = self.waiting();
+        let batch = match self.run_here(batch, Caller::Blocking) {
+            Ok(result) => return result,
+            Err(batch) => batch,
+        };
         let rx = self.submit(batch, None)?;
         rx.blocking_recv()
             .unwrap_or_else(|_| Err(self.unavailable()))
@@ -208,16 +265,22 @@ impl InstancePool {
 
     /// Runs a batch and awaits its outputs.
     pub async fn run(&self, batch: Batch) -> Result<Vec<Tensor>> {
+        let _waiting = self.waiting();
+        let batch = match self.run_here(batch, Caller::Async) {
+            Ok(result) => return result,
+            Err(batch) => batch,
+        };
         let rx = self.submit(batch, None)?;
         rx.await.unwrap_or_else(|_| Err(self.unavailable()))
     }
 }
 
 impl Drop for InstancePool {
-    /// Closes the queue; the workers finish what is queued, then exit. They are joined
-    /// on a thread of their own, so dropping a pool never blocks (an async runtime
-    /// thread may hold the last reference).
+    /// Closes the queue; the workers finish what is queued, then exit (and drop their
+    /// backends on their own threads). They are joined on a thread of their own, so
+    /// dropping a pool never blocks (an async runtime thread may hold the last reference).
     fn drop(&mut self) {
+        self.instances.clear();
         self.jobs = None;
         let workers = std::mem::take(&mut self.workers);
         let _ = std::thread::Builder::new()
@@ -227,6 +290,15 @@ impl Drop for InstancePool {
                     let _ = worker.join();
                 }
             });
+    }
+}
+
+/// A caller waiting for its call; counted down when dropped (a cancelled await too).
+pub(crate) struct Waiting<'a>(&'a InstancePool);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Relaxed);
     }
 }
 
@@ -260,54 +332,6 @@ fn watchdog(model: &str, stats: Arc<ModelStats>) -> Option<Sender<()>> {
     };
     let spawned = std::thread::Builder::new().name(name).spawn(watch);
     spawned.ok().map(|_| stop)
-}
-
-/// A worker's loop: run each job whose caller still waits and whose deadline has not
-/// passed, check what came back, count it, answer. While a call runs, the instance's
-/// slot in [`ModelStats::health`] says so.
-fn serve(mut backend: Box<dyn Backend>, queue: Receiver<Job>, stats: &ModelStats, index: usize) {
-    for job in queue.iter() {
-        if job.waiter.is_closed() {
-            continue;
-        }
-        let started = Instant::now();
-        if job.deadline.is_some_and(|d| started >= d) {
-            let waited_ms = (started - job.enqueued).as_millis() as u64;
-            let model = backend.metadata().name.clone();
-            let timeout = Error::Timeout { model, waited_ms };
-            job.waiter.complete(Err(timeout), None);
-            continue;
-        }
-        let rows = job.batch.rows;
-        stats.health.started(index, started, job.answer_by);
-        let result = catch_unwind(AssertUnwindSafe(|| backend.infer(job.batch)))
-            .unwrap_or_else(|panic| {
-                let message = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "unknown panic".into());
-                Err(Error::Inference {
-                    model: backend.metadata().name.clone(),
-                    message: format!("the bridge panicked: {message}"),
-                })
-            })
-            .and_then(|outputs| {
-                backend.metadata().check_outputs(&outputs, rows)?;
-                Ok(outputs)
-            });
-        if let Some(busy) = stats.health.finished(index) {
-            tracing::warn!(
-                model = %backend.metadata().name,
-                instance = index,
-                busy_ms = busy.as_millis() as u64,
-                "instance {index} of model `{}` returned after {busy:?} and is no longer stuck",
-                backend.metadata().name
-            );
-        }
-        stats.computed(rows, started.elapsed(), backend.last_timing());
-        job.waiter.complete(result, Some(started));
-    }
 }
 
 #[cfg(test)]

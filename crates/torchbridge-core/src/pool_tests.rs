@@ -180,3 +180,139 @@ fn an_instance_stuck_past_the_deadline_shows_and_all_stuck_refuses_at_once() {
     assert!(served.stats().stuck_instances().is_empty());
     assert_eq!(served.run_blocking(hang(1.0)).unwrap()[0].shape, vec![1, 1]);
 }
+
+/// Doubles like [`Doubler`], names the thread of each call, and may run on any thread
+/// when `any_thread` says so; each call takes `pause`.
+struct Anywhere {
+    meta: ModelMetadata,
+    any_thread: bool,
+    pause: Duration,
+    threads: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Backend for Anywhere {
+    fn metadata(&self) -> &ModelMetadata {
+        &self.meta
+    }
+    fn infer(&mut self, batch: Batch) -> Result<Vec<Tensor>> {
+        let name = std::thread::current().name().unwrap_or("?").to_string();
+        self.threads.lock().unwrap().push(name);
+        std::thread::sleep(self.pause);
+        let x = batch.inputs[0].to_vec::<f32>()?;
+        let y: Vec<f32> = x.iter().map(|v| v * 2.0).collect();
+        Ok(vec![Tensor::from_slice(
+            "Y",
+            batch.inputs[0].shape.clone(),
+            &y,
+        )?])
+    }
+    fn runs_on_any_thread(&self) -> bool {
+        self.any_thread
+    }
+}
+
+fn anywhere(any_thread: bool, pause_ms: u64) -> (InstancePool, Arc<std::sync::Mutex<Vec<String>>>) {
+    let threads = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = threads.clone();
+    let pool = InstancePool::start("anywhere", 1, move |i| {
+        Ok(Box::new(Anywhere {
+            meta: doubler(i)?.metadata().clone(),
+            any_thread,
+            pause: Duration::from_millis(pause_ms),
+            threads: log.clone(),
+        }) as Box<dyn Backend>)
+    })
+    .unwrap();
+    (pool, threads)
+}
+
+fn this_thread() -> String {
+    std::thread::current().name().unwrap_or("?").to_string()
+}
+
+#[test]
+fn an_idle_instance_runs_a_blocking_call_on_the_callers_thread() {
+    let (pool, threads) = anywhere(true, 0);
+    let y = pool.run_blocking(batch(&pool, 2.0)).unwrap();
+    assert_eq!(y[0].to_vec::<f32>().unwrap(), vec![4.0]);
+    assert_eq!(*threads.lock().unwrap(), vec![this_thread()]);
+    assert_eq!(pool.stats().success.count(), 1);
+    assert_eq!(pool.stats().execution_count.load(Relaxed), 1);
+}
+
+#[test]
+fn a_backend_bound_to_its_thread_always_runs_there() {
+    let (pool, threads) = anywhere(false, 0);
+    for v in [1.0, 2.0] {
+        assert_eq!(
+            pool.run_blocking(batch(&pool, v)).unwrap()[0]
+                .to_vec::<f32>()
+                .unwrap(),
+            vec![v * 2.0]
+        );
+    }
+    assert_eq!(*threads.lock().unwrap(), vec!["tb-anywhere-0"; 2]);
+}
+
+#[test]
+fn a_busy_instance_leaves_the_call_to_its_own_thread() {
+    let (pool, threads) = anywhere(true, 300);
+    std::thread::scope(|s| {
+        let first = s.spawn(|| pool.run_blocking(batch(&pool, 1.0)));
+        while threads.lock().unwrap().is_empty() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // The instance is busy on `first`'s thread: this call queues for the worker.
+        let y = pool.run_blocking(batch(&pool, 3.0)).unwrap();
+        assert_eq!(y[0].to_vec::<f32>().unwrap(), vec![6.0]);
+        assert!(first.join().unwrap().is_ok());
+    });
+    let threads = threads.lock().unwrap();
+    assert_eq!(threads.len(), 2);
+    assert_ne!(
+        threads[0], "tb-anywhere-0",
+        "the first call ran on its caller"
+    );
+    assert_eq!(threads[1], "tb-anywhere-0");
+}
+
+#[tokio::test]
+async fn an_async_caller_runs_a_call_itself_only_once_calls_are_known_to_be_short() {
+    let (pool, threads) = anywhere(true, 0);
+    for v in [1.0, 2.0] {
+        assert_eq!(
+            pool.run(batch(&pool, v)).await.unwrap()[0]
+                .to_vec::<f32>()
+                .unwrap(),
+            vec![v * 2.0]
+        );
+    }
+    // The first call's length was unknown: the instance's thread ran it.
+    assert_eq!(
+        *threads.lock().unwrap(),
+        vec!["tb-anywhere-0".to_string(), this_thread()]
+    );
+
+    let (slow, threads) = anywhere(true, 2);
+    for v in [1.0, 2.0] {
+        slow.run(batch(&slow, v)).await.unwrap();
+    }
+    assert_eq!(
+        *threads.lock().unwrap(),
+        vec!["tb-anywhere-0"; 2],
+        "a 2 ms call is not short"
+    );
+}
+
+#[test]
+fn with_another_caller_waiting_the_call_goes_to_the_instance_thread() {
+    let (pool, threads) = anywhere(true, 0);
+    let other = pool.waiting();
+    pool.run_blocking(batch(&pool, 1.0)).unwrap();
+    drop(other);
+    pool.run_blocking(batch(&pool, 2.0)).unwrap();
+    assert_eq!(
+        *threads.lock().unwrap(),
+        vec!["tb-anywhere-0".to_string(), this_thread()]
+    );
+}

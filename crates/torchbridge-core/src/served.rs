@@ -4,6 +4,7 @@ use std::time::Instant;
 use tokio::sync::oneshot;
 
 use crate::batching::Scheduler;
+use crate::pool::{Caller, Waiting};
 use crate::{
     Batch, BatchingConfig, Error, InstancePool, ModelMetadata, ModelStats, Result, Tensor,
 };
@@ -79,6 +80,16 @@ impl ServedModel {
         batch: Batch,
         deadline: Option<Instant>,
     ) -> Result<oneshot::Receiver<Result<Vec<Tensor>>>> {
+        self.check_not_stuck()?;
+        match &self.batching {
+            None => self.pool.submit(batch, deadline),
+            Some((scheduler, _)) => scheduler.submit(batch, deadline),
+        }
+    }
+
+    /// While every instance is stuck, a request is refused at once rather than queued
+    /// behind calls that may never return.
+    fn check_not_stuck(&self) -> Result<()> {
         let health = &self.stats().health;
         if health.all_stuck(Instant::now()) {
             return Err(Error::NotReady {
@@ -90,17 +101,28 @@ impl ServedModel {
                 ),
             });
         }
-        match &self.batching {
-            None => self.pool.submit(batch, deadline),
-            Some((scheduler, _)) => {
-                let (reply, rx) = oneshot::channel();
-                if scheduler.send(batch, deadline, reply) {
-                    Ok(rx)
-                } else {
-                    Err(self.unavailable())
-                }
-            }
+        Ok(())
+    }
+
+    /// Runs `batch` on the calling thread when the pool allows it ([`InstancePool`]'s
+    /// `run_here`: a lone caller, an idle instance) and batching would not hold it
+    /// anyway (no queue delay configured, nothing queued). Otherwise the batch comes back.
+    fn run_here(
+        &self,
+        batch: Batch,
+        deadline: Option<Instant>,
+        caller: Caller,
+    ) -> std::result::Result<Result<Vec<Tensor>>, Batch> {
+        // The cheap test first: under load there are other callers, and the queue's
+        // lock is left alone.
+        let waits = || match &self.batching {
+            Some((scheduler, config)) => config.max_queue_delay_us > 0 || !scheduler.is_idle(),
+            None => false,
+        };
+        if !self.pool.alone() || waits() || deadline.is_some_and(|d| d <= Instant::now()) {
+            return Err(batch);
         }
+        self.pool.run_here(batch, caller)
     }
 
     /// Runs a checked batch and awaits its outputs.
@@ -114,8 +136,13 @@ impl ServedModel {
         batch: Batch,
         deadline: Option<Instant>,
     ) -> Result<Vec<Tensor>> {
+        self.check_not_stuck()?;
+        let _waiting = InFlight::new(self);
+        let batch = match self.run_here(batch, deadline, Caller::Async) {
+            Ok(result) => return result,
+            Err(batch) => batch,
+        };
         let rx = self.submit(batch, deadline)?;
-        let _waiting = InFlight::new(self.stats());
         rx.await.unwrap_or_else(|_| Err(self.unavailable()))
     }
 
@@ -131,6 +158,12 @@ impl ServedModel {
         batch: Batch,
         deadline: Option<Instant>,
     ) -> Result<Vec<Tensor>> {
+        self.check_not_stuck()?;
+        let _waiting = InFlight::new(self);
+        let batch = match self.run_here(batch, deadline, Caller::Blocking) {
+            Ok(result) => return result,
+            Err(batch) => batch,
+        };
         let rx = self.submit(batch, deadline)?;
         rx.blocking_recv()
             .unwrap_or_else(|_| Err(self.unavailable()))
@@ -141,19 +174,25 @@ impl ServedModel {
     }
 }
 
-/// Counts a request in the in-flight gauge while its caller awaits it (a cancelled
-/// await counts down too).
-struct InFlight<'a>(&'a ModelStats);
+/// Counts a request as waiting (for the pool's lone-caller rule) and in the in-flight
+/// gauge while its caller waits for it (a cancelled await counts down too).
+struct InFlight<'a> {
+    stats: &'a ModelStats,
+    _waiting: Waiting<'a>,
+}
 
 impl<'a> InFlight<'a> {
-    fn new(stats: &'a ModelStats) -> Self {
-        stats.in_flight(1.0);
-        InFlight(stats)
+    fn new(model: &'a ServedModel) -> Self {
+        model.stats().in_flight(1.0);
+        InFlight {
+            stats: model.stats(),
+            _waiting: model.pool.waiting(),
+        }
     }
 }
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.0.in_flight(-1.0);
+        self.stats.in_flight(-1.0);
     }
 }

@@ -248,6 +248,10 @@ impl Backend for Tokenized {
         Ok(outputs)
     }
 
+    fn runs_on_any_thread(&self) -> bool {
+        self.inner.runs_on_any_thread()
+    }
+
     fn last_timing(&self) -> Option<CallTiming> {
         self.timing
     }

@@ -145,6 +145,11 @@ impl Backend for OnnxBackend {
         Ok(tensors)
     }
 
+    /// A session owns its thread pools (with `threads` 1 it runs on the caller alone).
+    fn runs_on_any_thread(&self) -> bool {
+        true
+    }
+
     fn last_timing(&self) -> Option<CallTiming> {
         self.timing
     }

@@ -2,175 +2,222 @@
 //!
 //! Why it is built this way:
 //!
-//! - **An actor on a plain thread.** One `std::thread` per model owns the queue and
-//!   receives requests over a crossbeam channel, sleeping with `recv_deadline` until the
-//!   next request, the oldest request's `max_queue_delay`, a deadline, or a finished
-//!   batch. No async runtime is needed, so the library batches without tokio; async
-//!   callers only await a `oneshot`.
-//! - **The rules live in a pure [`State`]** (no threads, channels or
-//!   clocks: `now` is passed in), so unit tests drive ordering, delays, preferred sizes,
-//!   shape groups, the queue limit, deadlines and cancellation directly.
-//! - **At most `instances + 1` batches in flight.** Every instance busy plus one batch
-//!   prefetched; past that the scheduler stops handing out work, so requests gather in
-//!   the queue and the next batch is as large as the backlog allows, and a full queue
-//!   refuses new requests at once ([`Error::Overloaded`]) instead of hiding the backlog
-//!   in an unbounded channel.
+//! - **Instances pull their batches.** The queue is shared, behind a mutex, by the
+//!   callers that fill it and the instances that empty it. A caller appends and, if no
+//!   instance is on the queue yet, hands the pool a *turn*; the instance that takes it
+//!   forms a batch from what is queued at that moment, runs it, and comes back for the
+//!   next until the queue is empty. Under load no batch waits pre-formed while another
+//!   runs (a request that arrives meanwhile joins the next batch), and no thread sits
+//!   between a caller and an instance, so a lone request costs one hand-off, not two.
+//! - **A full queue refuses at once.** The queue limit is checked as the caller appends,
+//!   so [`Error::Overloaded`] comes back from `submit` itself, without a thread hop.
+//! - **The rules live in a pure [`State`]** (no threads, locks or clocks: `now` is
+//!   passed in), so unit tests drive ordering, delays, preferred sizes, shape groups,
+//!   the queue limit, deadlines and cancellation directly.
+//! - **A timer thread for deadlines only.** While every instance is busy, nobody looks at
+//!   the queue; a small thread sleeps until the nearest deadline of a queued request and
+//!   answers it [`Error::Timeout`] on time. It is woken only when a request brings an
+//!   earlier deadline than the one it sleeps until, so it costs nothing per request.
 //! - **One copy in, none out.** A group's inputs are joined on dim 0 into one new
-//!   buffer per input ([`mod@concat`]); outputs are split back as `Bytes` slices.
+//!   buffer per input ([`mod@concat`]), on the instance's thread, outside the lock;
+//!   outputs are split back as `Bytes` slices.
 //! - **Requests whose caller left, or whose deadline passed, never run**: the former are
 //!   dropped, the latter answered [`Error::Timeout`].
 
 mod concat;
 mod state;
 
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use tokio::sync::oneshot;
 
-use crate::pool::{Job, Waiter};
+use crate::instance::{Job, Turn, Waiter};
 use crate::{Batch, BatchingConfig, Error, InstancePool, ModelStats, Result, Tensor};
 use state::{Overloaded, Request, State};
 
 pub(crate) type Reply = oneshot::Sender<Result<Vec<Tensor>>>;
 
-enum Msg {
-    Request(Request<Reply>),
-    /// A batch handed to the pool has been answered (or dropped).
-    Done,
-    /// The handle is gone: run what is queued, then stop.
-    Close,
-}
-
-/// The sending side of a model's scheduler. Dropping it lets the scheduler run what is
-/// queued, then stop; it holds the pool until then. (The scheduler keeps a sender of its
-/// own for batches to report back on, so it is told to close rather than left to see
-/// the channel disconnect.)
+/// A model's batching queue, as its [`crate::ServedModel`] holds it. Dropping it runs
+/// what is queued, then lets the timer thread stop.
 #[derive(Debug)]
 pub(crate) struct Scheduler {
-    requests: Sender<Msg>,
+    queue: Arc<Queue>,
+    pool: Arc<InstancePool>,
+}
+
+struct Queue {
+    model: String,
+    max_batch_size: usize,
+    instances: usize,
+    stats: Arc<ModelStats>,
+    inner: Mutex<Inner>,
+    /// Instances on a turn that wait for the oldest request's delay (or a newcomer).
+    work: Condvar,
+    /// The timer thread sleeps here.
+    timer: Condvar,
+}
+
+impl std::fmt::Debug for Queue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queue").field("model", &self.model).finish()
+    }
+}
+
+struct Inner {
+    state: State<Reply>,
+    /// Turns handed to the pool and not ended yet (at most one per instance).
+    turns: usize,
+    /// Of those, how many wait on `work`.
+    waiting: usize,
+    /// The deadline the timer thread sleeps until (`None`: until it is told).
+    timer_at: Option<Instant>,
+    open: bool,
 }
 
 impl Scheduler {
     pub fn start(pool: Arc<InstancePool>, config: &BatchingConfig) -> Result<Self> {
-        let (requests, inbox) = crossbeam_channel::unbounded();
         let name = pool.metadata().name.clone();
-        let actor = Actor {
-            state: State::new(config),
+        let queue = Arc::new(Queue {
+            model: name.clone(),
             max_batch_size: pool.metadata().max_batch_size as usize,
+            instances: pool.instances(),
             stats: pool.shared_stats(),
-            done: requests.clone(),
-            pool,
-        };
+            inner: Mutex::new(Inner {
+                state: State::new(config),
+                turns: 0,
+                waiting: 0,
+                timer_at: None,
+                open: true,
+            }),
+            work: Condvar::new(),
+            timer: Condvar::new(),
+        });
+        let timer = queue.clone();
         std::thread::Builder::new()
-            .name(format!("tb-{name}-batcher"))
-            .spawn(move || actor.run(inbox))
+            .name(format!("tb-{name}-timer"))
+            .spawn(move || timer.keep_time())
             .map_err(|e| Error::Unavailable(format!("{name} (cannot spawn a thread: {e})")))?;
-        Ok(Scheduler { requests })
+        Ok(Scheduler { queue, pool })
     }
 
-    /// Queues a checked batch; `false` when the scheduler has stopped.
-    pub fn send(&self, batch: Batch, deadline: Option<Instant>, reply: Reply) -> bool {
+    /// Queues a checked batch; the receiver yields its outputs. A full queue answers
+    /// [`Error::Overloaded`] at once.
+    pub fn submit(
+        &self,
+        batch: Batch,
+        deadline: Option<Instant>,
+    ) -> Result<oneshot::Receiver<Result<Vec<Tensor>>>> {
+        let (reply, rx) = oneshot::channel();
         let request = Request {
             batch,
             enqueued: Instant::now(),
             deadline,
             reply,
         };
-        self.requests.send(Msg::Request(request)).is_ok()
+        let queue = &self.queue;
+        let mut inner = queue.lock();
+        if !inner.open {
+            return Err(Error::Unavailable(queue.model.clone()));
+        }
+        if let Err(Overloaded { queued }) = inner.state.append(request) {
+            let model = queue.model.clone();
+            return Err(Error::Overloaded { model, queued });
+        }
+        queue.stats.queue_depth(inner.state.len());
+        if deadline.is_some_and(|d| inner.timer_at.is_none_or(|at| d < at)) {
+            queue.timer.notify_one();
+        }
+        let new_turn = if inner.waiting > 0 {
+            queue.work.notify_one();
+            false
+        } else if inner.turns < queue.instances {
+            inner.turns += 1;
+            true
+        } else {
+            false // a busy instance comes back for it
+        };
+        drop(inner);
+        if new_turn && !self.pool.submit_turn(queue.clone()) {
+            queue.lock().turns -= 1;
+            return Err(Error::Unavailable(queue.model.clone()));
+        }
+        Ok(rx)
+    }
+
+    /// Nothing is queued and no instance is on the queue: a request could run at once.
+    pub fn is_idle(&self) -> bool {
+        let inner = self.queue.lock();
+        inner.turns == 0 && inner.state.is_empty()
     }
 }
 
 impl Drop for Scheduler {
+    /// From now on every group is released at once; the timer stops.
     fn drop(&mut self) {
-        let _ = self.requests.send(Msg::Close);
+        let mut inner = self.queue.lock();
+        inner.open = false;
+        inner.state.drain();
+        let new_turn = inner.turns == 0 && !inner.state.is_empty();
+        inner.turns += usize::from(new_turn);
+        drop(inner);
+        self.queue.work.notify_all();
+        self.queue.timer.notify_one();
+        if new_turn {
+            self.pool.submit_turn(self.queue.clone());
+        }
     }
 }
 
-struct Actor {
-    state: State<Reply>,
-    max_batch_size: usize,
-    pool: Arc<InstancePool>,
-    stats: Arc<ModelStats>,
-    /// Cloned into each batch, which reports back when answered.
-    done: Sender<Msg>,
-}
+impl Queue {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // Nothing panics while holding it; recover the data if something ever does.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 
-impl Actor {
-    fn run(mut self, inbox: Receiver<Msg>) {
-        let most_in_flight = self.pool.instances() + 1;
-        let mut in_flight = 0;
-        let mut open = true;
-        loop {
+    /// The timer thread: answers queued requests whose deadline passed while every
+    /// instance was busy; stops once the scheduler is dropped.
+    fn keep_time(&self) {
+        let mut inner = self.lock();
+        while inner.open {
             let now = Instant::now();
-            while in_flight < most_in_flight
-                && let Some(group) = self.state.next_batch(now, self.max_batch_size)
-            {
-                self.launch(group);
-                in_flight += 1;
+            inner.state.purge(now);
+            let expired = inner.state.take_expired();
+            if !expired.is_empty() {
+                self.stats.queue_depth(inner.state.len());
+                drop(inner);
+                self.time_out(expired, now);
+                inner = self.lock();
+                continue;
             }
-            if in_flight == most_in_flight {
-                self.state.purge(now);
-            }
-            for late in self.state.take_expired() {
-                self.time_out(late, now);
-            }
-            self.stats.queue_depth(self.state.len());
-            if !open && self.state.is_empty() {
-                return;
-            }
-            // While every slot is taken, only a deadline (or a message) wakes us.
-            let wakeup = if in_flight < most_in_flight {
-                self.state.next_wakeup(now)
-            } else {
-                self.state.next_deadline()
-            };
-            let first = match wakeup {
-                Some(at) => inbox.recv_deadline(at),
-                None => inbox.recv().map_err(|_| RecvTimeoutError::Disconnected),
-            };
-            let first = match first {
-                Ok(msg) => msg,
-                Err(RecvTimeoutError::Timeout) => continue,
-                // Cannot happen while `done` is held; stop rather than spin if it does.
-                Err(RecvTimeoutError::Disconnected) => return,
-            };
-            // Take in what has arrived by now, so the next group sees it all.
-            let waiting = inbox.len();
-            for msg in std::iter::once(first).chain(inbox.try_iter().take(waiting)) {
-                match msg {
-                    Msg::Request(request) => self.admit(request),
-                    Msg::Done => in_flight -= 1,
-                    Msg::Close => {
-                        open = false;
-                        self.state.drain();
-                    }
+            inner.timer_at = inner.state.next_deadline();
+            inner = match inner.timer_at {
+                Some(at) => {
+                    let wait = at.saturating_duration_since(now);
+                    let waited = self.timer.wait_timeout(inner, wait);
+                    waited.unwrap_or_else(PoisonError::into_inner).0
                 }
-            }
+                None => self
+                    .timer
+                    .wait(inner)
+                    .unwrap_or_else(PoisonError::into_inner),
+            };
         }
     }
 
-    fn admit(&mut self, request: Request<Reply>) {
-        if request.reply.is_closed() {
-            return;
-        }
-        if let Err(Overloaded { request, queued }) = self.state.append(request) {
-            let model = self.pool.metadata().name.clone();
-            let _ = request.reply.send(Err(Error::Overloaded { model, queued }));
+    fn time_out(&self, late: Vec<Request<Reply>>, now: Instant) {
+        for request in late {
+            let waited = now - request.enqueued;
+            self.stats.answered(false, waited);
+            let _ = request.reply.send(Err(Error::Timeout {
+                model: self.model.clone(),
+                waited_ms: waited.as_millis() as u64,
+            }));
         }
     }
 
-    fn time_out(&self, request: Request<Reply>, now: Instant) {
-        let waited = now - request.enqueued;
-        self.stats.answered(false, waited);
-        let _ = request.reply.send(Err(Error::Timeout {
-            model: self.pool.metadata().name.clone(),
-            waited_ms: waited.as_millis() as u64,
-        }));
-    }
-
-    fn launch(&self, group: Vec<Request<Reply>>) {
+    /// One backend call for a group of requests.
+    fn job(&self, group: Vec<Request<Reply>>) -> Job {
         let enqueued = group[0].enqueued;
         // The latest deadline of the group, if every member has one.
         let deadlines: Option<Vec<Instant>> = group.iter().map(|r| r.deadline).collect();
@@ -185,20 +232,51 @@ impl Actor {
             });
             batches.push(request.batch);
         }
-        let waiter = Group {
-            model: self.pool.metadata().name.clone(),
-            members,
-            stats: self.stats.clone(),
-            done: self.done.clone(),
-        };
-        self.pool.submit_job(Job {
+        Job {
             batch: concat::concat(batches),
             enqueued,
-            // Deadlines were checked as the group formed; it starts once a slot is free.
+            // Deadlines were checked as the group formed; it starts right away.
             deadline: None,
             answer_by,
-            waiter: Box::new(waiter),
-        });
+            waiter: Box::new(Group {
+                model: self.model.clone(),
+                members,
+                stats: self.stats.clone(),
+            }),
+        }
+    }
+}
+
+impl Turn for Queue {
+    fn next_job(&self) -> Option<Job> {
+        let mut inner = self.lock();
+        loop {
+            let now = Instant::now();
+            let group = inner.state.next_batch(now, self.max_batch_size);
+            let expired = inner.state.take_expired();
+            if group.is_some() || !expired.is_empty() {
+                self.stats.queue_depth(inner.state.len());
+                drop(inner);
+                self.time_out(expired, now);
+                match group {
+                    Some(group) => return Some(self.job(group)),
+                    None => {
+                        inner = self.lock();
+                        continue;
+                    }
+                }
+            }
+            let Some(at) = inner.state.next_wakeup(now) else {
+                inner.turns -= 1;
+                return None;
+            };
+            inner.waiting += 1;
+            let waited = self
+                .work
+                .wait_timeout(inner, at.saturating_duration_since(now));
+            inner = waited.unwrap_or_else(PoisonError::into_inner).0;
+            inner.waiting -= 1;
+        }
     }
 }
 
@@ -213,7 +291,6 @@ struct Group {
     model: String,
     members: Vec<Member>,
     stats: Arc<ModelStats>,
-    done: Sender<Msg>,
 }
 
 impl Waiter for Group {
@@ -243,13 +320,6 @@ impl Waiter for Group {
                 .answered(result.is_ok(), member.enqueued.elapsed());
             let _ = member.reply.send(result);
         }
-    }
-}
-
-impl Drop for Group {
-    /// Answered, skipped or dropped unrun: either way its slot is free again.
-    fn drop(&mut self) {
-        let _ = self.done.send(Msg::Done);
     }
 }
 

@@ -42,10 +42,9 @@ impl<R> Request<R> {
     }
 }
 
-/// The queue was full; the request comes back to be answered.
-#[derive(Debug)]
-pub(crate) struct Overloaded<R> {
-    pub request: Request<R>,
+/// The queue was full (it held `queued` requests); the request was not taken.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Overloaded {
     pub queued: usize,
 }
 
@@ -88,11 +87,11 @@ impl<R: Reply> State<R> {
         self.queue.len()
     }
 
-    /// Queues a request, or hands it back when `max_queue_size` are already queued.
-    pub fn append(&mut self, request: Request<R>) -> Result<(), Overloaded<R>> {
+    /// Queues a request, or refuses it when `max_queue_size` are already queued.
+    pub fn append(&mut self, request: Request<R>) -> Result<(), Overloaded> {
         let queued = self.queue.len();
         if queued >= self.max_queue_size {
-            return Err(Overloaded { request, queued });
+            return Err(Overloaded { queued });
         }
         self.queue.push_back(request);
         Ok(())

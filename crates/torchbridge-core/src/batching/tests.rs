@@ -225,3 +225,48 @@ fn dropping_the_model_runs_what_is_queued() {
     }
     assert_eq!(calls.lock().unwrap().iter().sum::<usize>(), 20);
 }
+
+#[test]
+fn a_deadline_that_passes_while_the_instance_is_busy_is_answered_on_time() {
+    // One instance, busy for 400 ms on `first`; `second` may wait 30 ms.
+    let Setup { model, calls } = served(1, 400, config(0, &[], 16));
+    let first = model.submit(batch(&model, 0.0, 1, 1), None).unwrap();
+    while calls.lock().unwrap().is_empty() {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let soon = std::time::Instant::now() + Duration::from_millis(30);
+    let mut second = model.submit(batch(&model, 1.0, 1, 1), Some(soon)).unwrap();
+    let e = loop {
+        match second.try_recv() {
+            Ok(result) => break result.unwrap_err(),
+            Err(_) => std::thread::sleep(Duration::from_millis(1)),
+        }
+    };
+    assert!(matches!(e, Error::Timeout { .. }), "{e}");
+    let mut first = first;
+    assert!(
+        first.try_recv().is_err(),
+        "answered before the busy call ended"
+    );
+    assert!(first.blocking_recv().unwrap().is_ok());
+    assert_eq!(
+        *calls.lock().unwrap(),
+        vec![1],
+        "the late request never ran"
+    );
+}
+
+#[test]
+fn a_full_queue_refuses_in_submit_itself() {
+    let Setup { model, calls } = served(1, 300, config(0, &[], 1));
+    let running = model.submit(batch(&model, 0.0, 1, 1), None).unwrap();
+    // Wait until the instance runs it, so the queue is empty again.
+    while calls.lock().unwrap().is_empty() {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let queued = model.submit(batch(&model, 1.0, 1, 1), None).unwrap();
+    let e = model.submit(batch(&model, 2.0, 1, 1), None).unwrap_err();
+    assert!(matches!(e, Error::Overloaded { queued: 1, .. }), "{e}");
+    assert!(running.blocking_recv().unwrap().is_ok());
+    assert!(queued.blocking_recv().unwrap().is_ok());
+}

@@ -236,6 +236,11 @@ impl Backend for CandleBackend {
         Ok(vec![output])
     }
 
+    /// Every call runs inside the instance's own rayon pool, whoever makes it.
+    fn runs_on_any_thread(&self) -> bool {
+        true
+    }
+
     fn last_timing(&self) -> Option<CallTiming> {
         self.timing
     }

@@ -234,6 +234,11 @@ impl Backend for TractBackend {
         Ok(tensors)
     }
 
+    /// tract runs its plan on the calling thread and keeps no state per thread.
+    fn runs_on_any_thread(&self) -> bool {
+        true
+    }
+
     fn last_timing(&self) -> Option<CallTiming> {
         self.timing
     }
