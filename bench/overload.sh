@@ -2,7 +2,7 @@
 # Overload: what happens when requests arrive faster than a batching model can serve them?
 #
 #  1. sustainable rate X: a closed loop of CLIENTS clients (binary HTTP) — what the server completes
-#     (CLIENTS = one full batch running plus a full queue, so the closed loop itself is never refused);
+#     (CLIENTS = the batch running plus a full queue, so the closed loop itself is never refused);
 #  2. unloaded latency: an open loop at X/4 (`torchbridge bench --rate`);
 #  3. overload: an open loop at 4·X, while the server's RSS is sampled every 250 ms;
 #  4. afterwards: is the server up, and does it answer a normal request?
@@ -12,7 +12,8 @@
 #   bash bench/overload.sh                     # a generated 784→4096×3→10 MLP (onnx, batching)
 #   MODEL_REPO=/path MODEL=name bash bench/overload.sh   # any batching model of a repository
 #   SECS=10 (per phase)  TB_BIN=target/release/torchbridge  PORT=8300 (HTTP; +1 gRPC, +2 metrics)
-#   CLIENTS=48 (phase 1; set it to max_batch_size + max_queue_size of your model)
+#   CLIENTS=32 (phase 1: the most requests your model holds, running plus queued: an instance takes at most
+#   max_batch_size rows, at most what is queued, so 2 x max_queue_size where the queue is below a batch)
 #   BENCH_BIN=… (the load generator's binary; default TB_BIN)
 #
 # The generated model's queue holds at most 16 requests (`max_queue_size`), half a full batch: an instance takes
@@ -77,7 +78,7 @@ BENCH=${BENCH_BIN:-$TB}
 bench() { "$BENCH" bench --model "$MODEL" --url "127.0.0.1:$PORT" --protocol http-binary --json "$@"; }
 rate_of() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['server'][0]['requests_per_s'])" "$1"; }
 
-CLIENTS=${CLIENTS:-48}
+CLIENTS=${CLIENTS:-32}
 echo "1/4 sustainable rate: closed loop, $CLIENTS clients, ${SECS}s"
 bench --concurrency "$CLIENTS" --duration "${SECS}s" > "$OUT/sustained.json"
 X=$(rate_of "$OUT/sustained.json")
