@@ -9,15 +9,20 @@ impl Backend for Doubler {
         &self.0
     }
     fn infer(&mut self, batch: Batch) -> Result<Vec<Tensor>> {
-        let x = batch.inputs[0].to_vec::<f32>()?;
-        assert!(!x.iter().any(|v| v.is_nan()), "NaN input");
-        let y: Vec<f32> = x.iter().map(|v| v * 2.0).collect();
-        Ok(vec![Tensor::from_slice(
-            "Y",
-            batch.inputs[0].shape.clone(),
-            &y,
-        )?])
+        double(batch)
     }
+}
+
+/// `Y = 2 X`; panics on NaN.
+fn double(batch: Batch) -> Result<Vec<Tensor>> {
+    let x = batch.inputs[0].to_vec::<f32>()?;
+    assert!(!x.iter().any(|v| v.is_nan()), "NaN input");
+    let y: Vec<f32> = x.iter().map(|v| v * 2.0).collect();
+    Ok(vec![Tensor::from_slice(
+        "Y",
+        batch.inputs[0].shape.clone(),
+        &y,
+    )?])
 }
 
 fn doubler(_: usize) -> Result<Box<dyn Backend>> {
@@ -198,13 +203,7 @@ impl Backend for Anywhere {
         let name = std::thread::current().name().unwrap_or("?").to_string();
         self.threads.lock().unwrap().push(name);
         std::thread::sleep(self.pause);
-        let x = batch.inputs[0].to_vec::<f32>()?;
-        let y: Vec<f32> = x.iter().map(|v| v * 2.0).collect();
-        Ok(vec![Tensor::from_slice(
-            "Y",
-            batch.inputs[0].shape.clone(),
-            &y,
-        )?])
+        double(batch)
     }
     fn runs_on_any_thread(&self) -> bool {
         self.any_thread
