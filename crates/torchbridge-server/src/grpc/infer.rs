@@ -1,7 +1,5 @@
 //! `ModelInfer` and `ModelStreamInfer`: one request path, answered alone or on a stream.
 
-use std::time::Duration;
-
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_stream::wrappers::ReceiverStream;
@@ -16,7 +14,8 @@ use crate::AppState;
 /// HTTP/2 flow control holds the client back.
 const STREAM_IN_FLIGHT: usize = 256;
 
-/// Runs one request under the server's time limit; logs and counts its outcome.
+/// Runs one request (under the server's time limit, which `AppState::infer_within`
+/// applies to the model's answer); logs and counts its outcome.
 pub(super) async fn infer(
     state: &AppState,
     rpc: &'static str,
@@ -24,12 +23,9 @@ pub(super) async fn infer(
 ) -> Result<ModelInferResponse, Status> {
     let model = request.model_name.clone();
     let version = request.model_version.clone();
-    let limit = state.settings.request_timeout;
-    let result = match tokio::time::timeout(limit, run(state, request)).await {
-        Ok(Ok(response)) => Ok(response),
-        Ok(Err(e)) => Err(error::failed(rpc, &model, &e)),
-        Err(_) => Err(timed_out(rpc, &model, limit)),
-    };
+    let result = run(state, request)
+        .await
+        .map_err(|e| error::failed(rpc, &model, &e));
     // Outcomes as the HTTP side names them. Client-chosen names of unknown models would
     // make unbounded label sets, so those are counted without a name.
     let (outcome, version, model) = match &result {
@@ -49,13 +45,6 @@ pub(super) async fn infer(
     )
     .increment(1);
     result
-}
-
-fn timed_out(rpc: &'static str, model: &str, limit: Duration) -> Status {
-    tracing::warn!(rpc, model, "no answer within {limit:?}");
-    Status::deadline_exceeded(format!(
-        "model `{model}` did not answer within the server's request timeout of {limit:?}"
-    ))
 }
 
 async fn run(state: &AppState, request: ModelInferRequest) -> Result<ModelInferResponse> {
