@@ -81,6 +81,15 @@ impl ServedModel {
         deadline: Option<Instant>,
     ) -> Result<oneshot::Receiver<Result<Vec<Tensor>>>> {
         self.check_not_stuck()?;
+        self.enqueue(batch, deadline)
+    }
+
+    /// [`ServedModel::submit`] once the stuck check is done.
+    fn enqueue(
+        &self,
+        batch: Batch,
+        deadline: Option<Instant>,
+    ) -> Result<oneshot::Receiver<Result<Vec<Tensor>>>> {
         match &self.batching {
             None => self.pool.submit(batch, deadline),
             Some((scheduler, _)) => scheduler.submit(batch, deadline),
@@ -142,7 +151,7 @@ impl ServedModel {
             Ok(result) => return result,
             Err(batch) => batch,
         };
-        let rx = self.submit(batch, deadline)?;
+        let rx = self.enqueue(batch, deadline)?;
         rx.await.unwrap_or_else(|_| Err(self.unavailable()))
     }
 
@@ -164,7 +173,7 @@ impl ServedModel {
             Ok(result) => return result,
             Err(batch) => batch,
         };
-        let rx = self.submit(batch, deadline)?;
+        let rx = self.enqueue(batch, deadline)?;
         rx.blocking_recv()
             .unwrap_or_else(|_| Err(self.unavailable()))
     }
