@@ -15,10 +15,14 @@
 #   CLIENTS=32 (phase 1: the most requests your model holds, running plus queued: an instance takes at most
 #   max_batch_size rows, at most what is queued, so 2 x max_queue_size where the queue is below a batch)
 #   BENCH_BIN=… (the load generator's binary; default TB_BIN)
+#   MODEL_THREADS=1 (the generated model's intra-op threads)   QUEUE_WAIT_US= (its `max_queue_wait_us`; unset: none)
 #
 # The generated model's queue holds at most 16 requests (`max_queue_size`), half a full batch: an instance takes
 # what is queued when it comes free, so under overload a batch has at most 16 rows, and an accepted request waits
-# at most for the batch running plus its own. The queue size is the knob that trades throughput for latency. Results go to /tmp/overload/ (JSON of each phase, rss.txt, serve.log).
+# at most for the batch running plus its own. The queue size is the knob that trades throughput for latency.
+# The model gets one intra-op thread: on a 2-core machine the open-loop generator at 4x needs the other core, and
+# a model spread over both has its batches slowed unevenly by it (2 threads: 2.15-2.45x the unloaded p99 in
+# session 5's runs against 1.80-1.98x with one, at about 70 % of the throughput). Results go to /tmp/overload/ (JSON of each phase, rss.txt, serve.log).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -33,7 +37,7 @@ mkdir -p "$OUT"
 if [ -z "${MODEL_REPO:-}" ]; then
   MODEL_REPO=$OUT/repo
   MODEL=wide_mlp
-  python - "$MODEL_REPO" <<'EOF'
+  python - "$MODEL_REPO" "${MODEL_THREADS:-1}" "${QUEUE_WAIT_US:-}" <<'EOF'
 import pathlib, shutil, sys
 import torch
 repo = pathlib.Path(sys.argv[1]) / "wide_mlp"
@@ -46,8 +50,10 @@ net = torch.nn.Sequential(torch.nn.Linear(784, 4096), torch.nn.ReLU(), torch.nn.
                           torch.nn.Linear(4096, 10)).eval()
 torch.onnx.export(net, (torch.randn(2, 784),), str(repo / "1" / "model.onnx"), input_names=["x"],
                   output_names=["y"], dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}}, dynamo=False)
-(repo / "config.toml").write_text("""backend = "onnx"
+threads, wait_us = sys.argv[2], sys.argv[3]
+(repo / "config.toml").write_text(f"""backend = "onnx"
 max_batch_size = 32
+threads = {threads}
 [[input]]
 name = "x"
 datatype = "FP32"
@@ -60,7 +66,7 @@ dims = [10]
 max_queue_delay_us = 500
 preferred_batch_sizes = [16, 32]
 max_queue_size = 16
-""")
+""" + (f"max_queue_wait_us = {wait_us}\n" if wait_us else ""))
 EOF
 fi
 MODEL=${MODEL:?set MODEL to the model name in MODEL_REPO}

@@ -114,6 +114,10 @@ pub struct BatchingConfig {
     pub preferred_batch_sizes: Vec<u32>,
     #[serde(default = "default_queue_size")]
     pub max_queue_size: u32,
+    /// Refuse at once (429 / `RESOURCE_EXHAUSTED`) a request predicted, from the
+    /// batches seen so far, to wait longer than this before its batch starts.
+    #[serde(default)]
+    pub max_queue_wait_us: Option<u64>,
 }
 
 fn default_queue_delay() -> u64 {
@@ -310,6 +314,7 @@ scale = 2.5
 [batching]
 max_queue_delay_us = 100
 preferred_batch_sizes = [8, 32]
+max_queue_wait_us = 20000
 "#;
 
     #[test]
@@ -321,7 +326,9 @@ preferred_batch_sizes = [8, 32]
         assert_eq!(c.inputs[0].datatype, DataType::Fp32);
         assert_eq!(c.outputs[0].dims, vec![-1]);
         assert_eq!(c.parameters["scale"].as_float(), Some(2.5));
-        assert_eq!(c.batching.unwrap().max_queue_size, 1024);
+        let batching = c.batching.unwrap();
+        assert_eq!(batching.max_queue_size, 1024);
+        assert_eq!(batching.max_queue_wait_us, Some(20000));
     }
 
     #[test]

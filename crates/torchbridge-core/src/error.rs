@@ -42,10 +42,16 @@ pub enum Error {
     #[error("model `{0}` is not available: its workers have stopped")]
     Unavailable(String),
 
-    /// The model's batching queue is full (`batching.max_queue_size`); retry later.
+    /// The model's batching queue is full (`batching.max_queue_size`), or the request
+    /// would wait longer than `batching.max_queue_wait_us` before it starts; retry later.
     /// Servers answer 429 / `RESOURCE_EXHAUSTED`.
-    #[error("model `{model}` is overloaded: {queued} requests are already queued")]
-    Overloaded { model: String, queued: usize },
+    #[error("model `{model}` is overloaded: {queued} requests are already queued{}", wait_note(.predicted_wait_us))]
+    Overloaded {
+        model: String,
+        queued: usize,
+        /// Set when the predicted wait, not the queue's length, refused the request.
+        predicted_wait_us: Option<u64>,
+    },
 
     /// The request's deadline passed before an instance started it; it was not run.
     #[error(
@@ -77,6 +83,16 @@ impl std::fmt::Display for PythonError {
             write!(f, "\n{}", self.traceback.trim_end())?;
         }
         Ok(())
+    }
+}
+
+fn wait_note(predicted_wait_us: &Option<u64>) -> String {
+    match predicted_wait_us {
+        Some(us) => format!(
+            ", and this request would wait about {:.1} ms for an instance (over `batching.max_queue_wait_us`)",
+            *us as f64 / 1000.0
+        ),
+        None => String::new(),
     }
 }
 

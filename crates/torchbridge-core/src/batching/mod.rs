@@ -11,6 +11,8 @@
 //!   between a caller and an instance, so a lone request costs one hand-off, not two.
 //! - **A full queue refuses at once.** The queue limit is checked as the caller appends,
 //!   so [`Error::Overloaded`] comes back from `submit` itself, without a thread hop.
+//!   With `max_queue_wait_us`, so does a request predicted ([`mod@pace`]: the batches
+//!   running, the rows ahead, the measured batch time) to wait longer than that.
 //! - **The rules live in a pure [`State`]** (no threads, locks or clocks: `now` is
 //!   passed in), so unit tests drive ordering, delays, preferred sizes, shape groups,
 //!   the queue limit, deadlines and cancellation directly.
@@ -25,15 +27,17 @@
 //!   dropped, the latter answered [`Error::Timeout`].
 
 mod concat;
+mod pace;
 mod state;
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
 use crate::instance::{Job, Turn, Waiter};
 use crate::{Batch, BatchingConfig, Error, InstancePool, ModelStats, Result, Tensor};
+use pace::{Pace, Running};
 use state::{Overloaded, Request, State};
 
 pub(crate) type Reply = oneshot::Sender<Result<Vec<Tensor>>>;
@@ -51,6 +55,9 @@ struct Queue {
     max_batch_size: usize,
     instances: usize,
     stats: Arc<ModelStats>,
+    /// With `max_queue_wait_us`: the longest predicted wait admitted, and the pace of
+    /// the batches that predicts it.
+    admission: Option<(Duration, Arc<Mutex<Pace>>)>,
     inner: Mutex<Inner>,
     /// Instances on a turn that wait for the oldest request's delay (or a newcomer).
     work: Condvar,
@@ -78,11 +85,17 @@ struct Inner {
 impl Scheduler {
     pub fn start(pool: Arc<InstancePool>, config: &BatchingConfig) -> Result<Self> {
         let name = pool.metadata().name.clone();
+        let max_batch_size = pool.metadata().max_batch_size as usize;
+        let admission = config.max_queue_wait_us.map(|us| {
+            let pace = Pace::new(pool.instances(), max_batch_size);
+            (Duration::from_micros(us), Arc::new(Mutex::new(pace)))
+        });
         let queue = Arc::new(Queue {
             model: name.clone(),
-            max_batch_size: pool.metadata().max_batch_size as usize,
+            max_batch_size,
             instances: pool.instances(),
             stats: pool.shared_stats(),
+            admission,
             inner: Mutex::new(Inner {
                 state: State::new(config),
                 turns: 0,
@@ -101,8 +114,8 @@ impl Scheduler {
         Ok(Scheduler { queue, pool })
     }
 
-    /// Queues a checked batch; the receiver yields its outputs. A full queue answers
-    /// [`Error::Overloaded`] at once.
+    /// Queues a checked batch; the receiver yields its outputs. A full queue, or a
+    /// predicted wait over `max_queue_wait_us`, answers [`Error::Overloaded`] at once.
     pub fn submit(
         &self,
         batch: Batch,
@@ -120,9 +133,23 @@ impl Scheduler {
         if !inner.open {
             return Err(Error::Unavailable(queue.model.clone()));
         }
+        if let Some((limit, pace)) = &queue.admission {
+            let pace = pace.lock().unwrap_or_else(PoisonError::into_inner);
+            let wait = pace.wait(request.enqueued, inner.state.rows());
+            if wait > *limit {
+                return Err(Error::Overloaded {
+                    model: queue.model.clone(),
+                    queued: inner.state.len(),
+                    predicted_wait_us: Some(wait.as_micros() as u64),
+                });
+            }
+        }
         if let Err(Overloaded { queued }) = inner.state.append(request) {
-            let model = queue.model.clone();
-            return Err(Error::Overloaded { model, queued });
+            return Err(Error::Overloaded {
+                model: queue.model.clone(),
+                queued,
+                predicted_wait_us: None,
+            });
         }
         queue.stats.queue_depth(inner.state.len());
         if deadline.is_some_and(|d| inner.timer_at.is_none_or(|at| d < at)) {
@@ -216,8 +243,8 @@ impl Queue {
         }
     }
 
-    /// One backend call for a group of requests.
-    fn job(&self, group: Vec<Request<Reply>>) -> Job {
+    /// One backend call for a group of requests, handed out at `now`.
+    fn job(&self, group: Vec<Request<Reply>>, now: Instant) -> Job {
         let enqueued = group[0].enqueued;
         // The latest deadline of the group, if every member has one.
         let deadlines: Option<Vec<Instant>> = group.iter().map(|r| r.deadline).collect();
@@ -242,6 +269,11 @@ impl Queue {
                 model: self.model.clone(),
                 members,
                 stats: self.stats.clone(),
+                running: self.admission.as_ref().map(|(_, pace)| Running {
+                    pace: pace.clone(),
+                    since: now,
+                    ran: false,
+                }),
             }),
         }
     }
@@ -256,10 +288,15 @@ impl Turn for Queue {
             let expired = inner.state.take_expired();
             if group.is_some() || !expired.is_empty() {
                 self.stats.queue_depth(inner.state.len());
+                if let (Some(_), Some((_, pace))) = (&group, &self.admission) {
+                    // Under the queue's lock, so a caller's prediction sees this batch.
+                    let mut pace = pace.lock().unwrap_or_else(PoisonError::into_inner);
+                    pace.started(now);
+                }
                 drop(inner);
                 self.time_out(expired, now);
                 match group {
-                    Some(group) => return Some(self.job(group)),
+                    Some(group) => return Some(self.job(group, now)),
                     None => {
                         inner = self.lock();
                         continue;
@@ -291,6 +328,8 @@ struct Group {
     model: String,
     members: Vec<Member>,
     stats: Arc<ModelStats>,
+    /// With admission by predicted wait: counts the batch as running until dropped.
+    running: Option<Running>,
 }
 
 impl Waiter for Group {
@@ -299,6 +338,9 @@ impl Waiter for Group {
     }
 
     fn complete(mut self: Box<Self>, result: Result<Vec<Tensor>>, started: Option<Instant>) {
+        if let Some(running) = &mut self.running {
+            running.ran = started.is_some();
+        }
         let members = std::mem::take(&mut self.members);
         let rows: Vec<usize> = members.iter().map(|m| m.rows).collect();
         let shares = result.and_then(|outputs| {

@@ -87,6 +87,11 @@ impl<R: Reply> State<R> {
         self.queue.len()
     }
 
+    /// Rows queued, over every shape group.
+    pub fn rows(&self) -> usize {
+        self.queue.iter().map(|r| r.batch.rows).sum()
+    }
+
     /// Queues a request, or refuses it when `max_queue_size` are already queued.
     pub fn append(&mut self, request: Request<R>) -> Result<(), Overloaded> {
         let queued = self.queue.len();

@@ -25,6 +25,7 @@ fn state(preferred: &[u32], max_queue_size: u32) -> State<Handle> {
         max_queue_delay_us: DELAY.as_micros() as u64,
         preferred_batch_sizes: preferred.to_vec(),
         max_queue_size,
+        max_queue_wait_us: None,
     })
 }
 

@@ -72,6 +72,7 @@ fn config(delay_us: u64, preferred: &[u32], max_queue_size: u32) -> BatchingConf
         max_queue_delay_us: delay_us,
         preferred_batch_sizes: preferred.to_vec(),
         max_queue_size,
+        max_queue_wait_us: None,
     }
 }
 
@@ -177,7 +178,7 @@ fn a_full_queue_refuses_and_every_request_is_answered() {
     for (t, result) in results.into_iter().enumerate() {
         match result {
             Ok(y) => assert_eq!(y[0].to_vec::<f32>().unwrap(), doubled(t as f32, 8, 1)),
-            Err(Error::Overloaded { model, queued }) => {
+            Err(Error::Overloaded { model, queued, .. }) => {
                 assert_eq!((model.as_str(), queued), ("doubler", 4));
                 overloaded += 1;
             }
@@ -269,4 +270,48 @@ fn a_full_queue_refuses_in_submit_itself() {
     assert!(matches!(e, Error::Overloaded { queued: 1, .. }), "{e}");
     assert!(running.blocking_recv().unwrap().is_ok());
     assert!(queued.blocking_recv().unwrap().is_ok());
+}
+
+#[test]
+fn a_request_predicted_to_wait_too_long_is_refused_and_a_later_one_taken() {
+    let limit = Duration::from_millis(40);
+    let mut cfg = config(0, &[], 1024);
+    cfg.max_queue_wait_us = Some(limit.as_micros() as u64);
+    let Setup { model, calls } = served(1, 100, cfg);
+    // Nothing measured yet: admitted; its call teaches the queue that a batch takes ~100 ms.
+    assert!(model.run_blocking(batch(&model, 0.0, 1, 1)).is_ok());
+    let started = std::time::Instant::now();
+    let running = model.submit(batch(&model, 1.0, 1, 1), None).unwrap();
+    while calls.lock().unwrap().len() < 2 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // Behind a call with ~100 ms to go: refused at once, saying how long it would wait.
+    let e = model.submit(batch(&model, 2.0, 1, 1), None).unwrap_err();
+    match &e {
+        Error::Overloaded {
+            queued: 0,
+            predicted_wait_us: Some(us),
+            ..
+        } => assert!(
+            *us > limit.as_micros() as u64 && *us <= 100_000,
+            "predicted {us} us"
+        ),
+        other => panic!("expected a refusal by predicted wait, got {other}"),
+    }
+    assert!(e.to_string().contains("max_queue_wait_us"), "{e}");
+    // Near the end of the running call the wait is short enough.
+    std::thread::sleep(Duration::from_millis(75).saturating_sub(started.elapsed()));
+    let late = model.submit(batch(&model, 3.0, 1, 1), None).unwrap();
+    assert!(running.blocking_recv().unwrap().is_ok());
+    assert_eq!(
+        late.blocking_recv().unwrap().unwrap()[0]
+            .to_vec::<f32>()
+            .unwrap(),
+        vec![6.0]
+    );
+    assert_eq!(
+        *calls.lock().unwrap(),
+        vec![1, 1, 1],
+        "the refused request never ran"
+    );
 }

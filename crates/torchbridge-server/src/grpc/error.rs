@@ -109,9 +109,19 @@ mod tests {
             Error::Overloaded {
                 model: "m".into(),
                 queued: 4,
+                predicted_wait_us: None,
             },
             Code::ResourceExhausted,
             "model `m` is overloaded: 4 requests are already queued",
+        );
+        check(
+            Error::Overloaded {
+                model: "m".into(),
+                queued: 2,
+                predicted_wait_us: Some(12_340),
+            },
+            Code::ResourceExhausted,
+            "model `m` is overloaded: 2 requests are already queued, and this request would wait about 12.3 ms for an instance (over `batching.max_queue_wait_us`)",
         );
         check(
             Error::Timeout {

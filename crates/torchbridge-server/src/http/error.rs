@@ -130,6 +130,7 @@ mod tests {
                 Error::Overloaded {
                     model: "m".into(),
                     queued: 4,
+                    predicted_wait_us: Some(9_000),
                 },
                 429,
             ),
