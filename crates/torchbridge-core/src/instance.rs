@@ -1,8 +1,8 @@
 //! What one backend instance does: take work, run each call, count it, answer.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
@@ -52,6 +52,8 @@ pub(crate) struct Instance {
     pub backend: Mutex<Box<dyn Backend>>,
     /// How long its latest call took, in ns (`u64::MAX` before the first).
     pub last_call_ns: AtomicU64,
+    /// Rows of its latest call (0 before the first).
+    pub last_rows: AtomicUsize,
 }
 
 impl Instance {
@@ -60,6 +62,7 @@ impl Instance {
             index,
             backend: Mutex::new(backend),
             last_call_ns: AtomicU64::new(u64::MAX),
+            last_rows: AtomicUsize::new(0),
         }
     }
 
@@ -143,6 +146,7 @@ pub(crate) fn call(
     let took = started.elapsed();
     let took_ns = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
     instance.last_call_ns.store(took_ns, Relaxed);
+    instance.last_rows.store(rows, Relaxed);
     stats.computed(rows, took, backend.last_timing());
     result
 }

@@ -213,8 +213,11 @@ impl InstancePool {
     /// only for engines that may run on any thread, only for a lone caller (counted by
     /// [`InstancePool::waiting`]; with others waiting, the instances' own threads serve
     /// them without making anyone wait for a lock), only while nothing is queued and an
-    /// instance is idle, and for an async caller only when the instance's last call was
-    /// short. Otherwise the batch comes back untouched.
+    /// instance is idle, only while requests come one at a time (the instance's last call
+    /// carried no more rows than this one: after a batch of several, a lone request
+    /// between two bursts goes to the queue, where the burst's next requests can join it),
+    /// and for an async caller only when the instance's last call was short. Otherwise
+    /// the batch comes back untouched.
     pub(crate) fn run_here(
         &self,
         batch: Batch,
@@ -231,7 +234,9 @@ impl InstancePool {
                 continue;
             };
             let last = Duration::from_nanos(instance.last_call_ns.load(Relaxed));
-            if caller == Caller::Async && last > SHORT_CALL {
+            if caller == Caller::Async && last > SHORT_CALL
+                || instance.last_rows.load(Relaxed) > batch.rows
+            {
                 return Err(batch);
             }
             let arrived = Instant::now();

@@ -315,3 +315,24 @@ fn with_another_caller_waiting_the_call_goes_to_the_instance_thread() {
         vec!["tb-anywhere-0".to_string(), this_thread()]
     );
 }
+
+#[test]
+fn after_a_call_of_several_rows_a_lone_row_goes_to_the_instance_thread() {
+    let (pool, threads) = anywhere(true, 0);
+    let two = Tensor::from_slice("X", vec![2, 1], &[1f32, 2.0]).unwrap();
+    let two = pool.metadata().prepare(vec![two]).unwrap();
+    assert_eq!(
+        pool.run_blocking(two).unwrap()[0].to_vec::<f32>().unwrap(),
+        vec![2.0, 4.0]
+    );
+    for v in [3.0, 4.0] {
+        pool.run_blocking(batch(&pool, v)).unwrap();
+    }
+    // The first call ran here (nothing before it); the lone row after the two-row call
+    // went to the instance; the next, after a one-row call, ran here again.
+    let here = this_thread();
+    assert_eq!(
+        *threads.lock().unwrap(),
+        vec![here.clone(), "tb-anywhere-0".to_string(), here]
+    );
+}
