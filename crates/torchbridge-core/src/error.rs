@@ -45,7 +45,7 @@ pub enum Error {
     /// The model's batching queue is full (`batching.max_queue_size`), or the request
     /// would wait longer than `batching.max_queue_wait_us` before it starts; retry later.
     /// Servers answer 429 / `RESOURCE_EXHAUSTED`.
-    #[error("model `{model}` is overloaded: {queued} requests are already queued{}", wait_note(.predicted_wait_us))]
+    #[error("model `{model}` is overloaded: {}", overload_reason(*.queued, .predicted_wait_us))]
     Overloaded {
         model: String,
         queued: usize,
@@ -86,13 +86,13 @@ impl std::fmt::Display for PythonError {
     }
 }
 
-fn wait_note(predicted_wait_us: &Option<u64>) -> String {
+fn overload_reason(queued: usize, predicted_wait_us: &Option<u64>) -> String {
     match predicted_wait_us {
         Some(us) => format!(
-            ", and this request would wait about {:.1} ms for an instance (over `batching.max_queue_wait_us`)",
+            "this request would wait about {:.1} ms to start, over `batching.max_queue_wait_us` ({queued} requests queued)",
             *us as f64 / 1000.0
         ),
-        None => String::new(),
+        None => format!("{queued} requests are already queued"),
     }
 }
 

@@ -121,7 +121,7 @@ mod tests {
                 predicted_wait_us: Some(12_340),
             },
             Code::ResourceExhausted,
-            "model `m` is overloaded: 2 requests are already queued, and this request would wait about 12.3 ms for an instance (over `batching.max_queue_wait_us`)",
+            "model `m` is overloaded: this request would wait about 12.3 ms to start, over `batching.max_queue_wait_us` (2 requests queued)",
         );
         check(
             Error::Timeout {
