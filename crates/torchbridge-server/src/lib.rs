@@ -18,6 +18,7 @@ mod auth;
 pub mod fuzzing;
 pub mod grpc;
 pub mod http;
+mod idle_poll;
 mod limits;
 mod serve;
 mod state;
@@ -26,6 +27,7 @@ mod test_tensors;
 mod tls;
 
 pub use auth::Auth;
+pub use idle_poll::IdlePoll;
 pub use limits::{JSON_DEPTH_CEILING, Limits};
 pub use serve::serve;
 pub use state::{AppState, ServerSettings};

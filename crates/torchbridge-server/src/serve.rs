@@ -1,4 +1,5 @@
 use std::future::Future;
+use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -10,7 +11,8 @@ use crate::tls::TlsListener;
 /// Serves HTTP on `http` and gRPC on `grpc` until `shutdown` resolves; then both stop
 /// accepting, finish every request already admitted, and return. With
 /// `state.settings.tls` both listeners speak TLS; with `state.settings.auth` both
-/// require a bearer token.
+/// require a bearer token. With `state.settings.idle_poll` the CPUs are kept awake for
+/// that long after each request ([`IdlePoll`](crate::IdlePoll)) while serving.
 pub async fn serve(
     state: AppState,
     http: TcpListener,
@@ -26,6 +28,10 @@ pub async fn serve(
         let _ = rx.wait_for(|&stop| stop).await;
     };
     let settings = state.settings.clone();
+    let state = match settings.idle_poll.is_zero() {
+        true => state,
+        false => state.with_idle_poll(Arc::new(crate::IdlePoll::start(settings.idle_poll)?)),
+    };
     let app = crate::http::app(state.clone());
     let http_server = async {
         match &settings.tls {

@@ -3,7 +3,7 @@ use std::time::{Duration, Instant};
 
 use torchbridge_core::{Error, Registry, Result, ServedModel, Tensor};
 
-use crate::{Auth, Limits, TlsSettings};
+use crate::{Auth, IdlePoll, Limits, TlsSettings};
 
 /// Settings every transport reads.
 #[derive(Debug, Clone)]
@@ -18,6 +18,9 @@ pub struct ServerSettings {
     pub request_timeout: Duration,
     /// Engine versions reported in server metadata, e.g. `("onnxruntime", "1.31.1")`.
     pub runtime_versions: Vec<(&'static str, String)>,
+    /// How long after each request [`serve`](crate::serve) keeps the CPUs awake
+    /// ([`IdlePoll`]); zero: never.
+    pub idle_poll: Duration,
 }
 
 impl Default for ServerSettings {
@@ -28,6 +31,7 @@ impl Default for ServerSettings {
             tls: None,
             request_timeout: Duration::from_secs(60),
             runtime_versions: Vec::new(),
+            idle_poll: Duration::ZERO,
         }
     }
 }
@@ -37,6 +41,9 @@ impl Default for ServerSettings {
 pub struct AppState {
     pub registry: Arc<Registry>,
     pub settings: Arc<ServerSettings>,
+    /// Told of every inference request while [`serve`](crate::serve) runs with
+    /// `settings.idle_poll`.
+    idle_poll: Option<Arc<IdlePoll>>,
 }
 
 impl AppState {
@@ -44,6 +51,15 @@ impl AppState {
         AppState {
             registry,
             settings: Arc::new(settings),
+            idle_poll: None,
+        }
+    }
+
+    /// This state with `idle_poll` told of each inference request from now on.
+    pub fn with_idle_poll(self, idle_poll: Arc<IdlePoll>) -> Self {
+        AppState {
+            idle_poll: Some(idle_poll),
+            ..self
         }
     }
 
@@ -69,6 +85,7 @@ impl AppState {
         inputs: Vec<Tensor>,
         timeout: Option<Duration>,
     ) -> Result<(Arc<ServedModel>, Vec<Tensor>)> {
+        let _in_flight = self.idle_poll.as_ref().map(|p| p.request());
         let limit = timeout.map_or(self.settings.request_timeout, |t| {
             t.min(self.settings.request_timeout)
         });

@@ -33,6 +33,12 @@ pub struct ServeArgs {
     /// Default time a request may take, in milliseconds.
     #[arg(long, env = "TORCHBRIDGE_REQUEST_TIMEOUT_MS", default_value_t = 60_000)]
     request_timeout_ms: u64,
+    /// Keep the CPUs awake for this many microseconds after each inference request, so
+    /// that the next one does not wait for a sleeping CPU to wake (tens of µs on a VM).
+    /// Lowest-priority spinning threads, one per CPU: they cost CPU time, not latency.
+    /// 0: off.
+    #[arg(long, env = "TORCHBRIDGE_IDLE_POLL_US", default_value_t = 0)]
+    idle_poll_us: u64,
     #[command(flatten)]
     security: SecurityArgs,
     #[command(flatten)]
@@ -197,6 +203,7 @@ async fn serve(
         auth,
         tls,
         request_timeout: Duration::from_millis(args.request_timeout_ms),
+        idle_poll: Duration::from_micros(args.idle_poll_us),
         runtime_versions: tokio::task::spawn_blocking(torchbridge::runtime_versions).await?,
     };
     let http = tokio::net::TcpListener::bind(addr(args.http_port))

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# One client: how much latency does the server add to the model's own call?
+#
+# For each of REPS rounds, alternating, a server with the default settings and one with
+# `--idle-poll-us IDLE_POLL_US`; against each, one `torchbridge bench` run that measures the
+# served p50 (one client, binary HTTP by default) and, in the same run, the in-process p50 of the
+# same model through the onnx bridge. Prints served p50/p99, in-process p50 and the difference.
+#
+#   bash bench/one_client.sh      # a generated 784→256→10 MLP (onnx, one thread, batching, no delay)
+#   REPS=3  SECS=5  IDLE_POLL_US=1000  PROTOCOL=http-binary|grpc|http-json  PORT=8350 (+1 gRPC, +2 metrics)
+#   TB_BIN=target/release/torchbridge
+# Results go to /tmp/one_client/ (JSON of each run, serve logs).
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+source scripts/env.sh
+TB=${TB_BIN:-$ROOT/target/release/torchbridge}
+REPS=${REPS:-3}
+PORT=${PORT:-8350}
+OUT=/tmp/one_client
+mkdir -p "$OUT"
+[ -x "$TB" ] || cargo build --release -p torchbridge
+
+python - "$OUT/repo" <<'EOF'
+import pathlib, shutil, sys
+import torch
+repo = pathlib.Path(sys.argv[1]) / "mlp"
+shutil.rmtree(repo, ignore_errors=True)
+(repo / "1").mkdir(parents=True)
+torch.manual_seed(0)
+net = torch.nn.Sequential(torch.nn.Linear(784, 256), torch.nn.ReLU(), torch.nn.Linear(256, 10)).eval()
+torch.onnx.export(net, (torch.randn(2, 784),), str(repo / "1" / "model.onnx"), input_names=["x"],
+                  output_names=["y"], dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}}, dynamo=False)
+(repo / "config.toml").write_text("""backend = "onnx"
+max_batch_size = 32
+threads = 1
+[[input]]
+name = "x"
+datatype = "FP32"
+dims = [784]
+[[output]]
+name = "y"
+datatype = "FP32"
+dims = [10]
+[batching]
+max_queue_delay_us = 0
+[warmup]
+batch_sizes = [1, 8, 32]
+""")
+EOF
+
+one_run() {  # label, extra serve flags...
+  local label=$1; shift
+  "$TB" serve --model-repository "$OUT/repo" --host 127.0.0.1 --http-port "$PORT" \
+    --grpc-port $((PORT + 1)) --metrics-port $((PORT + 2)) --log warn "$@" > "$OUT/serve-$label.log" 2>&1 &
+  local pid=$!
+  for _ in $(seq 240); do
+    curl -sf "127.0.0.1:$PORT/v2/health/ready" > /dev/null && break
+    kill -0 $pid 2> /dev/null || { cat "$OUT/serve-$label.log"; exit 1; }
+    sleep 0.25
+  done
+  "$TB" bench --model mlp --url "127.0.0.1:$PORT" --grpc-url "127.0.0.1:$((PORT + 1))" \
+    --protocol "${PROTOCOL:-http-binary}" --concurrency 1 --duration "${SECS:-5}s" \
+    --bridges onnx --model-dir "$OUT/repo/mlp" --json > "$OUT/$label.json" 2> /dev/null
+  kill $pid; wait $pid 2> /dev/null || true
+  python - "$label" "$OUT/$label.json" <<'EOF'
+import json, sys
+d = json.load(open(sys.argv[2]))
+served, inproc = d["server"][0], d["in_process"][0]
+s, i = served["latency_ms"]["p50"] * 1e3, inproc["latency_ms"]["p50"] * 1e3
+print(f"{sys.argv[1]:<24} {served['protocol']}: served p50 {s:.0f} us, p99 "
+      f"{served['latency_ms']['p99'] * 1e3:.0f} us, {served['requests_per_s']:.0f} req/s; "
+      f"in process p50 {i:.1f} us; added {s - i:+.0f} us")
+EOF
+}
+
+for rep in $(seq "$REPS"); do
+  one_run "default-$rep"
+  one_run "idle-poll-${IDLE_POLL_US:-1000}us-$rep" --idle-poll-us "${IDLE_POLL_US:-1000}"
+done
