@@ -10,16 +10,11 @@
 #   REPS=3  SECS=5  IDLE_POLL_US=1000  PROTOCOL=http-binary|grpc|http-json  PORT=8350 (+1 gRPC, +2 metrics)
 #   TB_BIN=target/release/torchbridge
 # Results go to /tmp/one_client/ (JSON of each run, serve logs).
-set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-cd "$ROOT"
-source scripts/env.sh
-TB=${TB_BIN:-$ROOT/target/release/torchbridge}
+source "$(dirname "$0")/lib.sh"
 REPS=${REPS:-3}
 PORT=${PORT:-8350}
 OUT=/tmp/one_client
 mkdir -p "$OUT"
-[ -x "$TB" ] || cargo build --release -p torchbridge
 
 python - "$OUT/repo" <<'EOF'
 import pathlib, shutil, sys

@@ -23,16 +23,11 @@
 # The model gets one intra-op thread: on a 2-core machine the open-loop generator at 4x needs the other core, and
 # a model spread over both has its batches slowed unevenly by it (2 threads: 2.15-2.45x the unloaded p99 in
 # session 5's runs against 1.80-1.98x with one, at about 70 % of the throughput). Results go to /tmp/overload/ (JSON of each phase, rss.txt, serve.log).
-set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-cd "$ROOT"
-source scripts/env.sh
-TB=${TB_BIN:-$ROOT/target/release/torchbridge}
+source "$(dirname "$0")/lib.sh"
 SECS=${SECS:-10}
 PORT=${PORT:-8300}
 OUT=/tmp/overload
 mkdir -p "$OUT"
-[ -x "$TB" ] || cargo build --release -p torchbridge
 
 if [ -z "${MODEL_REPO:-}" ]; then
   MODEL_REPO=$OUT/repo
