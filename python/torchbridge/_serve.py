@@ -56,6 +56,9 @@ class Server:
     group of exactly this many rows goes at once. instances: parallel callers of `fn`
     (threads; they share the GIL, which torch releases inside its ops).
     http_port, grpc_port: 0 picks a free port (read back from the attributes).
+    idle_poll_us: keep the CPUs awake this long after each request (lowest-priority
+    spinning threads, one per CPU) so the next one does not wait for a sleeping CPU to
+    wake; costs CPU time; 0 (the default) is off. See `serve --idle-poll-us`.
     log: a filter for the server's log on stderr ("warn", "info", ...); the first
     server of the process sets it; None leaves it off.
     """
@@ -65,7 +68,8 @@ class Server:
                  max_batch_size: int = 64, max_queue_delay_us: int | None = 500,
                  preferred_batch_sizes: Sequence[int] | None = None, instances: int = 1,
                  http_port: int = 8000, grpc_port: int = 8001, host: str = "127.0.0.1",
-                 request_timeout_ms: int = 60_000, log: str | None = "warn") -> None:
+                 request_timeout_ms: int = 60_000, idle_poll_us: int = 0,
+                 log: str | None = "warn") -> None:
         if not callable(fn):
             raise TypeError(f"fn must be callable (a function or an nn.Module), "
                             f"got {type(fn).__name__}")
@@ -75,6 +79,7 @@ class Server:
         _check_int("max_batch_size", max_batch_size, 0)
         _check_int("instances", instances, 1)
         _check_int("request_timeout_ms", request_timeout_ms, 1)
+        _check_int("idle_poll_us", idle_poll_us, 0)
         for key, port in (("http_port", http_port), ("grpc_port", grpc_port)):
             _check_int(key, port, 0, 65535)
         batching = _batching(max_batch_size, max_queue_delay_us, preferred_batch_sizes)
@@ -95,7 +100,8 @@ class Server:
                 _native.init_logging(log)
             versions = [("torch", torch.__version__)]
             self._native = _native.Server(fn, os.fspath(self._repository), name, host,
-                                          http_port, grpc_port, versions, request_timeout_ms)
+                                          http_port, grpc_port, versions, request_timeout_ms,
+                                          idle_poll_us)
         except BaseException:
             self._cleanup()
             raise

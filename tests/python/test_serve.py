@@ -195,6 +195,31 @@ def test_a_single_tensor_and_the_metadata_routes():
     assert calls == [(3,)]
 
 
+def idle_poll_threads():
+    """Thread id -> scheduling policy of this process's idle-poll spinners."""
+    found = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            comm = Path(f"/proc/self/task/{tid}/comm").read_text().strip()
+            stat = Path(f"/proc/self/task/{tid}/stat").read_text()
+        except FileNotFoundError:
+            continue
+        if comm.startswith("tb-idle-poll-"):
+            found[tid] = int(stat[stat.rfind(")") + 2:].split()[38])  # field 41: policy
+    return found
+
+
+def test_idle_poll_runs_one_sched_idle_spinner_per_cpu_until_stop():
+    assert idle_poll_threads() == {}
+    with torchbridge.Server(mlp(), **IO, http_port=0, grpc_port=0, idle_poll_us=5_000) as server:
+        status, body = infer(server, np.ones((1, 8)))
+        assert status == 200 and output(body).shape == (1, 3)
+        spinners = idle_poll_threads()
+        assert len(spinners) == len(os.sched_getaffinity(0)), spinners
+        assert set(spinners.values()) == {5}, spinners  # SCHED_IDLE
+    assert idle_poll_threads() == {}
+
+
 def test_two_inputs_arrive_positionally_and_two_outputs_leave_by_name():
     def two(a, b):
         return {"SUM": a + b.sum(dim=1, keepdim=True).to(a.dtype), "IDS": b * 10}
@@ -280,6 +305,7 @@ def test_ctrl_c_stops_a_blocking_serve_cleanly():
     ({"max_batch_size": -1}, ValueError, "max_batch_size must be an integer >= 0"),
     ({"preferred_batch_sizes": [128]}, ValueError, "preferred_batch_sizes must be"),
     ({"http_port": 70000}, ValueError, "http_port must be an integer in 0..65535"),
+    ({"idle_poll_us": -1}, ValueError, "idle_poll_us must be an integer >= 0"),
     ({"fn": 3}, TypeError, "fn must be callable"),
 ])
 def test_wrong_arguments_are_refused_naming_the_argument(kwargs, error, message):
