@@ -296,7 +296,9 @@ mod tests {
 
     #[test]
     fn spinners_park_until_touched_and_park_again_after_the_window() {
-        let poll = IdlePoll::start(Duration::from_millis(50)).unwrap();
+        // A window far longer than the touches' spacing: only a 300 ms stall of this thread
+        // could close it between them.
+        let poll = IdlePoll::start(Duration::from_millis(300)).unwrap();
         let n = poll.spinners();
         assert!(n >= 1);
         wait_for("every spinner to park before any request", || {
