@@ -234,7 +234,7 @@ impl InstancePool {
                 continue;
             };
             let last = Duration::from_nanos(instance.last_call_ns.load(Relaxed));
-            if caller == Caller::Async && last > SHORT_CALL
+            if (caller == Caller::Async && last > SHORT_CALL)
                 || instance.last_rows.load(Relaxed) > batch.rows
             {
                 return Err(batch);

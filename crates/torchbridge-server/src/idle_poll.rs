@@ -16,7 +16,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::thread::{JoinHandle, Thread};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// The spinning threads; dropping this stops and joins them.
@@ -44,7 +44,6 @@ struct Shared {
     /// Spin slices run, for tests.
     slices: AtomicU64,
     stop: AtomicBool,
-    threads: std::sync::OnceLock<Vec<Thread>>,
 }
 
 impl Shared {
@@ -73,7 +72,6 @@ impl IdlePoll {
             cpus: cpus.len(),
             slices: AtomicU64::new(0),
             stop: AtomicBool::new(false),
-            threads: std::sync::OnceLock::new(),
         });
         let mut spinners = Vec::new();
         let mut tids = Vec::new();
@@ -119,8 +117,6 @@ impl IdlePoll {
                 }
             }
         }
-        let threads = spinners.iter().map(|h| h.thread().clone()).collect();
-        let _ = shared.threads.set(threads);
         Ok(poll(spinners, tids))
     }
 
@@ -137,7 +133,13 @@ impl IdlePoll {
         let until = shared.now_ns().saturating_add(shared.window_ns);
         shared.awake_until.store(until, Ordering::SeqCst);
         if shared.parked.load(Ordering::SeqCst) != 0 {
-            wake_all(shared);
+            self.wake_all();
+        }
+    }
+
+    fn wake_all(&self) {
+        for handle in &self.spinners {
+            handle.thread().unpark();
         }
     }
 
@@ -177,18 +179,10 @@ impl Drop for InFlight<'_> {
 impl Drop for IdlePoll {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::SeqCst);
-        for handle in &self.spinners {
-            handle.thread().unpark();
-        }
+        self.wake_all();
         for handle in self.spinners.drain(..) {
             let _ = handle.join();
         }
-    }
-}
-
-fn wake_all(shared: &Shared) {
-    for thread in shared.threads.get().into_iter().flatten() {
-        thread.unpark();
     }
 }
 
