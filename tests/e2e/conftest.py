@@ -54,11 +54,24 @@ def wait_ready(server: Server, timeout: float = 180.0) -> None:
         try:
             with urllib.request.urlopen(f"http://{server.http_url}/v2/health/ready", timeout=2) as r:
                 if r.status == 200:
+                    assert_all_settled(server)
                     return
         except OSError:
             pass
         time.sleep(0.2)
     raise RuntimeError(f"torchbridge serve not ready after {timeout}s:\n{server.log_text()}")
+
+
+def assert_all_settled(server: Server) -> None:
+    """Ready means every model of the repository has loaded or failed: none is still
+    loading or not reached yet (a request for it would fail)."""
+    request = urllib.request.Request(f"http://{server.http_url}/v2/repository/index",
+                                     data=b"{}", method="POST")
+    with urllib.request.urlopen(request, timeout=10) as r:
+        index = json.load(r)
+    unsettled = [m for m in index
+                 if m.get("state") == "LOADING" or m.get("reason") == "not loaded"]
+    assert not unsettled, f"ready while models are unsettled: {unsettled}"
 
 
 def start_server(repo: Path, log: Path, *extra: str) -> Server:

@@ -74,7 +74,18 @@ impl Registry {
     /// Loads every model found; returns how many are ready. Blocks while models load.
     pub fn load_all(&self) -> Result<usize> {
         let names = self.scan()?;
+        self.mark_loading(&names);
         Ok(names.iter().filter(|name| self.load(name).is_ok()).count())
+    }
+
+    /// Records `names` as loading before any of them starts, so that readiness
+    /// ([`all_ready`](Self::all_ready)) waits for the last of them, not just the one
+    /// loading at the moment, and a request for one not reached yet hears "loading".
+    pub fn mark_loading(&self, names: &[String]) {
+        let mut models = self.models.write().unwrap();
+        for name in names {
+            models.entry(name.clone()).or_insert(ModelState::Loading);
+        }
     }
 
     /// Loads (or reloads) `name`; its old instances keep serving until the new ones are
@@ -221,8 +232,8 @@ mod tests {
         })
     }
 
-    #[test]
-    fn a_failed_model_is_reported_and_the_others_serve() {
+    /// A repository with the models `good` (loads, version 3) and `bad` (fails).
+    fn good_and_bad() -> tempfile::TempDir {
         let repo = tempfile::tempdir().unwrap();
         for (name, backend) in [("good", "onnx"), ("bad", "python")] {
             std::fs::create_dir_all(repo.path().join(name).join("3")).unwrap();
@@ -232,6 +243,28 @@ mod tests {
             )
             .unwrap();
         }
+        repo
+    }
+
+    #[test]
+    fn not_ready_until_the_last_model_marked_loading_has_loaded_or_failed() {
+        let repo = good_and_bad();
+        let registry = Registry::new(repo.path(), loader());
+        registry.mark_loading(&registry.scan().unwrap());
+        assert!(!registry.all_ready());
+        // Between two loads the server must stay unready, and a model not reached yet is
+        // "loading", not unknown.
+        registry.load("bad").unwrap_err();
+        assert!(!registry.all_ready());
+        let err = registry.get("good", None).unwrap_err().to_string();
+        assert!(err.contains("model `good` is not ready: loading"), "{err}");
+        registry.load("good").unwrap();
+        assert!(registry.all_ready());
+    }
+
+    #[test]
+    fn a_failed_model_is_reported_and_the_others_serve() {
+        let repo = good_and_bad();
         let registry = Registry::new(repo.path(), loader());
         assert_eq!(registry.load_all().unwrap(), 1);
         assert!(registry.all_ready());

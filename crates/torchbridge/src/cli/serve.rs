@@ -189,6 +189,8 @@ async fn serve(
         Arc::new(|dir: &torchbridge::ModelDir| start_model(dir, dir.config.backend)),
     ));
     let names = registry.scan()?;
+    // Not ready until every one of them has loaded or failed.
+    registry.mark_loading(&names);
     let over_tls = if tls.is_some() { " over TLS" } else { "" };
     let guarded = match (&auth, &tls) {
         (Some(_), Some(t)) if t.verifies_clients() => {
