@@ -9,6 +9,10 @@
 #   bash bench/one_client.sh      # a generated 784→256→10 MLP (onnx, one thread, batching, no delay)
 #   REPS=3  SECS=5  IDLE_POLL_US=1000  PROTOCOL=http-binary|grpc|http-json  PORT=8350 (+1 gRPC, +2 metrics)
 #   TB_BIN=target/release/torchbridge
+#   HALT_POLL_NS=200000  adds a third server per round: the default one, with the guest kernel's
+#     halt polling (cpuidle-haltpoll, /sys/module/haltpoll/parameters/guest_halt_poll_ns) set to
+#     this many ns for its run; needs root on a KVM guest that has the module; the old value is
+#     put back on exit. (200000 is Linux's own default; some VMs, this one included, boot with 0.)
 # Results go to /tmp/one_client/ (JSON of each run, serve logs).
 source "$(dirname "$0")/lib.sh"
 REPS=${REPS:-3}
@@ -69,7 +73,19 @@ print(f"{sys.argv[1]:<24} {served['protocol']}: served p50 {s:.0f} us, p99 "
 EOF
 }
 
+HALT_POLL=/sys/module/haltpoll/parameters/guest_halt_poll_ns
+if [ -n "${HALT_POLL_NS:-}" ]; then
+  [ -w "$HALT_POLL" ] || { echo "HALT_POLL_NS: cannot write $HALT_POLL (not root, or no cpuidle-haltpoll)"; exit 1; }
+  HALT_POLL_WAS=$(cat "$HALT_POLL")
+  trap 'echo "$HALT_POLL_WAS" > "$HALT_POLL"' EXIT
+  echo "guest halt polling: $HALT_POLL_WAS ns, $HALT_POLL_NS ns for the halt-poll runs"
+fi
 for rep in $(seq "$REPS"); do
   one_run "default-$rep"
   one_run "idle-poll-${IDLE_POLL_US:-1000}us-$rep" --idle-poll-us "${IDLE_POLL_US:-1000}"
+  if [ -n "${HALT_POLL_NS:-}" ]; then
+    echo "$HALT_POLL_NS" > "$HALT_POLL"
+    one_run "halt-poll-${HALT_POLL_NS}ns-$rep"
+    echo "$HALT_POLL_WAS" > "$HALT_POLL"
+  fi
 done
