@@ -20,44 +20,18 @@ PORT=${PORT:-8350}
 OUT=/tmp/one_client
 mkdir -p "$OUT"
 
-python - "$OUT/repo" <<'EOF'
-import pathlib, shutil, sys
-import torch
-repo = pathlib.Path(sys.argv[1]) / "mlp"
-shutil.rmtree(repo, ignore_errors=True)
-(repo / "1").mkdir(parents=True)
-torch.manual_seed(0)
-net = torch.nn.Sequential(torch.nn.Linear(784, 256), torch.nn.ReLU(), torch.nn.Linear(256, 10)).eval()
-torch.onnx.export(net, (torch.randn(2, 784),), str(repo / "1" / "model.onnx"), input_names=["x"],
-                  output_names=["y"], dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}}, dynamo=False)
-(repo / "config.toml").write_text("""backend = "onnx"
-max_batch_size = 32
-threads = 1
-[[input]]
-name = "x"
-datatype = "FP32"
-dims = [784]
-[[output]]
-name = "y"
-datatype = "FP32"
-dims = [10]
-[batching]
+python bench/mlp_repo.py "$OUT/repo" mlp --hidden 256 --threads 1 --tail '[batching]
 max_queue_delay_us = 0
 [warmup]
 batch_sizes = [1, 8, 32]
-""")
-EOF
+'
 
 one_run() {  # label, extra serve flags...
   local label=$1; shift
   "$TB" serve --model-repository "$OUT/repo" --host 127.0.0.1 --http-port "$PORT" \
     --grpc-port $((PORT + 1)) --metrics-port $((PORT + 2)) --log warn "$@" > "$OUT/serve-$label.log" 2>&1 &
   local pid=$!
-  for _ in $(seq 240); do
-    curl -sf "127.0.0.1:$PORT/v2/health/ready" > /dev/null && break
-    kill -0 $pid 2> /dev/null || { cat "$OUT/serve-$label.log"; exit 1; }
-    sleep 0.25
-  done
+  wait_ready "$PORT" $pid "$OUT/serve-$label.log"
   "$TB" bench --model mlp --url "127.0.0.1:$PORT" --grpc-url "127.0.0.1:$((PORT + 1))" \
     --protocol "${PROTOCOL:-http-binary}" --concurrency 1 --duration "${SECS:-5}s" \
     --bridges onnx --model-dir "$OUT/repo/mlp" --json > "$OUT/$label.json" 2> /dev/null

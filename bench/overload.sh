@@ -32,37 +32,14 @@ mkdir -p "$OUT"
 if [ -z "${MODEL_REPO:-}" ]; then
   MODEL_REPO=$OUT/repo
   MODEL=wide_mlp
-  python - "$MODEL_REPO" "${MODEL_THREADS:-1}" "${QUEUE_WAIT_US:-}" <<'EOF'
-import pathlib, shutil, sys
-import torch
-repo = pathlib.Path(sys.argv[1]) / "wide_mlp"
-shutil.rmtree(repo, ignore_errors=True)
-(repo / "1").mkdir(parents=True)
-torch.manual_seed(0)
-# heavy enough per row that the model, not HTTP, limits the rate (so 4x is within the generator's reach)
-net = torch.nn.Sequential(torch.nn.Linear(784, 4096), torch.nn.ReLU(), torch.nn.Linear(4096, 4096),
-                          torch.nn.ReLU(), torch.nn.Linear(4096, 4096), torch.nn.ReLU(),
-                          torch.nn.Linear(4096, 10)).eval()
-torch.onnx.export(net, (torch.randn(2, 784),), str(repo / "1" / "model.onnx"), input_names=["x"],
-                  output_names=["y"], dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}}, dynamo=False)
-threads, wait_us = sys.argv[2], sys.argv[3]
-(repo / "config.toml").write_text(f"""backend = "onnx"
-max_batch_size = 32
-threads = {threads}
-[[input]]
-name = "x"
-datatype = "FP32"
-dims = [784]
-[[output]]
-name = "y"
-datatype = "FP32"
-dims = [10]
-[batching]
+  # heavy enough per row that the model, not HTTP, limits the rate (so 4x is within the generator's reach)
+  python bench/mlp_repo.py "$MODEL_REPO" wide_mlp --hidden 4096 4096 4096 --threads "${MODEL_THREADS:-1}" \
+    --tail "[batching]
 max_queue_delay_us = 500
 preferred_batch_sizes = [16, 32]
 max_queue_size = 16
-""" + (f"max_queue_wait_us = {wait_us}\n" if wait_us else ""))
-EOF
+${QUEUE_WAIT_US:+max_queue_wait_us = $QUEUE_WAIT_US
+}"
 fi
 MODEL=${MODEL:?set MODEL to the model name in MODEL_REPO}
 
@@ -70,11 +47,7 @@ MODEL=${MODEL:?set MODEL to the model name in MODEL_REPO}
   --grpc-port $((PORT + 1)) --metrics-port $((PORT + 2)) >"$OUT/serve.log" 2>&1 &
 PID=$!
 trap 'kill $PID 2>/dev/null || true' EXIT
-for _ in $(seq 120); do
-  curl -sf "http://127.0.0.1:$PORT/v2/health/ready" >/dev/null && break
-  kill -0 $PID 2>/dev/null || { cat "$OUT/serve.log"; exit 1; }
-  sleep 0.5
-done
+wait_ready "$PORT" $PID "$OUT/serve.log"
 BENCH=${BENCH_BIN:-$TB}
 bench() { "$BENCH" bench --model "$MODEL" --url "127.0.0.1:$PORT" --protocol http-binary --json "$@"; }
 rate_of() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['server'][0]['requests_per_s'])" "$1"; }
