@@ -8,6 +8,7 @@
 #   bash bench/peers/pa_cpu.sh torchbridge        # starts target/release/torchbridge on $PEERS_RUN/torchbridge_repo
 #   bash bench/peers/pa_cpu.sh triton             # starts Triton's python backend (triton_repo.py serve)
 #   REPO=… (torchbridge's repository)  PROTOS="http grpc"  C=64  N=20000 (requests per window)  MODEL=mlp  TB_BIN=…
+#   PA_ARGS="--max-threads 2" (more perf_analyzer flags)
 # Needs what setup.sh installs (pa, and triton for the Triton side) and the repositories run_all.sh
 # writes under $PEERS_RUN (default /tmp/peers-run).
 set -euo pipefail
@@ -41,7 +42,7 @@ for proto in ${PROTOS:-http grpc}; do
   n0=$(served); s0=$(cpu_ticks)
   /usr/bin/time -f "%U %S" -o /tmp/pa_cpu.time timeout -k 5 150 $PA -m "$MODEL" -u "$url" -i "$proto" -b 1 \
     --concurrency-range "${C:-64}" --measurement-mode count_windows --measurement-request-count "${N:-20000}" \
-    --max-trials 3 -s 100 --async -f /tmp/pa_cpu.csv >/tmp/pa_cpu.log 2>&1 || { echo "$proto: perf_analyzer failed (/tmp/pa_cpu.log)"; continue; }
+    --max-trials 3 -s 100 --async ${PA_ARGS:-} -f /tmp/pa_cpu.csv >/tmp/pa_cpu.log 2>&1 || { echo "$proto: perf_analyzer failed (/tmp/pa_cpu.log)"; continue; }
   s1=$(cpu_ticks); n1=$(served)
   python3 - "$1" "$proto" $((n1 - n0)) $((s1 - s0)) "$(getconf CLK_TCK)" <<'PY'
 import csv, sys

@@ -10,6 +10,10 @@
 #   measurement window, most trials per point and stability criterion; --quick in run_all.sh relaxes
 #   them. Windows are counted in requests (count_windows): with time windows perf_analyzer never
 #   finished a window at 64 clients against Triton's python backend (its p99 is tens of ms).
+#   PA_MAX_THREADS (default: perf_analyzer's own, 16): its client threads. --async spreads the 64
+#   requests in flight over them; on a 2-core machine 16 threads spend more of the shared CPU on
+#   switching than on sending (see bench/RESULTS.md, session 8), so the same-run figures are given
+#   for both 16 and 2. The value applies to every server of the run alike.
 #   PA_TIMEOUT (default 150 s): a point that has not finished by then is killed and retried, up to
 #   PA_ATTEMPTS (default 3) times in all, with stability 100 % (which any three windows meet). At 64
 #   clients perf_analyzer 2.51's HTTP client now and then stops sending altogether (seen against both
@@ -37,7 +41,7 @@ for m in $MODELS; do
         rm -f "$out"
         pa() { timeout -k 5 "$LIMIT" $PA -m $m -u $url -i $proto -b 1 --concurrency-range $c \
                  --measurement-mode count_windows --measurement-request-count $REQUESTS --max-trials $TRIALS -s "$1" \
-                 --async --percentile 99 -f "$out" > "${out%.csv}.log" 2>&1; }
+                 --async ${PA_MAX_THREADS:+--max-threads $PA_MAX_THREADS} --percentile 99 -f "$out" > "${out%.csv}.log" 2>&1; }
         stability=$STABLE
         for attempt in $(seq "$ATTEMPTS"); do
           pa "$stability" && break
