@@ -66,3 +66,29 @@ def test_spinners_spin_under_requests_and_rest_when_idle(repo, tmp_path):
         assert idle <= 0.05, f"the spinners used {idle:.2f} s of CPU in 1 s without requests"
     finally:
         assert stop_server(server) == 0, server.log_text()
+
+
+def halts_without_polling() -> bool:
+    """What the server's start-up check should find: the haltpoll cpuidle driver with a
+    polling window of 0 (as on this project's VM), read here independently."""
+    try:
+        driver = open("/sys/devices/system/cpu/cpuidle/current_driver").read().strip()
+        window = int(open("/sys/module/haltpoll/parameters/guest_halt_poll_ns").read())
+    except (OSError, ValueError):
+        return False
+    return driver == "haltpoll" and window == 0
+
+
+def test_halt_polling_warning_matches_the_machine(tmp_path):
+    expected = halts_without_polling()
+    empty = tmp_path / "repo"
+    empty.mkdir()
+    for extra in ((), ("--idle-poll-us", "1000")):
+        log = tmp_path / f"serve{len(extra)}.log"
+        server = start_server(empty, log, *extra)
+        assert stop_server(server) == 0, server.log_text()
+        warned = "halt without polling" in server.log_text()
+        # With --idle-poll-us the user has already chosen the remedy: no warning.
+        assert warned == (expected and not extra), server.log_text()
+        if warned:
+            assert "--idle-poll-us" in server.log_text()

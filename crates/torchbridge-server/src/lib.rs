@@ -17,6 +17,7 @@ mod auth;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod grpc;
+mod halt_poll;
 pub mod http;
 mod idle_poll;
 mod limits;

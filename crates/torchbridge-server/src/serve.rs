@@ -12,7 +12,8 @@ use crate::tls::TlsListener;
 /// accepting, finish every request already admitted, and return. With
 /// `state.settings.tls` both listeners speak TLS; with `state.settings.auth` both
 /// require a bearer token. With `state.settings.idle_poll` the CPUs are kept awake for
-/// that long after each request ([`IdlePoll`](crate::IdlePoll)) while serving.
+/// that long after each request ([`IdlePoll`](crate::IdlePoll)) while serving; without
+/// it, a warning is logged on a virtual machine whose idle CPUs halt without polling.
 pub async fn serve(
     state: AppState,
     http: TcpListener,
@@ -29,7 +30,12 @@ pub async fn serve(
     };
     let settings = state.settings.clone();
     let state = match settings.idle_poll.is_zero() {
-        true => state,
+        true => {
+            if let Some(warning) = crate::halt_poll::warning() {
+                tracing::warn!("{warning}");
+            }
+            state
+        }
         false => state.with_idle_poll(Arc::new(crate::IdlePoll::start(settings.idle_poll)?)),
     };
     let app = crate::http::app(state.clone());
