@@ -220,6 +220,26 @@ def test_idle_poll_runs_one_sched_idle_spinner_per_cpu_until_stop():
     assert idle_poll_threads() == {}
 
 
+def halts_without_polling():
+    """The haltpoll cpuidle driver with a window of 0, read here independently of the server."""
+    try:
+        driver = Path("/sys/devices/system/cpu/cpuidle/current_driver").read_text().strip()
+        window = int(Path("/sys/module/haltpoll/parameters/guest_halt_poll_ns").read_text())
+    except (OSError, ValueError):
+        return False
+    return driver == "haltpoll" and window == 0
+
+
+def test_the_halt_polling_warning_reaches_stderr_exactly_when_the_machine_calls_for_it(capfd):
+    for idle_poll_us in (0, 1_000):
+        capfd.readouterr()
+        with torchbridge.Server(mlp(), **IO, http_port=0, grpc_port=0, idle_poll_us=idle_poll_us):
+            pass
+        err = capfd.readouterr().err
+        warned = "halt without polling" in err
+        assert warned == (halts_without_polling() and idle_poll_us == 0), err
+
+
 def test_two_inputs_arrive_positionally_and_two_outputs_leave_by_name():
     def two(a, b):
         return {"SUM": a + b.sum(dim=1, keepdim=True).to(a.dtype), "IDS": b * 10}

@@ -9,8 +9,6 @@
 //! +128 µs (`bench/RESULTS.md`, session 7). The remedy is the host's to choose: the
 //! kernel setting (root), or `--idle-poll-us`, which spins in user space instead.
 
-use std::path::Path;
-
 /// The cpuidle driver in use.
 const DRIVER: &str = "/sys/devices/system/cpu/cpuidle/current_driver";
 /// The haltpoll driver's polling window, in nanoseconds.
@@ -19,7 +17,7 @@ const WINDOW: &str = "/sys/module/haltpoll/parameters/guest_halt_poll_ns";
 /// The start-up warning when this machine's idle CPUs halt without polling, else `None`.
 /// Reads two files under `/sys`; a missing or unreadable one means "not this case".
 pub fn warning() -> Option<String> {
-    let read = |path: &str| std::fs::read_to_string(Path::new(path)).ok();
+    let read = |path: &str| std::fs::read_to_string(path).ok();
     warning_for(read(DRIVER).as_deref(), read(WINDOW).as_deref())
 }
 
