@@ -31,7 +31,8 @@ fn warning_for(driver: Option<&str>, window_ns: Option<&str>) -> Option<String> 
         format!(
             "this virtual machine's idle CPUs halt without polling ({WINDOW} is 0): \
              waking one adds tens of microseconds to each request at low load. Set it \
-             to 200000 (Linux's default; root) or serve with --idle-poll-us 1000"
+             to 200000 (Linux's default; root) or serve with --idle-poll-us 1000 \
+             (`idle_poll_us=1000` in torchbridge.Server)"
         )
     })
 }
@@ -45,6 +46,7 @@ mod tests {
         let warned = warning_for(Some("haltpoll\n"), Some("0\n")).expect("a warning");
         assert!(warned.contains("guest_halt_poll_ns is 0"), "{warned}");
         assert!(warned.contains("--idle-poll-us"), "{warned}");
+        assert!(warned.contains("idle_poll_us=1000"), "{warned}");
         assert_eq!(warning_for(Some("haltpoll\n"), Some("200000\n")), None);
         assert_eq!(warning_for(Some("acpi_idle\n"), Some("0\n")), None);
         assert_eq!(warning_for(None, Some("0")), None);
