@@ -21,6 +21,7 @@ mod halt_poll;
 pub mod http;
 mod idle_poll;
 mod limits;
+mod request_metrics;
 mod serve;
 mod state;
 #[cfg(test)]

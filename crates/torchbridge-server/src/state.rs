@@ -3,6 +3,7 @@ use std::time::{Duration, Instant};
 
 use torchbridge_core::{Error, Registry, Result, ServedModel, Tensor};
 
+use crate::request_metrics::RequestMetrics;
 use crate::{Auth, IdlePoll, Limits, TlsSettings};
 
 /// Settings every transport reads.
@@ -41,6 +42,8 @@ impl Default for ServerSettings {
 pub struct AppState {
     pub registry: Arc<Registry>,
     pub settings: Arc<ServerSettings>,
+    /// The per-request metrics' handles.
+    pub(crate) metrics: Arc<RequestMetrics>,
     /// Told of every inference request while [`serve`](crate::serve) runs with
     /// `settings.idle_poll`.
     idle_poll: Option<Arc<IdlePoll>>,
@@ -51,6 +54,7 @@ impl AppState {
         AppState {
             registry,
             settings: Arc::new(settings),
+            metrics: Arc::default(),
             idle_poll: None,
         }
     }

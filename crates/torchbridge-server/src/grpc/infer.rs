@@ -9,6 +9,7 @@ use torchbridge_core::Result;
 use super::proto::{ModelInferRequest, ModelInferResponse, ModelStreamInferResponse};
 use super::{convert, error};
 use crate::AppState;
+use crate::request_metrics::{Outcome, Protocol};
 
 /// Requests one stream may have running at once; past it the stream is not read, so
 /// HTTP/2 flow control holds the client back.
@@ -27,23 +28,20 @@ pub(super) async fn infer(
         .await
         .map_err(|e| error::failed(rpc, &model, &e));
     // Outcomes as the HTTP side names them. Client-chosen names of unknown models would
-    // make unbounded label sets, so those are counted without a name.
+    // make unbounded label sets, so those are counted without a name (and versions only
+    // as numbers).
     let (outcome, version, model) = match &result {
-        Ok(r) => ("success", r.model_version.as_str(), model.as_str()),
-        Err(s) if s.code() == Code::NotFound => ("invalid", "", ""),
+        Ok(r) => (Outcome::Success, r.model_version.as_str(), model.as_str()),
+        Err(s) if s.code() == Code::NotFound => (Outcome::Invalid, "", ""),
         Err(s) if s.code() == Code::InvalidArgument => {
-            ("invalid", version.as_str(), model.as_str())
+            (Outcome::Invalid, version.as_str(), model.as_str())
         }
-        Err(_) => ("failure", version.as_str(), model.as_str()),
+        Err(_) => (Outcome::Failure, version.as_str(), model.as_str()),
     };
-    metrics::counter!(
-        "torchbridge_inference_requests_total",
-        "model" => model.to_string(),
-        "version" => version.to_string(),
-        "outcome" => outcome,
-        "protocol" => "grpc",
-    )
-    .increment(1);
+    let version = version.parse().ok();
+    state
+        .metrics
+        .inference(model, version, outcome, Protocol::Grpc);
     result
 }
 

@@ -12,6 +12,7 @@ use super::error::ApiError;
 use super::extract::{Body, ModelRef};
 use super::{request, response};
 use crate::AppState;
+use crate::request_metrics::{Outcome, Protocol};
 
 pub async fn infer(
     State(state): State<AppState>,
@@ -33,19 +34,13 @@ pub async fn infer(
         .await
         .map_err(ApiError::from);
     let outcome = match &result {
-        Ok(_) => "success",
-        Err(e) if e.status().is_client_error() => "invalid",
-        Err(_) => "failure",
+        Ok(_) => Outcome::Success,
+        Err(e) if e.status().is_client_error() => Outcome::Invalid,
+        Err(_) => Outcome::Failure,
     };
-    metrics::counter!(
-        "torchbridge_inference_requests_total",
-        "model" => model.name.clone(),
-        "version" => version.to_string(),
-        "outcome" => outcome,
-    )
-    .increment(1);
-    metrics::histogram!("torchbridge_inference_duration_seconds", "model" => model.name.clone())
-        .record(started.elapsed().as_secs_f64());
+    let metrics = &state.metrics;
+    metrics.inference(&model.name, Some(version), outcome, Protocol::Http);
+    metrics.inference_duration(&model.name, started.elapsed());
 
     let (pool, outputs) = result?;
     let outputs = request.outputs.select(outputs)?;

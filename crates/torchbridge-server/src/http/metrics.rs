@@ -1,39 +1,39 @@
 //! Request metrics and the one log line of each failed request.
 //!
-//! The library only calls the `metrics` macros; the binary installs the exporter.
+//! The library records through [`crate::request_metrics`]; the binary installs the
+//! exporter.
 
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{Method, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::error::{ApiError, Failure};
+use crate::AppState;
+use crate::request_metrics::RequestMetrics;
 
 /// Route middleware: counts and times each request by matched route, method and status.
-pub async fn track(request: Request, next: Next) -> Response {
+pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let route = request.extensions().get::<MatchedPath>().cloned();
     let method = request.method().clone();
     let response = next.run(request).await;
-    record(&route, &method, &response, started);
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    record(&state.metrics, route, &method, &response, started);
     response
 }
 
-fn record(route: &str, method: &Method, response: &Response, started: Instant) {
+fn record(
+    metrics: &RequestMetrics,
+    route: &str,
+    method: &Method,
+    response: &Response,
+    started: Instant,
+) {
     let status = response.status();
-    let labels = [
-        ("route", route.to_string()),
-        ("method", method.to_string()),
-        ("status", status.as_u16().to_string()),
-    ];
-    metrics::counter!("torchbridge_http_requests_total", &labels).increment(1);
-    metrics::histogram!("torchbridge_http_request_duration_seconds", &labels)
-        .record(started.elapsed().as_secs_f64());
+    metrics.http_request(route, method, status.as_u16(), started.elapsed());
     if !(status.is_client_error() || status.is_server_error()) {
         return;
     }
@@ -47,14 +47,14 @@ fn record(route: &str, method: &Method, response: &Response, started: Instant) {
 }
 
 /// Any path no route matches: 404 with the protocol's error body.
-pub async fn not_found(method: Method, uri: Uri) -> Response {
+pub async fn not_found(State(state): State<AppState>, method: Method, uri: Uri) -> Response {
     let started = Instant::now();
     let response = ApiError::new(
         StatusCode::NOT_FOUND,
         format!("no route for {method} {}", uri.path()),
     )
     .into_response();
-    record("unmatched", &method, &response, started);
+    record(&state.metrics, "unmatched", &method, &response, started);
     response
 }
 

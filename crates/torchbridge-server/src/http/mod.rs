@@ -76,7 +76,10 @@ pub fn app(state: AppState) -> Router {
             "/v2/repository/models/{model}/unload",
             post(repository::unload),
         )
-        .route_layer(axum::middleware::from_fn(metrics::track))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
         .fallback(metrics::not_found)
         .method_not_allowed_fallback(metrics::method_not_allowed)
         .layer(DefaultBodyLimit::max(limit));
