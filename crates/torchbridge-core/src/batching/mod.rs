@@ -122,9 +122,10 @@ impl Scheduler {
         deadline: Option<Instant>,
     ) -> Result<oneshot::Receiver<Result<Vec<Tensor>>>> {
         let (reply, rx) = oneshot::channel();
+        let request_time = Instant::now();
         let request = Request {
             batch,
-            enqueued: Instant::now(),
+            enqueued: request_time,
             deadline,
             reply,
         };
@@ -156,7 +157,14 @@ impl Scheduler {
             queue.timer.notify_one();
         }
         let new_turn = if inner.waiting > 0 {
-            queue.work.notify_one();
+            // The waiting instance wakes by itself when the oldest delay ends; waking it
+            // for every arrival would cost a thread switch each.
+            if inner
+                .state
+                .last_completes_group(request_time, queue.max_batch_size)
+            {
+                queue.work.notify_one();
+            }
             false
         } else if inner.turns < queue.instances {
             inner.turns += 1;

@@ -159,6 +159,17 @@ impl<R: Reply> State<R> {
         None
     }
 
+    /// Whether the group of the request appended last is ready at `now`. An arrival
+    /// changes nothing else (the others' delays run on the clock), so an instance
+    /// waiting out a delay need be woken only when this says so.
+    pub fn last_completes_group(&self, now: Instant, max_batch_size: usize) -> bool {
+        let Some(last) = self.queue.back() else {
+            return false;
+        };
+        let head = self.queue.iter().position(|r| r.fits_with(last));
+        head.is_some_and(|head| self.ready_group(head, now, max_batch_size).is_some())
+    }
+
     /// The members of the group led by `head`, if it should run now.
     fn ready_group(&self, head: usize, now: Instant, max: usize) -> Option<Vec<usize>> {
         let lead = &self.queue[head];

@@ -151,6 +151,38 @@ fn preferred_sizes_release_early() {
 }
 
 #[test]
+fn an_arrival_completes_a_group_only_when_that_group_can_go() {
+    let t0 = Instant::now();
+    let mut s = state(&[4], 64);
+    assert!(!s.last_completes_group(t0, MAX), "nothing queued");
+    fill(&mut s, 0..3, t0);
+    assert!(
+        !s.last_completes_group(t0, MAX),
+        "3 rows: not preferred, not full"
+    );
+    // A request of another shape does not complete the first group, nor its own.
+    s.append(request(3, 1, 8, t0)).unwrap();
+    assert!(!s.last_completes_group(t0, MAX));
+    fill(&mut s, 4..5, t0);
+    assert!(
+        s.last_completes_group(t0, MAX),
+        "4 rows of width 16: preferred"
+    );
+    assert_eq!(ids(&s.next_batch(t0, MAX).unwrap()), vec![0, 1, 2, 4]);
+    // A full batch completes its group with no preferred size reached on the way.
+    let mut s = state(&[], 64);
+    s.append(request(0, 5, 16, t0)).unwrap();
+    assert!(!s.last_completes_group(t0, MAX));
+    s.append(request(1, 3, 16, t0)).unwrap();
+    assert!(s.last_completes_group(t0, MAX), "5 + 3 rows fill {MAX}");
+    // Past the oldest's delay its group is ready whatever arrives.
+    let mut s = state(&[], 64);
+    fill(&mut s, 0..1, t0);
+    fill(&mut s, 1..2, t0 + DELAY);
+    assert!(s.last_completes_group(t0 + DELAY, MAX));
+}
+
+#[test]
 fn multi_row_requests_reach_preferred_sizes_by_rows() {
     let t0 = Instant::now();
     let mut s = state(&[4], 64);

@@ -132,8 +132,10 @@ fn many_threads_get_their_own_rows_from_shared_batches() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_preferred_size_goes_at_once_and_async_callers_work() {
-    // A long delay: only the preferred size can release these three together.
-    let Setup { model, calls } = served(1, 0, config(5_000_000, &[3], 16));
+    // A delay longer than the test may take: only the third arrival, completing the
+    // preferred size, can release these three (it must wake the instance that waits
+    // out the delay).
+    let Setup { model, calls } = served(1, 0, config(600_000_000, &[3], 16));
     let model = Arc::new(model);
     let runs: Vec<_> = (0..3)
         .map(|i| {
@@ -142,7 +144,11 @@ async fn a_preferred_size_goes_at_once_and_async_callers_work() {
         })
         .collect();
     for (i, run) in runs.into_iter().enumerate() {
-        let y = run.await.unwrap().unwrap();
+        let answered = tokio::time::timeout(Duration::from_secs(60), run).await;
+        let y = answered
+            .expect("released by the preferred size")
+            .unwrap()
+            .unwrap();
         assert_eq!(y[0].to_vec::<f32>().unwrap(), doubled(i as f32, 1, 2));
     }
     assert_eq!(*calls.lock().unwrap(), vec![3]);
