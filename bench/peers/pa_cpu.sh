@@ -35,21 +35,22 @@ for _ in $(seq 240); do curl -sf "127.0.0.1:$HTTP/v2/models/$MODEL/ready" >/dev/
 # Every process of the server's session (Triton runs a stub process per model instance).
 cpu_ticks() { local t=0 p; for p in $(ps -o pid= -s "$LEADER"); do
   t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done; echo $t; }
+# Requests served, rows run and backend calls made, from the server's own statistics.
 served() { curl -s "127.0.0.1:$HTTP/v2/models/$MODEL/stats" | python3 -c \
-  'import json,sys; print(json.load(sys.stdin)["model_stats"][0]["inference_stats"]["success"]["count"])'; }
+  'import json,sys; s=json.load(sys.stdin)["model_stats"][0]; print(s["inference_stats"]["success"]["count"], s["inference_count"], s["execution_count"])'; }
 for proto in ${PROTOS:-http grpc}; do
   url=127.0.0.1:$HTTP; [ "$proto" = grpc ] && url=127.0.0.1:$GRPC
-  n0=$(served); s0=$(cpu_ticks)
+  read -r n0 r0 e0 <<<"$(served)"; s0=$(cpu_ticks)
   /usr/bin/time -f "%U %S" -o /tmp/pa_cpu.time timeout -k 5 150 $PA -m "$MODEL" -u "$url" -i "$proto" -b 1 \
     --concurrency-range "${C:-64}" --measurement-mode count_windows --measurement-request-count "${N:-20000}" \
     --max-trials 3 -s 100 --async ${PA_ARGS:-} -f /tmp/pa_cpu.csv >/tmp/pa_cpu.log 2>&1 || { echo "$proto: perf_analyzer failed (/tmp/pa_cpu.log)"; continue; }
-  s1=$(cpu_ticks); n1=$(served)
-  python3 - "$1" "$proto" $((n1 - n0)) $((s1 - s0)) "$(getconf CLK_TCK)" <<'PY'
+  s1=$(cpu_ticks); read -r n1 r1 e1 <<<"$(served)"
+  python3 - "$1" "$proto" $((n1 - n0)) $((s1 - s0)) "$(getconf CLK_TCK)" $((r1 - r0)) $((e1 - e0)) <<'PY'
 import csv, sys
-server, proto, n, ticks, hz = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+server, proto, n, ticks, hz, rows, calls = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:])
 rate = float(list(csv.DictReader(open("/tmp/pa_cpu.csv")))[0]["Inferences/Second"])
 user, system = map(float, open("/tmp/pa_cpu.time").read().split()[-2:])
 print(f"{server} {proto}: {rate:,.0f} infer/s; per request: perf_analyzer {(user + system) * 1e6 / n:.1f} us "
-      f"CPU, server {ticks / hz * 1e6 / n:.1f} us CPU ({n} requests)")
+      f"CPU, server {ticks / hz * 1e6 / n:.1f} us CPU ({n} requests, {rows / max(calls, 1):.1f} rows a backend call)")
 PY
 done
