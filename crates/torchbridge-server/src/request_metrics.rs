@@ -52,6 +52,9 @@ struct RouteHandles {
 
 type OutcomeKey = (Option<u64>, Outcome, Protocol);
 
+/// One route's handles, by method and status.
+type RouteSeries = HashMap<(Method, u16), RouteHandles>;
+
 #[derive(Debug)]
 struct ModelHandles {
     duration: Histogram,
@@ -62,7 +65,7 @@ struct ModelHandles {
 #[derive(Debug, Default)]
 pub(crate) struct RequestMetrics {
     /// By matched route, then method and status.
-    routes: RwLock<HashMap<String, HashMap<(Method, u16), RouteHandles>>>,
+    routes: RwLock<HashMap<String, RouteSeries>>,
     /// By model name (`""`: a model the server does not have).
     models: RwLock<HashMap<String, ModelHandles>>,
 }
