@@ -11,12 +11,14 @@
 //! one-shot reply. A thread hand-off costs two wake-ups (~25 µs each on a small VM), more
 //! than a small model's whole call, so an engine that keeps no per-thread state
 //! ([`Backend::runs_on_any_thread`]) may run a lone request on the caller's thread while
-//! its instance is idle. A [`ServedModel`] puts a dynamic-batching queue in front of the
+//! its instance is idle (an async caller first yields once, so that on a busy runtime
+//! with one worker requests still find each other and batch: `company`). A [`ServedModel`] puts a dynamic-batching queue in front of the
 //! pool when the model's config asks for it; instances pull their batches from it. The
 //! registry and the library facade hold that.
 
 mod backend;
 mod batching;
+mod company;
 mod config;
 pub mod cpu;
 mod datatype;

@@ -203,6 +203,11 @@ impl InstancePool {
         Waiting(self)
     }
 
+    /// Every instance may run on a caller's thread ([`Backend::runs_on_any_thread`]).
+    pub(crate) fn runs_on_any_thread(&self) -> bool {
+        self.any_thread
+    }
+
     /// The caller (counted by [`InstancePool::waiting`]) is the only one waiting.
     pub(crate) fn alone(&self) -> bool {
         self.waiting.load(Relaxed) == 1

@@ -4,6 +4,7 @@ use std::time::Instant;
 use tokio::sync::oneshot;
 
 use crate::batching::Scheduler;
+use crate::company::CompanyProbe;
 use crate::pool::{Caller, Waiting};
 use crate::{
     Batch, BatchingConfig, Error, InstancePool, ModelMetadata, ModelStats, Result, Tensor,
@@ -16,6 +17,8 @@ use crate::{
 pub struct ServedModel {
     pool: Arc<InstancePool>,
     batching: Option<(Scheduler, BatchingConfig)>,
+    /// Whether a lone async caller first yields to let others arrive.
+    company: CompanyProbe,
 }
 
 impl From<InstancePool> for ServedModel {
@@ -24,6 +27,7 @@ impl From<InstancePool> for ServedModel {
         ServedModel {
             pool: Arc::new(pool),
             batching: None,
+            company: CompanyProbe::default(),
         }
     }
 }
@@ -48,6 +52,7 @@ impl ServedModel {
         Ok(ServedModel {
             pool,
             batching: Some((scheduler, config.clone())),
+            company: CompanyProbe::default(),
         })
     }
 
@@ -113,22 +118,31 @@ impl ServedModel {
         Ok(())
     }
 
-    /// Runs `batch` on the calling thread when the pool allows it ([`InstancePool`]'s
-    /// `run_here`: a lone caller, an idle instance) and batching would not hold it
-    /// anyway (no queue delay configured, nothing queued). Otherwise the batch comes back.
+    /// Whether a call could run on the caller's thread now: a lone caller, an engine that
+    /// may run on any thread, a deadline not yet passed, and batching that would not hold
+    /// it anyway (no queue delay configured, nothing queued).
+    fn may_run_here(&self, deadline: Option<Instant>) -> bool {
+        // The cheap tests first: under load there are other callers, and the queue's
+        // lock is left alone.
+        let waits = || match &self.batching {
+            Some((scheduler, config)) => config.max_queue_delay_us > 0 || !scheduler.is_idle(),
+            None => false,
+        };
+        self.pool.alone()
+            && self.pool.runs_on_any_thread()
+            && !waits()
+            && deadline.is_none_or(|d| d > Instant::now())
+    }
+
+    /// Runs `batch` on the calling thread when [`ServedModel::may_run_here`] and the
+    /// pool's own `run_here` (an idle instance) allow it. Otherwise the batch comes back.
     fn run_here(
         &self,
         batch: Batch,
         deadline: Option<Instant>,
         caller: Caller,
     ) -> std::result::Result<Result<Vec<Tensor>>, Batch> {
-        // The cheap test first: under load there are other callers, and the queue's
-        // lock is left alone.
-        let waits = || match &self.batching {
-            Some((scheduler, config)) => config.max_queue_delay_us > 0 || !scheduler.is_idle(),
-            None => false,
-        };
-        if !self.pool.alone() || waits() || deadline.is_some_and(|d| d <= Instant::now()) {
+        if !self.may_run_here(deadline) {
             return Err(batch);
         }
         self.pool.run_here(batch, caller)
@@ -147,6 +161,11 @@ impl ServedModel {
     ) -> Result<Vec<Tensor>> {
         self.check_not_stuck()?;
         let _waiting = InFlight::new(self);
+        if self.may_run_here(deadline) && self.company.should_yield() {
+            // Let the runtime take in what else has arrived first (see `company`).
+            tokio::task::yield_now().await;
+            self.company.found(!self.may_run_here(deadline));
+        }
         let batch = match self.run_here(batch, deadline, Caller::Async) {
             Ok(result) => return result,
             Err(batch) => batch,

@@ -14,11 +14,15 @@ struct Doubler {
     meta: ModelMetadata,
     calls: Arc<Mutex<Vec<usize>>>,
     pause: Duration,
+    any_thread: bool,
 }
 
 impl Backend for Doubler {
     fn metadata(&self) -> &ModelMetadata {
         &self.meta
+    }
+    fn runs_on_any_thread(&self) -> bool {
+        self.any_thread
     }
     fn infer(&mut self, batch: Batch) -> Result<Vec<Tensor>> {
         self.calls.lock().unwrap().push(batch.rows);
@@ -40,6 +44,11 @@ struct Setup {
 }
 
 fn served(instances: usize, pause_ms: u64, config: BatchingConfig) -> Setup {
+    served_on(instances, pause_ms, config, false)
+}
+
+/// As `served`; with `any_thread`, a lone caller may run its call on its own thread.
+fn served_on(instances: usize, pause_ms: u64, config: BatchingConfig, any_thread: bool) -> Setup {
     let calls = Arc::new(Mutex::new(Vec::new()));
     let spec = |name: &str| TensorSpec {
         name: name.into(),
@@ -60,6 +69,7 @@ fn served(instances: usize, pause_ms: u64, config: BatchingConfig) -> Setup {
             meta: meta.clone(),
             calls: log.clone(),
             pause: Duration::from_millis(pause_ms),
+            any_thread,
         }) as Box<dyn Backend>)
     })
     .unwrap();
@@ -152,6 +162,33 @@ async fn a_preferred_size_goes_at_once_and_async_callers_work() {
         assert_eq!(y[0].to_vec::<f32>().unwrap(), doubled(i as f32, 1, 2));
     }
     assert_eq!(*calls.lock().unwrap(), vec![3]);
+}
+
+/// One runtime thread runs each caller up to its call before the next caller starts: a
+/// lone caller that ran its call there at once would leave every call at one row.
+#[tokio::test(flavor = "current_thread")]
+async fn callers_on_a_single_threaded_runtime_still_batch() {
+    let Setup { model, calls } = served_on(1, 0, config(0, &[], 64), true);
+    let model = Arc::new(model);
+    // One call first, so the pool knows calls are short: from then on a lone async
+    // caller may run its call on its own thread.
+    model.run(batch(&model, 0.0, 1, 2)).await.unwrap();
+    calls.lock().unwrap().clear();
+    let runs: Vec<_> = (0..24)
+        .map(|i| {
+            let model = model.clone();
+            tokio::spawn(async move { model.run(batch(&model, i as f32, 1, 2)).await })
+        })
+        .collect();
+    for (i, run) in runs.into_iter().enumerate() {
+        let y = run.await.unwrap().unwrap();
+        assert_eq!(y[0].to_vec::<f32>().unwrap(), doubled(i as f32, 1, 2));
+    }
+    let calls = calls.lock().unwrap();
+    assert!(
+        calls.iter().any(|&rows| rows > 1),
+        "never batched: {calls:?}"
+    );
 }
 
 #[test]
