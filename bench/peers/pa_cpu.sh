@@ -9,6 +9,9 @@
 #   bash bench/peers/pa_cpu.sh triton             # starts Triton's python backend (triton_repo.py serve)
 #   REPO=… (torchbridge's repository)  PROTOS="http grpc"  C=64  N=20000 (requests per window)  MODEL=mlp  TB_BIN=…
 #   PA_ARGS="--max-threads 2" (more perf_analyzer flags)
+#   PA_CPUS=0 SERVER_CPUS=1: pin perf_analyzer and the server (every process and thread it starts)
+#   to those CPUs (taskset lists), so the load generator stops taking CPU from the server under test
+#   as if it ran on another machine; the same pinning applies to whichever server is measured.
 # Needs what setup.sh installs (pa, and triton for the Triton side) and the repositories run_all.sh
 # writes under $PEERS_RUN (default /tmp/peers-run).
 set -euo pipefail
@@ -18,14 +21,16 @@ export PEERS_RUN=${PEERS_RUN:-/tmp/peers-run} PEERS_DIR=$HERE
 PA=/tmp/peers-pa/bin/perf_analyzer
 export LD_LIBRARY_PATH=/tmp/peers-pa/lib/python3.11/site-packages/nvidia/cuda_runtime/lib:${LD_LIBRARY_PATH:-}
 MODEL=${MODEL:-mlp}
+PIN_SERVER=${SERVER_CPUS:+taskset -c $SERVER_CPUS}
+PIN_PA=${PA_CPUS:+taskset -c $PA_CPUS}
 case ${1:-} in
   torchbridge)
     source "$ROOT/scripts/env.sh" >/dev/null
-    setsid "${TB_BIN:-$ROOT/target/release/torchbridge}" serve --model-repository "${REPO:-$PEERS_RUN/torchbridge_repo}" \
+    setsid $PIN_SERVER "${TB_BIN:-$ROOT/target/release/torchbridge}" serve --model-repository "${REPO:-$PEERS_RUN/torchbridge_repo}" \
       --host 127.0.0.1 --http-port 8440 --grpc-port 8441 --metrics-port 8442 --log warn >/tmp/pa_cpu-server.log 2>&1 &
     HTTP=8440 GRPC=8441 ;;
   triton)
-    setsid /tmp/peers-triton/bin/python "$HERE/triton_repo.py" serve 8450 8451 8452 >/tmp/pa_cpu-server.log 2>&1 &
+    setsid $PIN_SERVER /tmp/peers-triton/bin/python "$HERE/triton_repo.py" serve 8450 8451 8452 >/tmp/pa_cpu-server.log 2>&1 &
     HTTP=8450 GRPC=8451 ;;
   *) echo "usage: $0 torchbridge|triton"; exit 2 ;;
 esac
@@ -41,7 +46,7 @@ served() { curl -s "127.0.0.1:$HTTP/v2/models/$MODEL/stats" | python3 -c \
 for proto in ${PROTOS:-http grpc}; do
   url=127.0.0.1:$HTTP; [ "$proto" = grpc ] && url=127.0.0.1:$GRPC
   read -r n0 r0 e0 <<<"$(served)"; s0=$(cpu_ticks)
-  /usr/bin/time -f "%U %S" -o /tmp/pa_cpu.time timeout -k 5 150 $PA -m "$MODEL" -u "$url" -i "$proto" -b 1 \
+  /usr/bin/time -f "%U %S" -o /tmp/pa_cpu.time timeout -k 5 150 $PIN_PA $PA -m "$MODEL" -u "$url" -i "$proto" -b 1 \
     --concurrency-range "${C:-64}" --measurement-mode count_windows --measurement-request-count "${N:-20000}" \
     --max-trials 3 -s 100 --async ${PA_ARGS:-} -f /tmp/pa_cpu.csv >/tmp/pa_cpu.log 2>&1 || { echo "$proto: perf_analyzer failed (/tmp/pa_cpu.log)"; continue; }
   s1=$(cpu_ticks); read -r n1 r1 e1 <<<"$(served)"
