@@ -140,6 +140,19 @@ fn many_threads_get_their_own_rows_from_shared_batches() {
     );
 }
 
+/// `callers` tasks, each running one row of width 2; the i-th starts at `i`.
+fn spawn_callers(
+    model: &Arc<ServedModel>,
+    callers: usize,
+) -> Vec<tokio::task::JoinHandle<Result<Vec<Tensor>>>> {
+    (0..callers)
+        .map(|i| {
+            let model = model.clone();
+            tokio::spawn(async move { model.run(batch(&model, i as f32, 1, 2)).await })
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_preferred_size_goes_at_once_and_async_callers_work() {
     // A delay longer than the test may take: only the third arrival, completing the
@@ -147,12 +160,7 @@ async fn a_preferred_size_goes_at_once_and_async_callers_work() {
     // out the delay).
     let Setup { model, calls } = served(1, 0, config(600_000_000, &[3], 16));
     let model = Arc::new(model);
-    let runs: Vec<_> = (0..3)
-        .map(|i| {
-            let model = model.clone();
-            tokio::spawn(async move { model.run(batch(&model, i as f32, 1, 2)).await })
-        })
-        .collect();
+    let runs = spawn_callers(&model, 3);
     for (i, run) in runs.into_iter().enumerate() {
         let answered = tokio::time::timeout(Duration::from_secs(60), run).await;
         let y = answered
@@ -174,12 +182,7 @@ async fn callers_on_a_single_threaded_runtime_still_batch() {
     // caller may run its call on its own thread.
     model.run(batch(&model, 0.0, 1, 2)).await.unwrap();
     calls.lock().unwrap().clear();
-    let runs: Vec<_> = (0..24)
-        .map(|i| {
-            let model = model.clone();
-            tokio::spawn(async move { model.run(batch(&model, i as f32, 1, 2)).await })
-        })
-        .collect();
+    let runs = spawn_callers(&model, 24);
     for (i, run) in runs.into_iter().enumerate() {
         let y = run.await.unwrap().unwrap();
         assert_eq!(y[0].to_vec::<f32>().unwrap(), doubled(i as f32, 1, 2));
