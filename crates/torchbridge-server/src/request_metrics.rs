@@ -95,43 +95,35 @@ impl RequestMetrics {
         handles.duration.record(elapsed.as_secs_f64());
     }
 
-    /// Counts one inference request (`torchbridge_inference_requests_total`).
+    /// Counts one inference request (`torchbridge_inference_requests_total`) and, given
+    /// its time, records that (`torchbridge_inference_duration_seconds`): one lookup.
     pub fn inference(
         &self,
         model: &str,
         version: Option<u64>,
         outcome: Outcome,
         protocol: Protocol,
+        elapsed: Option<Duration>,
     ) {
         let key = (version, outcome, protocol);
         let found = read(&self.models)
             .get(model)
-            .and_then(|m| m.requests.get(&key).cloned());
-        let counter = found.unwrap_or_else(|| {
+            .and_then(|m| Some((m.requests.get(&key)?.clone(), m.duration.clone())));
+        let (counter, duration) = found.unwrap_or_else(|| {
             let mut models = write(&self.models);
             let handles = models
                 .entry(model.to_string())
                 .or_insert_with(|| model_handles(model));
-            handles
+            let counter = handles
                 .requests
                 .entry(key)
-                .or_insert_with(|| outcome_counter(model, key))
-                .clone()
+                .or_insert_with(|| outcome_counter(model, key));
+            (counter.clone(), handles.duration.clone())
         });
         counter.increment(1);
-    }
-
-    /// Times one inference request (`torchbridge_inference_duration_seconds`).
-    pub fn inference_duration(&self, model: &str, elapsed: Duration) {
-        let found = read(&self.models).get(model).map(|m| m.duration.clone());
-        let histogram = found.unwrap_or_else(|| {
-            let mut models = write(&self.models);
-            let handles = models
-                .entry(model.to_string())
-                .or_insert_with(|| model_handles(model));
-            handles.duration.clone()
-        });
-        histogram.record(elapsed.as_secs_f64());
+        if let Some(elapsed) = elapsed {
+            duration.record(elapsed.as_secs_f64());
+        }
     }
 }
 
@@ -219,11 +211,10 @@ mod tests {
             metrics.http_request("unmatched", &Method::from_bytes(b"BREW").unwrap(), 404, ms);
             metrics.http_request("unmatched", &Method::from_bytes(b"WHEN").unwrap(), 404, ms);
             for _ in 0..2 {
-                metrics.inference("mlp", Some(1), Outcome::Success, Protocol::Http);
+                metrics.inference("mlp", Some(1), Outcome::Success, Protocol::Http, Some(ms));
             }
-            metrics.inference("mlp", Some(1), Outcome::Success, Protocol::Grpc);
-            metrics.inference("", None, Outcome::Invalid, Protocol::Grpc);
-            metrics.inference_duration("mlp", ms);
+            metrics.inference("mlp", Some(1), Outcome::Success, Protocol::Grpc, None);
+            metrics.inference("", None, Outcome::Invalid, Protocol::Grpc, None);
         });
         let text = handle.render();
         let value = |series: &str| -> Option<String> {

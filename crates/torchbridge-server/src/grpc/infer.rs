@@ -39,9 +39,10 @@ pub(super) async fn infer(
         Err(_) => (Outcome::Failure, version.as_str(), model.as_str()),
     };
     let version = version.parse().ok();
+    // Unlike HTTP's, gRPC requests are not timed (the duration histogram predates them).
     state
         .metrics
-        .inference(model, version, outcome, Protocol::Grpc);
+        .inference(model, version, outcome, Protocol::Grpc, None);
     result
 }
 

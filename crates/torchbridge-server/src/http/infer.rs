@@ -38,9 +38,10 @@ pub async fn infer(
         Err(e) if e.status().is_client_error() => Outcome::Invalid,
         Err(_) => Outcome::Failure,
     };
-    let metrics = &state.metrics;
-    metrics.inference(&model.name, Some(version), outcome, Protocol::Http);
-    metrics.inference_duration(&model.name, started.elapsed());
+    let elapsed = Some(started.elapsed());
+    state
+        .metrics
+        .inference(&model.name, Some(version), outcome, Protocol::Http, elapsed);
 
     let (pool, outputs) = result?;
     let outputs = request.outputs.select(outputs)?;
