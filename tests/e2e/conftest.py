@@ -12,6 +12,7 @@ import functools
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -25,6 +26,30 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 BINARY = Path(os.environ.get("TORCHBRIDGE_BIN", ROOT / "target" / "debug" / "torchbridge"))
+
+
+# perf_analyzer from the clients venv (or $PERF_ANALYZER), as a Triton user runs it.
+PERF_ANALYZER = os.environ.get("PERF_ANALYZER") or shutil.which(
+    "perf_analyzer", path=str(ROOT / ".venv-clients" / "bin"))
+
+
+def run_perf_analyzer(*args: str) -> subprocess.CompletedProcess:
+    """Runs perf_analyzer with `args` (a fixed request count, never stability windows, so
+    a busy machine cannot fail it); skips the calling test where it is missing or cannot
+    start. The wheel's binary links libcudart, which the nvidia-cuda-runtime-cu12 wheel
+    puts in the clients venv, even when no GPU is used."""
+    if PERF_ANALYZER is None or not Path(PERF_ANALYZER).exists():
+        pytest.skip("perf_analyzer is not installed")
+    env = dict(os.environ)
+    cudart = sorted(Path(PERF_ANALYZER).parents[1].glob(
+        "lib/python3*/site-packages/nvidia/cuda_runtime/lib"))
+    env["LD_LIBRARY_PATH"] = ":".join([*map(str, cudart), env.get("LD_LIBRARY_PATH", "")])
+    run = subprocess.run([PERF_ANALYZER, *args], capture_output=True, text=True, timeout=300,
+                         env=env)
+    if run.returncode != 0 and "error while loading shared libraries" in run.stderr:
+        pytest.skip(f"perf_analyzer cannot start here: {run.stderr.strip()}")
+    assert run.returncode == 0, run.stdout + run.stderr
+    return run
 
 
 def free_port() -> int:

@@ -2,10 +2,7 @@
 Triton user would drive it, against the real `torchbridge serve` and the fixture models
 of tests/fixtures/make_fixtures.py (references: eager torch, stored as .npy)."""
 
-import os
 import queue
-import shutil
-import subprocess
 from pathlib import Path
 
 import grpc
@@ -15,7 +12,7 @@ import tritonclient.grpc as grpcclient
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
-from conftest import backend_of, require_models
+from conftest import backend_of, require_models, run_perf_analyzer
 
 DTYPES = ["FP16", "FP32", "FP64", "BF16", "INT8", "INT16", "INT32", "INT64", "UINT8", "BOOL"]
 # (rtol, atol) against the eager-torch reference; integers and bools must be exact.
@@ -318,25 +315,10 @@ def test_a_python_exception_is_internal_without_its_traceback(server, client):
 
 # perf_analyzer, as a Triton user would point it at the server (no timing is asserted).
 
-PERF_ANALYZER = shutil.which("perf_analyzer", path=str(Path(__file__).resolve().parents[2]
-                                                         / ".venv-clients" / "bin"))
-
-
-@pytest.mark.skipif(PERF_ANALYZER is None, reason="perf_analyzer is not installed")
 @pytest.mark.parametrize("extra", [[], ["--streaming"]], ids=["unary", "streaming"])
 def test_perf_analyzer(server, tmp_path, extra):
-    # A fixed request count: no stabilization windows, so a busy machine cannot fail it.
-    args = [PERF_ANALYZER, "-m", "mlp", "-u", server.grpc_url, "-i", "grpc", "-b", "2",
-            "--concurrency-range", "2", "--request-count", "400", "-f",
-            str(tmp_path / "perf.csv"), *extra]
-    # The wheel's perf_analyzer links libcudart (from the nvidia-cuda-runtime-cu12 wheel
-    # in the clients venv) even when no GPU is used.
-    env = dict(os.environ)
-    cudart = sorted(Path(PERF_ANALYZER).parents[1].glob("lib/python3*/site-packages/nvidia/cuda_runtime/lib"))
-    env["LD_LIBRARY_PATH"] = ":".join([*map(str, cudart), env.get("LD_LIBRARY_PATH", "")])
-    run = subprocess.run(args, capture_output=True, text=True, timeout=300, env=env)
-    if run.returncode != 0 and "error while loading shared libraries" in run.stderr:
-        pytest.skip(f"perf_analyzer cannot start here: {run.stderr.strip()}")
-    assert run.returncode == 0, run.stdout + run.stderr
+    run = run_perf_analyzer("-m", "mlp", "-u", server.grpc_url, "-i", "grpc", "-b", "2",
+                            "--concurrency-range", "2", "--request-count", "400", "-f",
+                            str(tmp_path / "perf.csv"), *extra)
     assert "Throughput" in run.stdout
     assert (tmp_path / "perf.csv").read_text().startswith("Concurrency,")

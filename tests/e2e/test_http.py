@@ -5,8 +5,6 @@ of tests/fixtures/make_fixtures.py. Outputs are compared with the eager-torch re
 
 import gzip
 import json
-import os
-import subprocess
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -16,7 +14,7 @@ import pytest
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from conftest import RUNTIME_BRIDGES, binary_bridges, require_models
+from conftest import RUNTIME_BRIDGES, binary_bridges, require_models, run_perf_analyzer
 
 RTOL, ATOL = 1e-5, 1e-6
 DTYPES = ["FP16", "FP32", "FP64", "BF16", "INT8", "INT16", "INT32", "INT64", "UINT8", "BOOL"]
@@ -284,23 +282,7 @@ def test_metrics_are_exported(client, server):
 
 
 def test_perf_analyzer_runs_against_the_server(server):
-    """perf_analyzer needs the model config and, for its server-side figures, statistics.
-    A fixed request count, not stability windows: a busy machine cannot fail it."""
-    binary = Path(os.environ.get("PERF_ANALYZER", Path(__file__).resolve().parents[2] /
-                                 ".venv-clients" / "bin" / "perf_analyzer"))
-    if not binary.exists():
-        pytest.skip(f"{binary} is missing")
-    # The bundled perf_analyzer links libcudart.so.12, which the nvidia-cuda-runtime-cu12
-    # wheel puts in the clients venv.
-    env = dict(os.environ)
-    cudart = sorted(binary.parent.parent.glob("lib/python*/site-packages/nvidia/cuda_runtime/lib"))
-    if cudart:
-        env["LD_LIBRARY_PATH"] = os.pathsep.join(
-            [str(cudart[0])] + [p for p in [env.get("LD_LIBRARY_PATH")] if p])
-    run = subprocess.run([str(binary), "-m", "mlp", "-u", server.http_url, "-i", "http",
-                          "-b", "2", "--concurrency-range", "2", "--request-count", "400"],
-                         capture_output=True, text=True, timeout=180, env=env)
-    if "error while loading shared libraries" in run.stderr:
-        pytest.skip(f"perf_analyzer cannot start here: {run.stderr.strip()}")
-    assert run.returncode == 0, run.stdout + run.stderr
+    """perf_analyzer needs the model config and, for its server-side figures, statistics."""
+    run = run_perf_analyzer("-m", "mlp", "-u", server.http_url, "-i", "http", "-b", "2",
+                            "--concurrency-range", "2", "--request-count", "400")
     assert "Throughput" in run.stdout and "Server:" in run.stdout, run.stdout

@@ -23,6 +23,7 @@ mod idle_poll;
 mod limits;
 mod request_metrics;
 mod serve;
+mod shared_memory;
 mod state;
 #[cfg(test)]
 mod test_tensors;
@@ -32,6 +33,7 @@ pub use auth::Auth;
 pub use idle_poll::IdlePoll;
 pub use limits::{JSON_DEPTH_CEILING, Limits};
 pub use serve::serve;
+pub use shared_memory::{Placement, RegionStatus, SharedMemory};
 pub use state::{AppState, ServerSettings};
 pub use tls::TlsSettings;
 
@@ -42,11 +44,18 @@ pub use tls::TlsSettings;
 pub struct SetupError(pub String);
 
 /// The protocol extensions torchbridge implements, as Triton names them; perf_analyzer
-/// reads statistics only when `statistics` is listed.
-pub const EXTENSIONS: [&str; 5] = [
-    "binary_tensor_data",
-    "model_configuration",
-    "model_repository",
-    "statistics",
-    "parameters",
-];
+/// reads statistics only when `statistics` is listed. System shared memory is listed
+/// only when the server lets clients register regions (`--allow-client-shm`).
+pub fn extensions(state: &AppState) -> Vec<&'static str> {
+    let mut all = vec![
+        "binary_tensor_data",
+        "model_configuration",
+        "model_repository",
+        "statistics",
+        "parameters",
+    ];
+    if state.shared_memory.allowed() {
+        all.push("system_shared_memory");
+    }
+    all
+}

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 use torchbridge_core::{Error, Registry, Result, ServedModel, Tensor};
 
 use crate::request_metrics::RequestMetrics;
-use crate::{Auth, IdlePoll, Limits, TlsSettings};
+use crate::{Auth, IdlePoll, Limits, SharedMemory, TlsSettings};
 
 /// Settings every transport reads.
 #[derive(Debug, Clone)]
@@ -22,6 +22,8 @@ pub struct ServerSettings {
     /// How long after each request [`serve`](crate::serve) keeps the CPUs awake
     /// ([`IdlePoll`]); zero: never.
     pub idle_poll: Duration,
+    /// Whether clients may register system shared-memory regions ([`SharedMemory`]).
+    pub allow_client_shm: bool,
 }
 
 impl Default for ServerSettings {
@@ -33,6 +35,7 @@ impl Default for ServerSettings {
             request_timeout: Duration::from_secs(60),
             runtime_versions: Vec::new(),
             idle_poll: Duration::ZERO,
+            allow_client_shm: false,
         }
     }
 }
@@ -44,6 +47,8 @@ pub struct AppState {
     pub settings: Arc<ServerSettings>,
     /// The per-request metrics' handles.
     pub(crate) metrics: Arc<RequestMetrics>,
+    /// The clients' registered shared-memory regions.
+    pub shared_memory: Arc<SharedMemory>,
     /// Told of every inference request while [`serve`](crate::serve) runs with
     /// `settings.idle_poll`.
     idle_poll: Option<Arc<IdlePoll>>,
@@ -53,6 +58,7 @@ impl AppState {
     pub fn new(registry: Arc<Registry>, settings: ServerSettings) -> Self {
         AppState {
             registry,
+            shared_memory: Arc::new(SharedMemory::new(settings.allow_client_shm)),
             settings: Arc::new(settings),
             metrics: Arc::default(),
             idle_poll: None,

@@ -1,11 +1,12 @@
 //! `ModelInferRequest` → [`Tensor`]s and [`Tensor`]s → `ModelInferResponse`.
 //!
 //! Inputs arrive either all in `raw_input_contents` (one entry per input, in input order:
-//! what tritonclient and perf_analyzer send) or all as typed `contents`. Raw bytes are
+//! what tritonclient and perf_analyzer send) or all as typed `contents`, but for those
+//! placed in a shared-memory region, which are read from there. Raw bytes are
 //! already the tensor's little-endian layout, so each entry becomes the tensor's buffer as
 //! is; typed contents are packed once. Outputs always go back as `raw_output_contents`,
 //! one entry per output in output order — what tritonclient reads — and are copied only
-//! when the response is encoded.
+//! when the response is encoded; an output written to shared memory has an empty entry.
 
 use std::fmt::Display;
 use std::time::Duration;
@@ -17,7 +18,8 @@ use super::proto::infer_parameter::ParameterChoice;
 use super::proto::model_infer_request::{InferInputTensor, InferRequestedOutputTensor};
 use super::proto::model_infer_response::InferOutputTensor;
 use super::proto::{InferParameter, InferTensorContents, ModelInferResponse};
-use crate::Limits;
+use super::shared_memory::{output_parameters, placement};
+use crate::{Limits, Placement, SharedMemory};
 
 #[cfg(test)]
 mod roundtrip;
@@ -56,43 +58,78 @@ pub(crate) fn timeout(parameter: Option<&InferParameter>) -> Result<Option<Durat
         })
 }
 
-/// The request's input tensors, in request order, each within `limits`.
+/// The request's input tensors, in request order, each within `limits`; those placed in
+/// shared memory are read from `shared_memory`.
 pub(crate) fn inputs(
     inputs: Vec<InferInputTensor>,
     raw: Vec<Bytes>,
     limits: &Limits,
+    shared_memory: &SharedMemory,
 ) -> Result<Vec<Tensor>> {
     limits.check_count("inputs", inputs.len())?;
-    if raw.is_empty() {
-        return inputs
-            .into_iter()
-            .map(|input| typed_input(input, limits))
-            .collect();
-    }
-    if raw.len() != inputs.len() {
+    let placements = inputs
+        .iter()
+        .map(|input| placement(&input.name, &input.parameters))
+        .collect::<Result<Vec<_>>>()?;
+    let in_request = placements.iter().filter(|p| p.is_none()).count();
+    if !raw.is_empty() && raw.len() != in_request {
         return Err(invalid(format!(
-            "raw_input_contents has {} entries for {} inputs; give one per input, in input order, or none",
+            "raw_input_contents has {} entries for {in_request} inputs (not counting those in \
+             shared memory); give one per input, in input order, or none",
             raw.len(),
-            inputs.len()
         )));
     }
+    let raw_given = !raw.is_empty();
+    let mut raw = raw.into_iter().enumerate();
     inputs
         .into_iter()
-        .zip(raw)
-        .enumerate()
-        .map(|(i, (input, data))| {
-            if input.contents.as_ref().is_some_and(|c| !filled(c).is_empty()) {
-                return Err(invalid(format!(
-                    "input `{}` has typed contents while raw_input_contents is used; send every input one way",
-                    input.name
-                )));
+        .zip(placements)
+        .map(|(input, placement)| match placement {
+            Some(at) => shared_input(input, &at, limits, shared_memory),
+            None if raw_given => {
+                let (i, data) = raw.next().expect("one entry per input, counted above");
+                raw_input(input, i, data, limits)
             }
-            let datatype = datatype(&input)?;
-            limits.check_tensor(&input.name, datatype, &input.shape, &data)?;
-            Tensor::new(input.name, datatype, input.shape, data)
-                .map_err(|e| invalid(format!("raw_input_contents[{i}]: {e}")))
+            None => typed_input(input, limits),
         })
         .collect()
+}
+
+fn raw_input(input: InferInputTensor, i: usize, data: Bytes, limits: &Limits) -> Result<Tensor> {
+    if has_contents(&input) {
+        return Err(invalid(format!(
+            "input `{}` has typed contents while raw_input_contents is used; send every input one way",
+            input.name
+        )));
+    }
+    let datatype = datatype(&input)?;
+    limits.check_tensor(&input.name, datatype, &input.shape, &data)?;
+    Tensor::new(input.name, datatype, input.shape, data)
+        .map_err(|e| invalid(format!("raw_input_contents[{i}]: {e}")))
+}
+
+fn shared_input(
+    input: InferInputTensor,
+    at: &Placement,
+    limits: &Limits,
+    shared_memory: &SharedMemory,
+) -> Result<Tensor> {
+    if has_contents(&input) {
+        return Err(invalid(format!(
+            "input `{}` is in shared memory and also has typed contents; send it one way",
+            input.name
+        )));
+    }
+    let datatype = datatype(&input)?;
+    let data = shared_memory.read_input(&input.name, datatype, &input.shape, at, limits)?;
+    Tensor::new(input.name, datatype, input.shape, data)
+}
+
+fn has_contents(input: &InferInputTensor) -> bool {
+    input
+        .contents
+        .as_ref()
+        .is_some_and(|c| !filled(c).is_empty())
 }
 
 fn datatype(input: &InferInputTensor) -> Result<DataType> {
@@ -234,11 +271,12 @@ fn strings(input: &str, values: &[Bytes]) -> Result<Bytes> {
     Ok(out.freeze())
 }
 
-/// Checks the requested outputs against the model's before it runs.
+/// Checks the requested outputs against the model's before it runs; returns where each
+/// is to be put in shared memory, if it is.
 pub(crate) fn check_requested(
     metadata: &ModelMetadata,
     requested: &[InferRequestedOutputTensor],
-) -> Result<()> {
+) -> Result<Vec<Option<Placement>>> {
     for (i, r) in requested.iter().enumerate() {
         if requested[..i].iter().any(|o| o.name == r.name) {
             return Err(invalid(format!("output `{}` is requested twice", r.name)));
@@ -257,35 +295,68 @@ pub(crate) fn check_requested(
             )));
         }
     }
+    requested
+        .iter()
+        .map(|r| placement(&r.name, &r.parameters))
+        .collect()
+}
+
+/// Writes each output placed in shared memory (`placements`, in `requested` order) there.
+pub(crate) fn write_shared(
+    shared_memory: &SharedMemory,
+    outputs: &[Tensor],
+    requested: &[InferRequestedOutputTensor],
+    placements: &[Option<Placement>],
+) -> Result<()> {
+    for (r, at) in requested.iter().zip(placements) {
+        let (Some(at), Some(t)) = (at, outputs.iter().find(|t| t.name == r.name)) else {
+            continue;
+        };
+        shared_memory.write(&t.name, at, &t.data)?;
+    }
     Ok(())
 }
 
 /// The response: the requested outputs (all when none are named), in the order asked
-/// for, each as a raw entry in the same order.
+/// for, each as a raw entry in the same order. Outputs placed in shared memory
+/// (`placements`, in `requested` order; already written) get an empty entry and the
+/// parameters that say where they are.
 pub(crate) fn response(
     metadata: &ModelMetadata,
     id: String,
     outputs: Vec<Tensor>,
     requested: &[InferRequestedOutputTensor],
+    placements: &[Option<Placement>],
 ) -> ModelInferResponse {
-    let outputs: Vec<Tensor> = if requested.is_empty() {
-        outputs
+    let outputs: Vec<(Tensor, Option<&Placement>)> = if requested.is_empty() {
+        outputs.into_iter().map(|t| (t, None)).collect()
     } else {
         requested
             .iter()
-            .filter_map(|r| outputs.iter().find(|t| t.name == r.name).cloned())
+            .zip(
+                placements
+                    .iter()
+                    .map(Option::as_ref)
+                    .chain(std::iter::repeat(None)),
+            )
+            .filter_map(|(r, at)| Some((outputs.iter().find(|t| t.name == r.name)?.clone(), at)))
             .collect()
     };
     let (outputs, raw_output_contents) = outputs
         .into_iter()
-        .map(|t| {
+        .map(|(t, at)| {
+            let (parameters, data) = match at {
+                Some(at) => (output_parameters(at, t.data.len()), Bytes::new()),
+                None => (Default::default(), t.data),
+            };
             let tensor = InferOutputTensor {
                 name: t.name,
                 datatype: t.datatype.as_str().to_string(),
                 shape: t.shape,
+                parameters,
                 ..Default::default()
             };
-            (tensor, t.data)
+            (tensor, data)
         })
         .unzip();
     ModelInferResponse {

@@ -59,16 +59,25 @@ async fn run(state: &AppState, request: ModelInferRequest) -> Result<ModelInferR
     let version = convert::version(&model_version)?;
     let timeout = convert::timeout(parameters.get("timeout"))?;
     let limits = &state.settings.limits;
+    let shared_memory = &state.shared_memory;
+    let mut placements = Vec::new();
     if !outputs.is_empty() {
         limits.check_count("requested outputs", outputs.len())?;
         let pool = state.registry.get(&model_name, version)?;
-        convert::check_requested(pool.metadata(), &outputs)?;
+        placements = convert::check_requested(pool.metadata(), &outputs)?;
     }
-    let tensors = convert::inputs(inputs, raw_input_contents, limits)?;
+    let tensors = convert::inputs(inputs, raw_input_contents, limits, shared_memory)?;
     let (pool, results) = state
         .infer_within(&model_name, version, tensors, timeout)
         .await?;
-    Ok(convert::response(pool.metadata(), id, results, &outputs))
+    convert::write_shared(shared_memory, &results, &outputs, &placements)?;
+    Ok(convert::response(
+        pool.metadata(),
+        id,
+        results,
+        &outputs,
+        &placements,
+    ))
 }
 
 /// Answers each request of the stream as it completes, so requests on one stream batch

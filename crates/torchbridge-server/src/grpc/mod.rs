@@ -7,8 +7,9 @@
 //! through the one shared path ([`AppState::infer`]), and errors become statuses in
 //! `error`. Tensor bytes are not copied on the way in (raw request bytes become each
 //! tensor's buffer) and are copied once on the way out, when tonic encodes the reply.
-//! Triton's shared-memory, trace and log-settings RPCs are not offered: tonic answers
-//! them UNIMPLEMENTED, which tritonclient reports as such.
+//! Triton's system shared-memory RPCs are offered (`shared_memory`); its CUDA
+//! shared-memory, trace and log-settings RPCs are not: tonic answers them UNIMPLEMENTED,
+//! which tritonclient reports as such.
 //!
 //! [`Tensor`]: torchbridge_core::Tensor
 
@@ -18,6 +19,7 @@ mod guard;
 mod infer;
 mod models;
 mod repository;
+mod shared_memory;
 mod stats;
 
 use tokio_stream::wrappers::ReceiverStream;
@@ -116,7 +118,7 @@ impl GrpcInferenceService for Inference {
         &self,
         _: Request<ServerMetadataRequest>,
     ) -> Result<Response<ServerMetadataResponse>, Status> {
-        Ok(Response::new(models::server_metadata()))
+        Ok(Response::new(models::server_metadata(&self.state)))
     }
 
     async fn model_metadata(
@@ -198,6 +200,33 @@ impl GrpcInferenceService for Inference {
             repository::unload(&self.state, request).await,
         )
     }
+
+    async fn system_shared_memory_status(
+        &self,
+        request: Request<SystemSharedMemoryStatusRequest>,
+    ) -> Result<Response<SystemSharedMemoryStatusResponse>, Status> {
+        let request = request.into_inner();
+        let result = shared_memory::status(&self.state, &request);
+        reply("SystemSharedMemoryStatus", "", result)
+    }
+
+    async fn system_shared_memory_register(
+        &self,
+        request: Request<SystemSharedMemoryRegisterRequest>,
+    ) -> Result<Response<SystemSharedMemoryRegisterResponse>, Status> {
+        let request = request.into_inner();
+        let result = shared_memory::register(&self.state, &request);
+        reply("SystemSharedMemoryRegister", "", result)
+    }
+
+    async fn system_shared_memory_unregister(
+        &self,
+        request: Request<SystemSharedMemoryUnregisterRequest>,
+    ) -> Result<Response<SystemSharedMemoryUnregisterResponse>, Status> {
+        let request = request.into_inner();
+        let response = shared_memory::unregister(&self.state, &request);
+        Ok(Response::new(response))
+    }
 }
 
 /// The request conversion path for the fuzz target (`crate::fuzzing`).
@@ -215,13 +244,19 @@ pub(crate) fn fuzz_convert(
     {
         let _ = convert::check_requested(model, &request.outputs);
     }
-    let Ok(tensors) = convert::inputs(request.inputs, request.raw_input_contents, limits) else {
+    let no_regions = crate::SharedMemory::default();
+    let Ok(tensors) = convert::inputs(
+        request.inputs,
+        request.raw_input_contents,
+        limits,
+        &no_regions,
+    ) else {
         return;
     };
     for t in &tensors {
         t.check_bytes().expect("a converted tensor is consistent");
     }
     let _ = model.prepare(tensors.clone());
-    let response = convert::response(model, request.id, tensors, &[]);
+    let response = convert::response(model, request.id, tensors, &[], &[]);
     let _ = prost::Message::encode_to_vec(&response);
 }

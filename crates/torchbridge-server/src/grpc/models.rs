@@ -13,11 +13,14 @@ use super::proto::{
 };
 use crate::AppState;
 
-pub(super) fn server_metadata() -> ServerMetadataResponse {
+pub(super) fn server_metadata(state: &AppState) -> ServerMetadataResponse {
     ServerMetadataResponse {
         name: "torchbridge".into(),
         version: env!("CARGO_PKG_VERSION").into(),
-        extensions: crate::EXTENSIONS.iter().map(|e| e.to_string()).collect(),
+        extensions: crate::extensions(state)
+            .into_iter()
+            .map(String::from)
+            .collect(),
     }
 }
 

@@ -19,7 +19,7 @@ pub async fn server_metadata(State(state): State<AppState>) -> Json<Value> {
     Json(json!({
         "name": "torchbridge",
         "version": env!("CARGO_PKG_VERSION"),
-        "extensions": crate::EXTENSIONS,
+        "extensions": crate::extensions(&state),
         "runtimes": runtimes,
     }))
 }

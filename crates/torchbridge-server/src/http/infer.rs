@@ -10,6 +10,7 @@ use super::binary::header_length;
 use super::compression::Encoding;
 use super::error::ApiError;
 use super::extract::{Body, ModelRef};
+use super::request::Delivery;
 use super::{request, response};
 use crate::AppState;
 use crate::request_metrics::{Outcome, Protocol};
@@ -21,7 +22,12 @@ pub async fn infer(
     Body(body): Body,
 ) -> Result<Response, ApiError> {
     let pool = state.registry.get(&model.name, model.version)?;
-    let request = request::decode(body, header_length(&headers)?, &state.settings.limits)?;
+    let request = request::decode(
+        body,
+        header_length(&headers)?,
+        &state.settings.limits,
+        &state.shared_memory,
+    )?;
     request.outputs.check(pool.metadata())?;
     let version = pool.metadata().version;
     drop(pool);
@@ -45,6 +51,11 @@ pub async fn infer(
 
     let (pool, outputs) = result?;
     let outputs = request.outputs.select(outputs)?;
+    for (tensor, delivery) in &outputs {
+        if let Delivery::SharedMemory(at) = delivery {
+            state.shared_memory.write(&tensor.name, at, &tensor.data)?;
+        }
+    }
     let encoded = response::encode(
         &model.name,
         pool.metadata().version,

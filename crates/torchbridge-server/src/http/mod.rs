@@ -22,6 +22,7 @@ mod model_config;
 mod repository;
 mod request;
 mod response;
+mod shared_memory;
 mod stats;
 mod tensor_json;
 #[cfg(test)]
@@ -76,6 +77,40 @@ pub fn app(state: AppState) -> Router {
             "/v2/repository/models/{model}/unload",
             post(repository::unload),
         )
+        .route(
+            "/v2/systemsharedmemory/status",
+            get(shared_memory::status_all),
+        )
+        .route(
+            "/v2/systemsharedmemory/region/{name}/status",
+            get(shared_memory::status),
+        )
+        .route(
+            "/v2/systemsharedmemory/region/{name}/register",
+            post(shared_memory::register),
+        )
+        .route(
+            "/v2/systemsharedmemory/unregister",
+            post(shared_memory::unregister_all),
+        )
+        .route(
+            "/v2/systemsharedmemory/region/{name}/unregister",
+            post(shared_memory::unregister),
+        )
+        .route("/v2/cudasharedmemory/status", get(shared_memory::cuda))
+        .route(
+            "/v2/cudasharedmemory/region/{name}/status",
+            get(shared_memory::cuda),
+        )
+        .route(
+            "/v2/cudasharedmemory/region/{name}/register",
+            post(shared_memory::cuda),
+        )
+        .route("/v2/cudasharedmemory/unregister", post(shared_memory::cuda))
+        .route(
+            "/v2/cudasharedmemory/region/{name}/unregister",
+            post(shared_memory::cuda),
+        )
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::track,
@@ -112,7 +147,8 @@ pub(crate) fn fuzz_decode(
         },
         false => body,
     };
-    let Ok(decoded) = request::decode(body, header_length, limits) else {
+    let Ok(decoded) = request::decode(body, header_length, limits, &crate::SharedMemory::default())
+    else {
         return;
     };
     for t in &decoded.inputs {
@@ -120,9 +156,17 @@ pub(crate) fn fuzz_decode(
     }
     let _ = decoded.outputs.check(model);
     let _ = model.prepare(decoded.inputs.clone());
-    let as_json: Vec<_> = decoded.inputs.iter().map(|t| (t.clone(), false)).collect();
+    let as_json: Vec<_> = decoded
+        .inputs
+        .iter()
+        .map(|t| (t.clone(), request::Delivery::Json))
+        .collect();
     let _ = response::encode("m", 1, decoded.id.as_deref(), &as_json);
-    let as_binary: Vec<_> = decoded.inputs.iter().map(|t| (t.clone(), true)).collect();
+    let as_binary: Vec<_> = decoded
+        .inputs
+        .iter()
+        .map(|t| (t.clone(), request::Delivery::Binary))
+        .collect();
     let encoded = response::encode("m", 1, None, &as_binary).expect("binary encoding cannot fail");
     let json_end = encoded.header_length.unwrap_or(encoded.body.len());
     let json = std::str::from_utf8(&encoded.body[..json_end]).expect("the JSON part is UTF-8");
@@ -130,7 +174,12 @@ pub(crate) fn fuzz_decode(
     let mut again = json.clone().into_bytes();
     again.extend_from_slice(&encoded.body[json_end..]);
     let header_length = encoded.header_length.map(|_| json.len());
-    let again = request::decode(again.into(), header_length, limits)
-        .expect("re-encoded tensors decode again");
+    let again = request::decode(
+        again.into(),
+        header_length,
+        limits,
+        &crate::SharedMemory::default(),
+    )
+    .expect("re-encoded tensors decode again");
     assert!(again.inputs == decoded.inputs, "re-encoded tensors differ");
 }

@@ -18,7 +18,7 @@ use torchbridge_core::{DataType, ModelMetadata, Tensor};
 use super::binary::{BinaryData, split_body};
 use super::error::ApiError;
 use super::tensor_json::{DataSeed, Decoded};
-use crate::Limits;
+use crate::{Limits, Placement, SharedMemory};
 
 /// A decoded inference request.
 #[derive(Debug)]
@@ -50,7 +50,18 @@ pub struct RequestedOutput {
 pub struct OutputParameters {
     pub binary_data: Option<bool>,
     classification: Option<IgnoredAny>,
-    shared_memory_region: Option<IgnoredAny>,
+    shared_memory_region: Option<String>,
+    shared_memory_byte_size: Option<u64>,
+    shared_memory_offset: Option<u64>,
+}
+
+/// How one output goes back to the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    Json,
+    Binary,
+    /// Written into a registered shared-memory region; the response names it.
+    SharedMemory(Placement),
 }
 
 #[derive(Deserialize)]
@@ -73,11 +84,12 @@ struct RequestParameters {
 }
 
 /// Decodes a request body (already inflated), given its `Inference-Header-Content-Length`,
-/// within `limits`.
+/// within `limits`; inputs placed in shared memory are read from `shared_memory`.
 pub fn decode(
     body: Bytes,
     header_length: Option<usize>,
     limits: &Limits,
+    shared_memory: &SharedMemory,
 ) -> Result<InferRequest, ApiError> {
     let (json, mut binary) = split_body(body, header_length)?;
     limits.check_json_depth(&json)?;
@@ -90,7 +102,7 @@ pub fn decode(
     let inputs = request
         .inputs
         .into_iter()
-        .map(|input| input.into_tensor(&mut binary, limits))
+        .map(|input| input.into_tensor(&mut binary, limits, shared_memory))
         .collect::<Result<Vec<_>, _>>()?;
     binary.finish()?;
     let outputs = OutputSelection {
@@ -115,9 +127,7 @@ impl OutputSelection {
             if o.parameters.classification.is_some() {
                 return Err(unsupported("classification"));
             }
-            if o.parameters.shared_memory_region.is_some() {
-                return Err(unsupported("shared memory"));
-            }
+            o.placement()?;
             if self
                 .requested
                 .iter()
@@ -154,12 +164,16 @@ impl OutputSelection {
         Ok(())
     }
 
-    /// The outputs to send, in order, each with whether it goes as binary data.
-    pub fn select(&self, outputs: Vec<Tensor>) -> Result<Vec<(Tensor, bool)>, ApiError> {
+    /// The outputs to send, in order, each with how it goes back.
+    pub fn select(&self, outputs: Vec<Tensor>) -> Result<Vec<(Tensor, Delivery)>, ApiError> {
+        let inline = |binary| match binary {
+            true => Delivery::Binary,
+            false => Delivery::Json,
+        };
         let Some(requested) = &self.requested else {
             return Ok(outputs
                 .into_iter()
-                .map(|t| (t, self.binary_default))
+                .map(|t| (t, inline(self.binary_default)))
                 .collect());
         };
         let mut outputs: Vec<Option<Tensor>> = outputs.into_iter().map(Some).collect();
@@ -171,28 +185,45 @@ impl OutputSelection {
                     .find(|t| t.as_ref().is_some_and(|t| t.name == o.name))
                     .and_then(Option::take)
                     .ok_or_else(|| ApiError::bad_request(format!("no output `{}`", o.name)))?;
-                Ok((
-                    tensor,
-                    o.parameters.binary_data.unwrap_or(self.binary_default),
-                ))
+                let delivery = match o.placement()? {
+                    Some(placement) => Delivery::SharedMemory(placement),
+                    None => inline(o.parameters.binary_data.unwrap_or(self.binary_default)),
+                };
+                Ok((tensor, delivery))
             })
             .collect()
     }
 }
 
-/// One `inputs[i]` object, its data decoded or still to be taken from the binary part.
+impl RequestedOutput {
+    fn placement(&self) -> Result<Option<Placement>, ApiError> {
+        let p = &self.parameters;
+        Ok(Placement::from_parameters(
+            &self.name,
+            p.shared_memory_region.clone(),
+            p.shared_memory_byte_size,
+            p.shared_memory_offset,
+        )?)
+    }
+}
+
+/// One `inputs[i]` object, its data decoded or still to be taken from the binary part
+/// or from shared memory.
 struct InputJson {
     name: String,
     datatype: DataType,
     shape: Vec<i64>,
     binary_data_size: Option<u64>,
     data: Option<Decoded>,
+    shared_memory: Option<Placement>,
 }
 
 #[derive(Default, Deserialize)]
 struct InputParameters {
     binary_data_size: Option<u64>,
-    shared_memory_region: Option<IgnoredAny>,
+    shared_memory_region: Option<String>,
+    shared_memory_byte_size: Option<u64>,
+    shared_memory_offset: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -251,11 +282,13 @@ impl<'de> Visitor<'de> for InputVisitor {
         let name = name.ok_or_else(|| de::Error::missing_field("name"))?;
         let datatype = datatype.ok_or_else(|| de::Error::missing_field("datatype"))?;
         let shape = shape.ok_or_else(|| de::Error::missing_field("shape"))?;
-        if parameters.shared_memory_region.is_some() {
-            return Err(de::Error::custom(format!(
-                "input `{name}`: shared memory is not supported"
-            )));
-        }
+        let shared_memory = Placement::from_parameters(
+            &name,
+            parameters.shared_memory_region,
+            parameters.shared_memory_byte_size,
+            parameters.shared_memory_offset,
+        )
+        .map_err(de::Error::custom)?;
         if let Some(raw) = raw {
             let seed = DataSeed {
                 name: &name,
@@ -270,6 +303,7 @@ impl<'de> Visitor<'de> for InputVisitor {
             shape,
             binary_data_size: parameters.binary_data_size,
             data,
+            shared_memory,
         })
     }
 }
@@ -284,14 +318,30 @@ fn capacity_hint(shape: &[i64]) -> usize {
 }
 
 impl InputJson {
-    fn into_tensor(self, binary: &mut BinaryData, limits: &Limits) -> Result<Tensor, ApiError> {
+    fn into_tensor(
+        self,
+        binary: &mut BinaryData,
+        limits: &Limits,
+        shared_memory: &SharedMemory,
+    ) -> Result<Tensor, ApiError> {
         let InputJson {
             name,
             datatype,
             shape,
             binary_data_size,
             data,
+            shared_memory: placement,
         } = self;
+        if let Some(at) = placement {
+            if binary_data_size.is_some() || data.is_some() {
+                return Err(ApiError::bad_request(format!(
+                    "input `{name}` is in shared memory and also has `data` or \
+                     `parameters.binary_data_size`; send it one way"
+                )));
+            }
+            let bytes = shared_memory.read_input(&name, datatype, &shape, &at, limits)?;
+            return Ok(Tensor::new(name, datatype, shape, bytes)?);
+        }
         if let Some(d) = shape.iter().find(|&&d| d < 0) {
             return Err(ApiError::bad_request(format!(
                 "input `{name}`: shape {shape:?} has a negative dimension ({d})"

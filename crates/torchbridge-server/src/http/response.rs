@@ -9,6 +9,7 @@ use torchbridge_core::{DataType, Tensor};
 use super::binary::HEADER_LENGTH;
 use super::compression::{Encoding, compress};
 use super::error::ApiError;
+use super::request::Delivery;
 use super::tensor_json::write_data;
 
 /// An encoded response body; `header_length` is set when binary data follows the JSON.
@@ -18,18 +19,30 @@ pub struct Encoded {
     pub header_length: Option<usize>,
 }
 
-/// Encodes `outputs` (each with whether it goes as binary data) as the response of
-/// `model` version `version` to request `id`.
+/// Encodes `outputs` (each with how it goes back) as the response of `model` version
+/// `version` to request `id`. Outputs delivered in shared memory get only their name,
+/// datatype and shape: their data is already in the client's region.
 pub fn encode(
     model: &str,
     version: u64,
     id: Option<&str>,
-    outputs: &[(Tensor, bool)],
+    outputs: &[(Tensor, Delivery)],
 ) -> Result<Encoded, ApiError> {
-    let binary_bytes: usize = outputs.iter().filter(|o| o.1).map(|o| o.0.data.len()).sum();
+    let is_binary = |o: &&(Tensor, Delivery)| o.1 == Delivery::Binary;
+    let binary_bytes: usize = outputs
+        .iter()
+        .filter(is_binary)
+        .map(|o| o.0.data.len())
+        .sum();
     let json_estimate: usize = outputs
         .iter()
-        .map(|(t, binary)| 96 + t.name.len() + if *binary { 0 } else { json_size(t) })
+        .map(|(t, delivery)| {
+            let data = match delivery {
+                Delivery::Json => json_size(t),
+                Delivery::Binary | Delivery::SharedMemory(_) => 0,
+            };
+            96 + t.name.len() + data
+        })
         .sum();
     let mut out = Vec::with_capacity(64 + model.len() + json_estimate + binary_bytes);
     out.extend_from_slice(b"{\"model_name\":");
@@ -42,7 +55,7 @@ pub fn encode(
         string(&mut out, id);
     }
     out.extend_from_slice(b",\"outputs\":[");
-    for (i, (t, binary)) in outputs.iter().enumerate() {
+    for (i, (t, delivery)) in outputs.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
@@ -58,19 +71,25 @@ pub fn encode(
             out.extend_from_slice(itoa::Buffer::new().format(*d).as_bytes());
         }
         out.push(b']');
-        if *binary {
-            out.extend_from_slice(b",\"parameters\":{\"binary_data_size\":");
-            out.extend_from_slice(itoa::Buffer::new().format(t.data.len()).as_bytes());
-            out.push(b'}');
-        } else {
-            out.extend_from_slice(b",\"data\":");
-            write_data(&mut out, t)?;
+        match delivery {
+            Delivery::Binary => {
+                out.extend_from_slice(b",\"parameters\":{\"binary_data_size\":");
+                out.extend_from_slice(itoa::Buffer::new().format(t.data.len()).as_bytes());
+                out.push(b'}');
+            }
+            Delivery::Json => {
+                out.extend_from_slice(b",\"data\":");
+                write_data(&mut out, t)?;
+            }
+            // Neither data nor parameters: Triton's C++ client reads `binary_data_size`
+            // from any output that has parameters.
+            Delivery::SharedMemory(_) => {}
         }
         out.push(b'}');
     }
     out.extend_from_slice(b"]}");
-    let header_length = outputs.iter().any(|o| o.1).then_some(out.len());
-    for (t, _) in outputs.iter().filter(|o| o.1) {
+    let header_length = outputs.iter().any(|o| is_binary(&o)).then_some(out.len());
+    for (t, _) in outputs.iter().filter(is_binary) {
         out.extend_from_slice(&t.data);
     }
     Ok(Encoded {

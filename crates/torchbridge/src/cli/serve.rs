@@ -39,6 +39,12 @@ pub struct ServeArgs {
     /// 0: off.
     #[arg(long, env = "TORCHBRIDGE_IDLE_POLL_US", default_value_t = 0)]
     idle_poll_us: u64,
+    /// Let clients register system shared-memory regions (Triton's
+    /// `systemsharedmemory` extension) and pass tensors through them. Any client that
+    /// reaches the server may then read and write the shared-memory objects of the
+    /// server's user: only for clients on the same host that you trust.
+    #[arg(long, env = "TORCHBRIDGE_ALLOW_CLIENT_SHM")]
+    allow_client_shm: bool,
     #[command(flatten)]
     security: SecurityArgs,
     #[command(flatten)]
@@ -206,6 +212,7 @@ async fn serve(
         tls,
         request_timeout: Duration::from_millis(args.request_timeout_ms),
         idle_poll: Duration::from_micros(args.idle_poll_us),
+        allow_client_shm: args.allow_client_shm,
         runtime_versions: tokio::task::spawn_blocking(torchbridge::runtime_versions).await?,
     };
     let http = tokio::net::TcpListener::bind(addr(args.http_port))

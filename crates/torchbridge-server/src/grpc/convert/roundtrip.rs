@@ -76,14 +76,14 @@ proptest! {
     #[test]
     fn raw_contents_round_trip(outputs in tensors(Carrier::Raw)) {
         let tensors: Vec<Tensor> = outputs.into_iter().map(|(t, _)| t).collect();
-        let response = over_the_wire(&response(&metadata(), "id".into(), tensors.clone(), &[]));
+        let response = over_the_wire(&response(&metadata(), "id".into(), tensors.clone(), &[], &[]));
         let request = over_the_wire(&ModelInferRequest {
             model_name: "m".into(),
             inputs: tensors.iter().map(described).collect(),
             raw_input_contents: response.raw_output_contents,
             ..Default::default()
         });
-        let got = inputs(request.inputs, request.raw_input_contents, &Limits::default()).unwrap();
+        let got = inputs(request.inputs, request.raw_input_contents, &Limits::default(), &SharedMemory::default()).unwrap();
         prop_assert_eq!(got, tensors);
     }
 
@@ -95,7 +95,7 @@ proptest! {
             inputs: tensors.iter().map(typed).collect(),
             ..Default::default()
         });
-        let got = inputs(request.inputs, request.raw_input_contents, &Limits::default());
+        let got = inputs(request.inputs, request.raw_input_contents, &Limits::default(), &SharedMemory::default());
         match tensors.iter().find(|t| matches!(t.datatype, DataType::Fp16 | DataType::Bf16)) {
             // Half floats have no typed field: the request is refused, naming the input.
             Some(half) => {

@@ -1,11 +1,14 @@
 use half::{bf16, f16};
+use std::collections::HashMap;
+
 use torchbridge_core::TensorSpec;
 
 use super::*;
+use crate::shared_memory::tests::Object;
 
 /// The conversion under the default limits (the limits have their own tests).
 fn inputs(inputs: Vec<InferInputTensor>, raw: Vec<Bytes>) -> Result<Vec<Tensor>> {
-    super::inputs(inputs, raw, &Limits::default())
+    super::inputs(inputs, raw, &Limits::default(), &SharedMemory::default())
 }
 
 fn input(
@@ -175,7 +178,8 @@ fn raw_and_typed_do_not_mix() {
     ));
     assert_eq!(
         e,
-        "raw_input_contents has 1 entries for 2 inputs; give one per input, in input order, or none"
+        "raw_input_contents has 1 entries for 2 inputs (not counting those in shared memory); \
+         give one per input, in input order, or none"
     );
     let typed = input("A", "FP32", vec![1], with(|c| c.fp32_contents = vec![1.0]));
     let e = error(inputs(vec![typed], vec![raw]));
@@ -337,7 +341,13 @@ fn requested_outputs_must_exist_once() {
 fn responses_hold_the_asked_outputs_as_raw_bytes_in_order() {
     let a = Tensor::from_slice("A", vec![1, 1], &[1f32]).unwrap();
     let b = Tensor::from_slice("B", vec![1, 1], &[2f32]).unwrap();
-    let all = response(&metadata(), "req-1".into(), vec![a.clone(), b.clone()], &[]);
+    let all = response(
+        &metadata(),
+        "req-1".into(),
+        vec![a.clone(), b.clone()],
+        &[],
+        &[],
+    );
     assert_eq!(
         (all.model_name.as_str(), all.model_version.as_str()),
         ("m", "4")
@@ -359,6 +369,7 @@ fn responses_hold_the_asked_outputs_as_raw_bytes_in_order() {
         String::new(),
         vec![a, b.clone()],
         &wanted(&["B"]),
+        &[None],
     );
     assert_eq!(some.outputs.len(), 1);
     assert_eq!(some.outputs[0].name, "B");
@@ -386,4 +397,104 @@ fn the_timeout_parameter_is_in_microseconds() {
         let e = timeout(Some(&param(bad))).unwrap_err().to_string();
         assert!(e.contains("`timeout` parameter"), "{e}");
     }
+}
+
+fn placed_at(region: &str, byte_size: i64) -> HashMap<String, InferParameter> {
+    let param = |choice| InferParameter {
+        parameter_choice: Some(choice),
+    };
+    HashMap::from([
+        (
+            "shared_memory_region".to_string(),
+            param(ParameterChoice::StringParam(region.into())),
+        ),
+        (
+            "shared_memory_byte_size".to_string(),
+            param(ParameterChoice::Int64Param(byte_size)),
+        ),
+    ])
+}
+
+#[test]
+fn inputs_in_shared_memory_take_no_raw_entry() {
+    let object = Object::new(&[1, 0, 0, 0, 2, 0, 0, 0]);
+    let shm = SharedMemory::new(true);
+    shm.register("r", &object.key, 0, 8).unwrap();
+    let in_shm = InferInputTensor {
+        parameters: placed_at("r", 8),
+        ..bare("A", "INT32", vec![2])
+    };
+    let raw = Bytes::from(7i32.to_le_bytes().to_vec());
+    let got = super::inputs(
+        vec![in_shm.clone(), bare("B", "INT32", vec![1])],
+        vec![raw],
+        &Limits::default(),
+        &shm,
+    )
+    .unwrap();
+    let a = Tensor::from_slice("A", vec![2], &[1i32, 2]).unwrap();
+    let b = Tensor::from_slice("B", vec![1], &[7i32]).unwrap();
+    assert_eq!(got, vec![a, b]);
+
+    let typed_too = InferInputTensor {
+        contents: Some(with(|c| c.int_contents = vec![1, 2])),
+        ..in_shm.clone()
+    };
+    let e = error(super::inputs(
+        vec![typed_too],
+        vec![],
+        &Limits::default(),
+        &shm,
+    ));
+    assert!(
+        e.contains("is in shared memory and also has typed contents"),
+        "{e}"
+    );
+    let mut bad = in_shm;
+    bad.parameters.insert(
+        "shared_memory_byte_size".into(),
+        InferParameter {
+            parameter_choice: Some(ParameterChoice::StringParam("8".into())),
+        },
+    );
+    let e = error(super::inputs(vec![bad], vec![], &Limits::default(), &shm));
+    assert!(
+        e.contains("`shared_memory_byte_size` must be a number"),
+        "{e}"
+    );
+}
+
+#[test]
+fn outputs_in_shared_memory_are_written_there_and_described() {
+    let object = Object::new(&[0; 16]);
+    let shm = SharedMemory::new(true);
+    shm.register("out", &object.key, 0, 16).unwrap();
+    let a = Tensor::from_slice("A", vec![1, 1], &[1f32]).unwrap();
+    let b = Tensor::from_slice("B", vec![1, 1], &[2f32]).unwrap();
+    let requested = vec![
+        InferRequestedOutputTensor {
+            name: "B".into(),
+            parameters: placed_at("out", 16),
+        },
+        InferRequestedOutputTensor {
+            name: "A".into(),
+            parameters: HashMap::new(),
+        },
+    ];
+    let placements = check_requested(&metadata(), &requested).unwrap();
+    let outputs = vec![a.clone(), b.clone()];
+    write_shared(&shm, &outputs, &requested, &placements).unwrap();
+    assert_eq!(&object.contents()[..4], &b.data[..]);
+    let r = response(&metadata(), String::new(), outputs, &requested, &placements);
+    assert_eq!(r.raw_output_contents, vec![Bytes::new(), a.data]);
+    let p = &r.outputs[0].parameters;
+    assert_eq!(
+        p["shared_memory_region"].parameter_choice,
+        Some(ParameterChoice::StringParam("out".into()))
+    );
+    assert_eq!(
+        p["shared_memory_byte_size"].parameter_choice,
+        Some(ParameterChoice::Int64Param(4))
+    );
+    assert!(r.outputs[1].parameters.is_empty());
 }

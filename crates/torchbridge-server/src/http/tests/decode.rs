@@ -6,12 +6,18 @@ use serde_json::{Value, json};
 use torchbridge_core::Tensor;
 
 use super::{metadata, outputs};
-use crate::Limits;
-use crate::http::request::{InferRequest, decode};
+use crate::http::request::{Delivery, InferRequest, decode};
+use crate::shared_memory::tests::Object;
+use crate::{Limits, Placement, SharedMemory};
 
 fn request(body: Value) -> Result<InferRequest, String> {
-    decode(Bytes::from(body.to_string()), None, &Limits::default())
-        .map_err(|e| e.message().to_string())
+    decode(
+        Bytes::from(body.to_string()),
+        None,
+        &Limits::default(),
+        &SharedMemory::default(),
+    )
+    .map_err(|e| e.message().to_string())
 }
 
 fn one_input(datatype: &str, shape: Value, data: Value) -> Result<Tensor, String> {
@@ -191,6 +197,7 @@ fn element_count_and_ranges_are_checked() {
         Bytes::from_static(b"{\"inputs\": [}"),
         None,
         &Limits::default(),
+        &SharedMemory::default(),
     )
     .unwrap_err();
     assert_eq!(err.status().as_u16(), 400);
@@ -225,7 +232,13 @@ fn binary_and_json_inputs_mix() {
     });
     let binary = [float_bytes.as_slice(), &strings.data].concat();
     let (body, n) = with_binary(header, &binary);
-    let request = decode(body.clone(), Some(n), &Limits::default()).unwrap();
+    let request = decode(
+        body.clone(),
+        Some(n),
+        &Limits::default(),
+        &SharedMemory::default(),
+    )
+    .unwrap();
     assert_eq!(request.id.as_deref(), Some("req-7"));
     let [a, b, s] = &request.inputs[..] else {
         panic!()
@@ -245,7 +258,7 @@ fn binary_sizes_must_add_up() {
     let input = |size: usize| json!({"inputs": [{"name": "A", "shape": [2], "datatype": "FP32", "parameters": {"binary_data_size": size}}]});
     let err = |header: Value, binary: &[u8]| {
         let (body, n) = with_binary(header, binary);
-        decode(body, Some(n), &Limits::default())
+        decode(body, Some(n), &Limits::default(), &SharedMemory::default())
             .unwrap_err()
             .message()
             .to_string()
@@ -261,7 +274,66 @@ fn binary_sizes_must_add_up() {
     let neither = json!({"inputs": [{"name": "A", "shape": [1], "datatype": "FP32"}]});
     assert!(err(neither, &[]).contains("no `data` and no `parameters.binary_data_size`"));
     let shm = json!({"inputs": [{"name": "A", "shape": [1], "datatype": "FP32", "parameters": {"shared_memory_region": "r"}}]});
-    assert!(err(shm, &[]).contains("shared memory is not supported"));
+    assert!(
+        err(shm, &[])
+            .contains("give `shared_memory_region` and `shared_memory_byte_size` together")
+    );
+    let shm = json!({"inputs": [{"name": "A", "shape": [1], "datatype": "FP32", "parameters": {"shared_memory_region": "r", "shared_memory_byte_size": 4}}]});
+    assert!(err(shm, &[]).contains("no shared-memory region `r` is registered"));
+}
+
+#[test]
+fn inputs_are_read_from_shared_memory_and_outputs_placed_there() {
+    let values = [1.5f32, -2.0, 3.25, 0.0];
+    let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let mut object_bytes = vec![9u8; 8];
+    object_bytes.extend_from_slice(&bytes);
+    let object = Object::new(&object_bytes);
+    let shm = SharedMemory::new(true);
+    shm.register("in", &object.key, 0, object_bytes.len() as u64)
+        .unwrap();
+    let decode_json = |body: Value| {
+        decode(
+            Bytes::from(body.to_string()),
+            None,
+            &Limits::default(),
+            &shm,
+        )
+        .map_err(|e| e.message().to_string())
+    };
+    let placed = |size: u64| json!({"shared_memory_region": "in", "shared_memory_offset": 8, "shared_memory_byte_size": size});
+    let request = decode_json(json!({
+        "inputs": [{"name": "X", "shape": [2, 2], "datatype": "FP32", "parameters": placed(16)}],
+        "outputs": [{"name": "Y", "parameters": {"shared_memory_region": "out", "shared_memory_byte_size": 64}}, {"name": "Z"}],
+    }))
+    .unwrap();
+    let expected = Tensor::from_slice("X", vec![2, 2], &values).unwrap();
+    assert_eq!(request.inputs, vec![expected]);
+    let picked = request.outputs.select(outputs()).unwrap();
+    let out = Placement {
+        region: "out".into(),
+        offset: 0,
+        byte_size: 64,
+    };
+    assert_eq!(picked[0].1, Delivery::SharedMemory(out));
+    assert_eq!(picked[1].1, Delivery::Json);
+
+    let wrong_size = decode_json(json!({
+        "inputs": [{"name": "X", "shape": [2, 2], "datatype": "FP32", "parameters": placed(12)}],
+    }))
+    .unwrap_err();
+    assert!(
+        wrong_size.contains("FP32 shape [2, 2] needs 16 bytes, shared_memory_byte_size is 12"),
+        "{wrong_size}"
+    );
+    let twice = decode_json(json!({
+        "inputs": [{"name": "X", "shape": [1], "datatype": "FP32", "data": [1.0], "parameters": placed(4)}],
+    }))
+    .unwrap_err();
+    assert!(
+        twice.contains("input `X` is in shared memory and also has `data`"),
+        "{twice}"
+    );
 }
 
 #[test]
@@ -280,8 +352,11 @@ fn outputs_are_selected_by_name_and_flag() {
     .unwrap();
     req.outputs.check(&metadata()).unwrap();
     let picked = req.outputs.select(outputs()).unwrap();
-    let picked: Vec<_> = picked.iter().map(|(t, b)| (t.name.as_str(), *b)).collect();
-    assert_eq!(picked, vec![("Z", false), ("Y", true)]);
+    let picked: Vec<_> = picked
+        .iter()
+        .map(|(t, d)| (t.name.as_str(), d.clone()))
+        .collect();
+    assert_eq!(picked, vec![("Z", Delivery::Json), ("Y", Delivery::Binary)]);
     let err = request(
         json!({"inputs": [], "outputs": [{"name": "Y", "parameters": {"classification": 3}}]}),
     )

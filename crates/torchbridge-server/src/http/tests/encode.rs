@@ -6,6 +6,7 @@ use torchbridge_core::Tensor;
 
 use super::outputs;
 use crate::http::compression::{Encoding, decompress};
+use crate::http::request::Delivery;
 use crate::http::response::{encode, into_response};
 
 #[test]
@@ -23,7 +24,7 @@ fn json_responses_carry_every_datatype() {
         Tensor::from_strings("s", vec![2], &["a\"b", "ü"]).unwrap(),
         Tensor::from_slice("empty", vec![0, 4], &[0f32; 0]).unwrap(),
     ];
-    let outputs: Vec<_> = tensors.into_iter().map(|t| (t, false)).collect();
+    let outputs: Vec<_> = tensors.into_iter().map(|t| (t, Delivery::Json)).collect();
     let encoded = encode("m", 3, Some("id-1"), &outputs).unwrap();
     assert_eq!(encoded.header_length, None);
     let v: Value = serde_json::from_slice(&encoded.body).unwrap();
@@ -70,7 +71,11 @@ fn json_responses_carry_every_datatype() {
 #[test]
 fn binary_outputs_follow_the_json_in_order() {
     let [y, z] = <[Tensor; 2]>::try_from(outputs()).unwrap();
-    let picked = vec![(z.clone(), true), (y.clone(), false), (y.clone(), true)];
+    let picked = vec![
+        (z.clone(), Delivery::Binary),
+        (y.clone(), Delivery::Json),
+        (y.clone(), Delivery::Binary),
+    ];
     let encoded = encode("m", 1, None, &picked).unwrap();
     let n = encoded.header_length.unwrap();
     let v: Value = serde_json::from_slice(&encoded.body[..n]).unwrap();
@@ -92,7 +97,10 @@ fn binary_outputs_follow_the_json_in_order() {
 
 #[tokio::test]
 async fn compressed_responses_inflate_to_the_same_body() {
-    let picked: Vec<_> = outputs().into_iter().map(|t| (t, true)).collect();
+    let picked: Vec<_> = outputs()
+        .into_iter()
+        .map(|t| (t, Delivery::Binary))
+        .collect();
     let plain = encode("m", 1, None, &picked).unwrap().body;
     for encoding in [Encoding::Gzip, Encoding::Deflate] {
         let response = into_response(encode("m", 1, None, &picked).unwrap(), Some(encoding));
@@ -106,7 +114,29 @@ async fn compressed_responses_inflate_to_the_same_body() {
 #[test]
 fn non_utf8_bytes_cannot_go_as_json() {
     let t = Tensor::from_strings("s", vec![1], &[&[0xffu8, 0xfe][..]]).unwrap();
-    let err = encode("m", 1, None, &[(t.clone(), false)]).unwrap_err();
+    let err = encode("m", 1, None, &[(t.clone(), Delivery::Json)]).unwrap_err();
     assert!(err.message().contains("not UTF-8"), "{err}");
-    assert!(encode("m", 1, None, &[(t, true)]).is_ok());
+    assert!(encode("m", 1, None, &[(t, Delivery::Binary)]).is_ok());
+}
+
+#[test]
+fn outputs_in_shared_memory_are_only_described() {
+    let [y, z] = <[Tensor; 2]>::try_from(outputs()).unwrap();
+    let placed = Delivery::SharedMemory(crate::Placement {
+        region: "out".into(),
+        offset: 8,
+        byte_size: 64,
+    });
+    let encoded = encode("m", 1, None, &[(y, placed), (z.clone(), Delivery::Binary)]).unwrap();
+    let n = encoded.header_length.unwrap();
+    let v: Value = serde_json::from_slice(&encoded.body[..n]).unwrap();
+    let described = v["outputs"][0].as_object().unwrap();
+    let mut keys: Vec<_> = described.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["datatype", "name", "shape"]);
+    assert_eq!(
+        &encoded.body[n..],
+        &z.data[..],
+        "only the binary output's data follows"
+    );
 }

@@ -5,10 +5,10 @@
 use axum::body::Bytes;
 use proptest::prelude::*;
 
-use crate::Limits;
-use crate::http::request::decode;
+use crate::http::request::{Delivery, decode};
 use crate::http::response::encode;
 use crate::test_tensors::{Carrier, tensors};
+use crate::{Limits, SharedMemory};
 
 /// The response body turned into a request body: its `outputs` become `inputs` (the
 /// decoder skips the fields a request does not have), the binary part stays.
@@ -21,24 +21,32 @@ fn as_request(body: &[u8], header_length: Option<usize>) -> (Bytes, Option<usize
     (Bytes::from(request), header_length.map(|_| json.len()))
 }
 
+fn delivery(binary: bool) -> Delivery {
+    match binary {
+        true => Delivery::Binary,
+        false => Delivery::Json,
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
     #[test]
     fn responses_decode_back_to_the_same_tensors(outputs in tensors(Carrier::Json)) {
+        let outputs: Vec<_> = outputs.into_iter().map(|(t, b)| (t, delivery(b))).collect();
         let encoded = encode("m", 1, None, &outputs).unwrap();
         let (body, header_length) = as_request(&encoded.body, encoded.header_length);
-        let request = decode(body, header_length, &Limits::default()).unwrap();
+        let request = decode(body, header_length, &Limits::default(), &SharedMemory::default()).unwrap();
         let expected: Vec<_> = outputs.into_iter().map(|(t, _)| t).collect();
         prop_assert_eq!(request.inputs, expected);
     }
 
     #[test]
     fn any_bytes_round_trip_as_binary_data(outputs in tensors(Carrier::Raw)) {
-        let binary: Vec<_> = outputs.into_iter().map(|(t, _)| (t, true)).collect();
+        let binary: Vec<_> = outputs.into_iter().map(|(t, _)| (t, Delivery::Binary)).collect();
         let encoded = encode("m", 1, None, &binary).unwrap();
         let (body, header_length) = as_request(&encoded.body, encoded.header_length);
-        let request = decode(body, header_length, &Limits::default()).unwrap();
+        let request = decode(body, header_length, &Limits::default(), &SharedMemory::default()).unwrap();
         let expected: Vec<_> = binary.into_iter().map(|(t, _)| t).collect();
         prop_assert_eq!(request.inputs, expected);
     }
