@@ -59,6 +59,9 @@ class Server:
     idle_poll_us: keep the CPUs awake this long after each request (lowest-priority
     spinning threads, one per CPU) so the next one does not wait for a sleeping CPU to
     wake; costs CPU time; 0 (the default) is off. See `serve --idle-poll-us`.
+    allow_client_shm: let clients on this host pass tensors through system shared memory
+    (Triton's extension; see `serve --allow-client-shm`). Off by default: any client
+    that reaches the server could read and write this user's shared-memory objects.
     log: a filter for the server's log on stderr ("warn", "info", ...); the first
     server of the process sets it; None leaves it off.
     """
@@ -69,7 +72,7 @@ class Server:
                  preferred_batch_sizes: Sequence[int] | None = None, instances: int = 1,
                  http_port: int = 8000, grpc_port: int = 8001, host: str = "127.0.0.1",
                  request_timeout_ms: int = 60_000, idle_poll_us: int = 0,
-                 log: str | None = "warn") -> None:
+                 allow_client_shm: bool = False, log: str | None = "warn") -> None:
         if not callable(fn):
             raise TypeError(f"fn must be callable (a function or an nn.Module), "
                             f"got {type(fn).__name__}")
@@ -80,6 +83,9 @@ class Server:
         _check_int("instances", instances, 1)
         _check_int("request_timeout_ms", request_timeout_ms, 1)
         _check_int("idle_poll_us", idle_poll_us, 0)
+        if not isinstance(allow_client_shm, bool):
+            raise TypeError(f"allow_client_shm must be True or False, "
+                            f"got {type(allow_client_shm).__name__}")
         for key, port in (("http_port", http_port), ("grpc_port", grpc_port)):
             _check_int(key, port, 0, 65535)
         batching = _batching(max_batch_size, max_queue_delay_us, preferred_batch_sizes)
@@ -101,7 +107,7 @@ class Server:
             versions = [("torch", torch.__version__)]
             self._native = _native.Server(fn, os.fspath(self._repository), name, host,
                                           http_port, grpc_port, versions, request_timeout_ms,
-                                          idle_poll_us)
+                                          idle_poll_us, allow_client_shm)
         except BaseException:
             self._cleanup()
             raise

@@ -12,6 +12,7 @@ import sys
 import threading
 import urllib.error
 import urllib.request
+from multiprocessing import shared_memory
 from pathlib import Path
 
 import numpy as np
@@ -195,6 +196,42 @@ def test_a_single_tensor_and_the_metadata_routes():
     assert calls == [(3,)]
 
 
+def post_json(server, path, body):
+    request = urllib.request.Request(f"{server.url}{path}", data=json.dumps(body).encode())
+    with urllib.request.urlopen(request, timeout=60) as reply:
+        return reply.read()
+
+
+def test_tensors_through_system_shared_memory_only_when_allowed():
+    x = np.arange(6, dtype=np.float32).reshape(2, 3) - 2.5
+    io = {"inputs": [("X", "FP32", [3])], "outputs": [("Y", "FP32", [3])]}
+    region = shared_memory.SharedMemory(create=True, size=2 * x.nbytes)
+    try:
+        np.ndarray(x.shape, np.float32, region.buf)[:] = x
+        register = {"key": f"/{region.name}", "offset": 0, "byte_size": 2 * x.nbytes}
+        placed = {"shared_memory_region": "io", "shared_memory_byte_size": x.nbytes}
+        infer = {"inputs": [{"name": "X", "datatype": "FP32", "shape": [2, 3],
+                             "parameters": placed}],
+                 "outputs": [{"name": "Y",
+                              "parameters": {**placed, "shared_memory_offset": x.nbytes}}]}
+        with torchbridge.Server(lambda t: t * 3, **io, max_batch_size=4, http_port=0,
+                                grpc_port=0, allow_client_shm=True) as server:
+            post_json(server, "/v2/systemsharedmemory/region/io/register", register)
+            reply = json.loads(post_json(server, "/v2/models/model/infer", infer))
+            assert reply["outputs"] == [{"name": "Y", "datatype": "FP32", "shape": [2, 3]}]
+            written = np.ndarray(x.shape, np.float32, region.buf, offset=x.nbytes)
+            np.testing.assert_array_equal(written, x * 3)
+            assert "system_shared_memory" in get_json(server, "/v2")["extensions"]
+        with torchbridge.Server(lambda t: t, **io, max_batch_size=4, http_port=0,
+                                grpc_port=0) as server:
+            with pytest.raises(urllib.error.HTTPError) as off:
+                post_json(server, "/v2/systemsharedmemory/region/io/register", register)
+            assert "--allow-client-shm" in json.load(off.value)["error"]
+    finally:
+        region.close()
+        region.unlink()
+
+
 def idle_poll_threads():
     """Thread id -> scheduling policy of this process's idle-poll spinners."""
     found = {}
@@ -326,6 +363,7 @@ def test_ctrl_c_stops_a_blocking_serve_cleanly():
     ({"preferred_batch_sizes": [128]}, ValueError, "preferred_batch_sizes must be"),
     ({"http_port": 70000}, ValueError, "http_port must be an integer in 0..65535"),
     ({"idle_poll_us": -1}, ValueError, "idle_poll_us must be an integer >= 0"),
+    ({"allow_client_shm": "yes"}, TypeError, "allow_client_shm must be True or False"),
     ({"fn": 3}, TypeError, "fn must be callable"),
 ])
 def test_wrong_arguments_are_refused_naming_the_argument(kwargs, error, message):

@@ -74,7 +74,7 @@ impl PyServer {
     /// listens on `host`:`http_port` and `host`:`grpc_port` (0: a free port), and
     /// starts serving in the background.
     #[new]
-    #[pyo3(signature = (callable, repository, name, host, http_port, grpc_port, runtime_versions, request_timeout_ms = 60_000, idle_poll_us = 0))]
+    #[pyo3(signature = (callable, repository, name, host, http_port, grpc_port, runtime_versions, request_timeout_ms = 60_000, idle_poll_us = 0, allow_client_shm = false))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -87,6 +87,7 @@ impl PyServer {
         runtime_versions: Vec<(String, String)>,
         request_timeout_ms: u64,
         idle_poll_us: u64,
+        allow_client_shm: bool,
     ) -> PyResult<Self> {
         let http = listen(host, http_port, "HTTP")?;
         let grpc = listen(host, grpc_port, "gRPC")?;
@@ -102,6 +103,7 @@ impl PyServer {
         let settings = ServerSettings {
             request_timeout: Duration::from_millis(request_timeout_ms),
             idle_poll: Duration::from_micros(idle_poll_us),
+            allow_client_shm,
             // Server metadata lists these; the names must be 'static, and a process
             // starts few servers.
             runtime_versions: runtime_versions
