@@ -95,15 +95,15 @@ impl RequestMetrics {
         handles.duration.record(elapsed.as_secs_f64());
     }
 
-    /// Counts one inference request (`torchbridge_inference_requests_total`) and, given
-    /// its time, records that (`torchbridge_inference_duration_seconds`): one lookup.
+    /// Counts one inference request (`torchbridge_inference_requests_total`) and records
+    /// its time (`torchbridge_inference_duration_seconds`): one lookup.
     pub fn inference(
         &self,
         model: &str,
         version: Option<u64>,
         outcome: Outcome,
         protocol: Protocol,
-        elapsed: Option<Duration>,
+        elapsed: Duration,
     ) {
         let key = (version, outcome, protocol);
         let found = read(&self.models)
@@ -121,9 +121,7 @@ impl RequestMetrics {
             (counter.clone(), handles.duration.clone())
         });
         counter.increment(1);
-        if let Some(elapsed) = elapsed {
-            duration.record(elapsed.as_secs_f64());
-        }
+        duration.record(elapsed.as_secs_f64());
     }
 }
 
@@ -211,10 +209,10 @@ mod tests {
             metrics.http_request("unmatched", &Method::from_bytes(b"BREW").unwrap(), 404, ms);
             metrics.http_request("unmatched", &Method::from_bytes(b"WHEN").unwrap(), 404, ms);
             for _ in 0..2 {
-                metrics.inference("mlp", Some(1), Outcome::Success, Protocol::Http, Some(ms));
+                metrics.inference("mlp", Some(1), Outcome::Success, Protocol::Http, ms);
             }
-            metrics.inference("mlp", Some(1), Outcome::Success, Protocol::Grpc, None);
-            metrics.inference("", None, Outcome::Invalid, Protocol::Grpc, None);
+            metrics.inference("mlp", Some(1), Outcome::Success, Protocol::Grpc, ms);
+            metrics.inference("", None, Outcome::Invalid, Protocol::Grpc, ms);
         });
         let text = handle.render();
         let value = |series: &str| -> Option<String> {
@@ -261,8 +259,10 @@ mod tests {
             ),
             Some("1".into())
         );
-        assert!(
-            text.contains("torchbridge_inference_duration_seconds"),
+        // HTTP and gRPC requests alike, by model.
+        assert_eq!(
+            value("torchbridge_inference_duration_seconds_count{model=\"mlp\"}"),
+            Some("3".into()),
             "{text}"
         );
     }

@@ -1,5 +1,7 @@
 //! `ModelInfer` and `ModelStreamInfer`: one request path, answered alone or on a stream.
 
+use std::time::Instant;
+
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_stream::wrappers::ReceiverStream;
@@ -22,6 +24,7 @@ pub(super) async fn infer(
     rpc: &'static str,
     request: ModelInferRequest,
 ) -> Result<ModelInferResponse, Status> {
+    let started = Instant::now();
     let model = request.model_name.clone();
     let version = request.model_version.clone();
     let result = run(state, request)
@@ -39,10 +42,9 @@ pub(super) async fn infer(
         Err(_) => (Outcome::Failure, version.as_str(), model.as_str()),
     };
     let version = version.parse().ok();
-    // Unlike HTTP's, gRPC requests are not timed (the duration histogram predates them).
     state
         .metrics
-        .inference(model, version, outcome, Protocol::Grpc, None);
+        .inference(model, version, outcome, Protocol::Grpc, started.elapsed());
     result
 }
 

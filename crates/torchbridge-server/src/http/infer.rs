@@ -44,7 +44,7 @@ pub async fn infer(
         Err(e) if e.status().is_client_error() => Outcome::Invalid,
         Err(_) => Outcome::Failure,
     };
-    let elapsed = Some(started.elapsed());
+    let elapsed = started.elapsed();
     state
         .metrics
         .inference(&model.name, Some(version), outcome, Protocol::Http, elapsed);
