@@ -8,7 +8,7 @@
 #   bash bench/peers/pa_cpu.sh torchbridge        # starts target/release/torchbridge on $PEERS_RUN/torchbridge_repo
 #   bash bench/peers/pa_cpu.sh triton             # starts Triton's python backend (triton_repo.py serve)
 #   REPO=… (torchbridge's repository)  PROTOS="http grpc"  C=64  N=20000 (requests per window)  MODEL=mlp  TB_BIN=…
-#   PA_ARGS="--max-threads 2" (more perf_analyzer flags)
+#   PA_ARGS="--max-threads 2" (more perf_analyzer flags)  TB_ARGS="--allow-client-shm" (more torchbridge serve flags)
 #   PA_CPUS=0 SERVER_CPUS=1: pin perf_analyzer and the server (every process and thread it starts)
 #   to those CPUs (taskset lists), so the load generator stops taking CPU from the server under test
 #   as if it ran on another machine; the same pinning applies to whichever server is measured.
@@ -27,7 +27,7 @@ case ${1:-} in
   torchbridge)
     source "$ROOT/scripts/env.sh" >/dev/null
     setsid $PIN_SERVER "${TB_BIN:-$ROOT/target/release/torchbridge}" serve --model-repository "${REPO:-$PEERS_RUN/torchbridge_repo}" \
-      --host 127.0.0.1 --http-port 8440 --grpc-port 8441 --metrics-port 8442 --log warn >/tmp/pa_cpu-server.log 2>&1 &
+      --host 127.0.0.1 --http-port 8440 --grpc-port 8441 --metrics-port 8442 --log warn ${TB_ARGS:-} >/tmp/pa_cpu-server.log 2>&1 &
     HTTP=8440 GRPC=8441 ;;
   triton)
     setsid $PIN_SERVER /tmp/peers-triton/bin/python "$HERE/triton_repo.py" serve 8450 8451 8452 >/tmp/pa_cpu-server.log 2>&1 &
