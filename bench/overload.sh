@@ -16,8 +16,9 @@
 #   max_batch_size rows, at most what is queued, so 2 x max_queue_size where the queue is below a batch)
 #   BENCH_BIN=… (the load generator's binary; default TB_BIN)
 #   MODEL_THREADS=1 (the generated model's intra-op threads)   QUEUE_WAIT_US= (its `max_queue_wait_us`; unset: none)
+#   QUEUE_SIZE=16 (its `max_queue_size`)
 #
-# The generated model's queue holds at most 16 requests (`max_queue_size`), half a full batch: an instance takes
+# The generated model's queue holds at most 16 requests by default (`max_queue_size`), half a full batch: an instance takes
 # what is queued when it comes free, so under overload a batch has at most 16 rows, and an accepted request waits
 # at most for the batch running plus its own. The queue size is the knob that trades throughput for latency.
 # The model gets one intra-op thread: on a 2-core machine the open-loop generator at 4x needs the other core, and
@@ -37,7 +38,7 @@ if [ -z "${MODEL_REPO:-}" ]; then
     --tail "[batching]
 max_queue_delay_us = 500
 preferred_batch_sizes = [16, 32]
-max_queue_size = 16
+max_queue_size = ${QUEUE_SIZE:-16}
 ${QUEUE_WAIT_US:+max_queue_wait_us = $QUEUE_WAIT_US
 }"
 fi
