@@ -40,6 +40,9 @@ pub struct ModelConfig {
     /// Allow the python bridge to unpickle a whole module from `model.pt` (runs code).
     #[serde(default)]
     pub trust_pickle: bool,
+    /// Where each instance runs: in the server's process, or in a child of its own.
+    #[serde(default)]
+    pub isolation: Isolation,
     #[serde(default, rename = "input")]
     pub inputs: Vec<TensorConfig>,
     #[serde(default, rename = "output")]
@@ -126,6 +129,20 @@ fn default_queue_delay() -> u64 {
 
 fn default_queue_size() -> u32 {
     1024
+}
+
+/// Where a model's instances run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Isolation {
+    /// In the serving process: no crossing, but a crash in the model's code (a
+    /// segfault in an extension, `os._exit`) ends the process.
+    #[default]
+    None,
+    /// Each instance in a child process of its own (`torchbridge worker`): a crash
+    /// fails the batch it was running and the instance restarts; tensors cross a
+    /// socket, one copy each way.
+    Process,
 }
 
 /// The bridges torchbridge knows. Whether one is compiled in is the facade's business.

@@ -35,7 +35,7 @@ mod tensor;
 
 pub use backend::{Backend, Batch, CallTiming, LoadContext};
 pub use config::{
-    BackendKind, BatchingConfig, Device, EmbeddingConfig, ModelConfig, Padding, Pooling,
+    BackendKind, BatchingConfig, Device, EmbeddingConfig, Isolation, ModelConfig, Padding, Pooling,
     TensorConfig, TokenOutput, TokenizerConfig, WarmupConfig,
 };
 pub use datatype::{DataType, Element};

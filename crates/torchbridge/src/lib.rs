@@ -20,6 +20,7 @@ mod bridges;
 pub mod compare;
 pub mod npy;
 pub mod random;
+pub mod worker;
 
 use std::path::Path;
 use std::time::Instant;
@@ -27,8 +28,8 @@ use std::time::Instant;
 pub use bridges::{compiled_bridges, runtime_versions};
 pub use torchbridge_core::{
     Backend, BackendKind, Batch, BatchingConfig, DataType, Device, Element, Error, InstancePool,
-    LoadContext, ModelConfig, ModelDir, ModelForm, ModelMetadata, ModelStats, PythonError,
-    Registry, Result, ServedModel, Tensor, TensorSpec, TokenizerConfig,
+    Isolation, LoadContext, ModelConfig, ModelDir, ModelForm, ModelMetadata, ModelStats,
+    PythonError, Registry, Result, ServedModel, Tensor, TensorSpec, TokenizerConfig,
 };
 
 /// Starts the model through `bridge`: its instances, behind a batching scheduler when
@@ -72,24 +73,33 @@ fn warm_up(model: &ServedModel, warmup: &torchbridge_core::WarmupConfig) -> Resu
 /// on its own thread (no batching: see [`start_model`]); with a `[tokenizer]` table,
 /// each instance tokenizes its BYTES input before the bridge runs.
 pub fn start_pool(dir: &ModelDir, bridge: BackendKind) -> Result<InstancePool> {
+    let ctx = load_context(dir, bridge)?;
+    let isolation = dir.config.isolation;
+    InstancePool::start(&dir.name, dir.config.instances as usize, move |instance| {
+        let ctx = LoadContext {
+            instance,
+            ..ctx.clone()
+        };
+        match isolation {
+            Isolation::None => bridges::with_tokenizer(&ctx, bridges::load_backend(&ctx, bridge)?),
+            Isolation::Process => Ok(Box::new(worker::WorkerBackend::start(&ctx, bridge)?)),
+        }
+    })
+}
+
+/// What instance 0 of `dir` loads through `bridge` with. `threads = 0` becomes an equal
+/// share of the CPUs this process may use (cgroup quota, else cores), decided before
+/// any engine starts.
+fn load_context(dir: &ModelDir, bridge: BackendKind) -> Result<LoadContext> {
     let mut config = dir.config.clone();
-    // `threads = 0`: an equal share of the CPUs this process may use (cgroup quota, else
-    // cores), decided before any engine starts.
     config.threads = torchbridge_core::cpu::threads_per_instance(config.threads, config.instances);
-    let ctx = LoadContext {
+    Ok(LoadContext {
         model: dir.name.clone(),
         version: dir.version,
         config,
         version_dir: dir.version_dir.clone(),
         form: dir.form_for(bridge)?,
         instance: 0,
-    };
-    InstancePool::start(&dir.name, dir.config.instances as usize, move |instance| {
-        let ctx = LoadContext {
-            instance,
-            ..ctx.clone()
-        };
-        bridges::with_tokenizer(&ctx, bridges::load_backend(&ctx, bridge)?)
     })
 }
 

@@ -41,6 +41,10 @@ enum Command {
     Serve(cli::serve::ServeArgs),
     #[cfg(feature = "server")]
     Bench(cli::bench::BenchArgs),
+    /// Serves one model instance to a torchbridge server over standard input
+    /// (`isolation = "process"`); started by the server, not by hand.
+    #[command(hide = true)]
+    Worker(torchbridge::worker::WorkerArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -53,6 +57,7 @@ fn main() -> std::process::ExitCode {
         Command::Serve(a) => cli::serve::run(a),
         #[cfg(feature = "server")]
         Command::Bench(a) => cli::bench::run(a),
+        Command::Worker(a) => torchbridge::worker::run_worker(a),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,307 @@
+//! `isolation = "process"`: each instance of a model runs in a child process of its own
+//! (`torchbridge worker`), so that a crash in the model's code — a segfault in an
+//! extension, `os._exit`, an abort — fails the batch it was running instead of the
+//! server.
+//!
+//! The child is this same binary (or `TORCHBRIDGE_WORKER`) with the `worker` verb: it
+//! loads the instance through the configured bridge exactly as the server would, then
+//! answers batches on its standard input, which is one end of a Unix socket pair. Its
+//! standard output goes to the server's standard error, so a model that prints cannot
+//! corrupt the stream. Tensors cross the socket with one copy each way (`wire`).
+//!
+//! A dead child is found by the call it was running: the socket reads end-of-file, the
+//! child is reaped, and that batch is answered `Error::Inference` naming the exit status
+//! or signal. The next batch starts a new child (loading the model again); a child that
+//! fails to start is not retried for a second, so a model that crashes on load does not
+//! reload on every request. When the backend is dropped (unload, shutdown) the socket
+//! closes and the child exits on its own; it is killed if it has not within 5 s.
+
+mod child;
+mod wire;
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use torchbridge_core::{
+    Backend, BackendKind, Batch, CallTiming, Error, LoadContext, ModelMetadata, Result, Tensor,
+};
+
+pub use child::{WorkerArgs, run as run_worker};
+use wire::{Decoder, Encoder, Reply};
+
+/// How long a child that failed to start keeps the instance down before the next try.
+const RESTART_BACKOFF: Duration = Duration::from_secs(1);
+
+/// One instance served by a child process.
+pub(crate) struct WorkerBackend {
+    command: WorkerCommand,
+    metadata: ModelMetadata,
+    running: Option<Running>,
+    /// When the last start failed, and why: repeated within the backoff.
+    failed_start: Option<(Instant, Error)>,
+    timing: Option<CallTiming>,
+}
+
+struct Running {
+    child: Child,
+    socket: UnixStream,
+}
+
+/// What starts a child for one instance.
+struct WorkerCommand {
+    program: PathBuf,
+    ctx: LoadContext,
+    bridge: BackendKind,
+}
+
+/// The program that serves as a worker: `TORCHBRIDGE_WORKER`, else this executable.
+fn worker_program() -> std::io::Result<PathBuf> {
+    match std::env::var_os("TORCHBRIDGE_WORKER") {
+        Some(path) => Ok(path.into()),
+        None => std::env::current_exe(),
+    }
+}
+
+impl WorkerBackend {
+    /// Starts the child for instance `ctx.instance` and waits until it has loaded.
+    pub fn start(ctx: &LoadContext, bridge: BackendKind) -> Result<Self> {
+        let program = worker_program().map_err(|e| load_error(ctx, bridge, e.to_string()))?;
+        let command = WorkerCommand {
+            program,
+            ctx: ctx.clone(),
+            bridge,
+        };
+        let (running, metadata) = command.spawn()?;
+        Ok(WorkerBackend {
+            command,
+            metadata,
+            running: Some(running),
+            failed_start: None,
+            timing: None,
+        })
+    }
+
+    fn model(&self) -> &str {
+        &self.command.ctx.model
+    }
+
+    /// The running child, started again if the last one died.
+    fn running(&mut self) -> Result<&mut Running> {
+        if self.running.is_none() {
+            if let Some((at, error)) = &self.failed_start
+                && at.elapsed() < RESTART_BACKOFF
+            {
+                return Err(error.clone());
+            }
+            match self.command.spawn() {
+                Ok((running, _)) => {
+                    tracing::info!(
+                        model = self.model(),
+                        instance = self.command.ctx.instance,
+                        pid = running.child.id(),
+                        "worker process restarted"
+                    );
+                    self.running = Some(running);
+                    self.failed_start = None;
+                }
+                Err(e) => {
+                    self.failed_start = Some((Instant::now(), e.clone()));
+                    return Err(e);
+                }
+            }
+        }
+        Ok(self.running.as_mut().expect("started above"))
+    }
+
+    /// Sends `batch` and reads the reply; an I/O error means the child is gone.
+    fn call(&mut self, batch: &Batch) -> Result<Vec<Tensor>> {
+        let (model, bridge) = (self.command.ctx.model.clone(), self.command.bridge.as_str());
+        let request = Encoder::batch(batch);
+        let running = self.running()?;
+        let started = Instant::now();
+        let sent = wire::write_frame(&mut running.socket, &request);
+        let sent_at = Instant::now();
+        let reply = sent.and_then(|()| wire::read_frame(&mut running.socket));
+        let reply = match reply {
+            Ok(Some(body)) => Decoder(&body).reply(&model, bridge),
+            Ok(None) => Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Err(e) => Err(e),
+        };
+        match reply {
+            Ok(Reply::Outputs { tensors, timing }) => {
+                let total = started.elapsed();
+                self.timing = timing.map(|t| {
+                    let input = t.input + (sent_at - started);
+                    CallTiming {
+                        input,
+                        compute: t.compute,
+                        output: total.saturating_sub(input + t.compute),
+                    }
+                });
+                Ok(tensors)
+            }
+            Ok(Reply::Failed(error)) => Err(error),
+            Ok(Reply::Ready(_)) => Err(self.died("it answered a batch with a second hello")),
+            Err(e) => Err(self.died(&e.to_string())),
+        }
+    }
+
+    /// Reaps the child after a failed exchange; the error for the batch it was running.
+    fn died(&mut self, io_error: &str) -> Error {
+        let Some(mut running) = self.running.take() else {
+            return inference_error(self.model(), io_error.to_string());
+        };
+        let pid = running.child.id();
+        // The socket failed: the child is dead or past saving.
+        let _ = running.child.kill();
+        let status = running
+            .child
+            .wait()
+            .map_or_else(|e| format!("unknown: {e}"), describe);
+        let message = format!(
+            "instance {}'s worker process (pid {pid}) died while running this batch ({status}); \
+             it restarts with the next batch",
+            self.command.ctx.instance
+        );
+        tracing::error!(model = self.model(), "{message} [{io_error}]");
+        inference_error(self.model(), message)
+    }
+}
+
+impl Backend for WorkerBackend {
+    fn metadata(&self) -> &ModelMetadata {
+        &self.metadata
+    }
+
+    fn infer(&mut self, batch: Batch) -> Result<Vec<Tensor>> {
+        self.timing = None;
+        self.call(&batch)
+    }
+
+    fn last_timing(&self) -> Option<CallTiming> {
+        self.timing
+    }
+}
+
+impl Drop for WorkerBackend {
+    fn drop(&mut self) {
+        let Some(Running { mut child, socket }) = self.running.take() else {
+            return;
+        };
+        // End of input: the child finishes and exits.
+        drop(socket);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+impl WorkerCommand {
+    /// Starts a child and waits for it to load; returns it with its model's metadata.
+    fn spawn(&self) -> Result<(Running, ModelMetadata)> {
+        let ctx = &self.ctx;
+        let fail = |message: String| load_error(ctx, self.bridge, message);
+        let (mut socket, theirs) =
+            UnixStream::pair().map_err(|e| fail(format!("cannot make a socket pair: {e}")))?;
+        // The child's stdout is our stderr: a model's prints land in the server's log.
+        let stdout = std::io::stderr()
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|e| fail(format!("cannot pass stderr to the worker: {e}")))?;
+        let model_dir = ctx.version_dir.parent().unwrap_or(&ctx.version_dir);
+        let mut child = Command::new(&self.program)
+            .arg("worker")
+            .arg("--model-dir")
+            .arg(model_dir)
+            .args(["--name", &ctx.model])
+            .args(["--version", &ctx.version.to_string()])
+            .args(["--bridge", self.bridge.as_str()])
+            .args(["--instance", &ctx.instance.to_string()])
+            .args(["--threads", &ctx.config.threads.to_string()])
+            .stdin(Stdio::from(OwnedFd::from(theirs)))
+            .stdout(Stdio::from(stdout))
+            .spawn()
+            .map_err(|e| {
+                fail(format!(
+                    "cannot start the worker process `{}`: {e}",
+                    self.program.display()
+                ))
+            })?;
+        let hello = wire::read_frame(&mut socket).and_then(|frame| match frame {
+            Some(body) => Decoder(&body).reply(&ctx.model, self.bridge.as_str()),
+            None => Err(std::io::ErrorKind::UnexpectedEof.into()),
+        });
+        match hello {
+            Ok(Reply::Ready(metadata)) => Ok((Running { child, socket }, metadata)),
+            Ok(Reply::Failed(error)) => {
+                let _ = child.wait();
+                Err(error)
+            }
+            Ok(Reply::Outputs { .. }) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                Err(fail(
+                    "the worker process answered before it was asked".into(),
+                ))
+            }
+            Err(e) => {
+                let _ = child.kill();
+                let status = child.wait().map_or_else(|e| e.to_string(), describe);
+                Err(fail(format!(
+                    "the worker process `{}` ended before it loaded the model ({status}; {e}); \
+                     is it a torchbridge binary with this bridge? (TORCHBRIDGE_WORKER names \
+                     another)",
+                    self.program.display()
+                )))
+            }
+        }
+    }
+}
+
+/// "exit code 3", "signal 11 (SIGSEGV)".
+fn describe(status: ExitStatus) -> String {
+    if let Some(code) = status.code() {
+        return format!("exit code {code}");
+    }
+    match status.signal() {
+        Some(signal) => {
+            let name = match signal {
+                4 => " (SIGILL)",
+                6 => " (SIGABRT)",
+                7 => " (SIGBUS)",
+                8 => " (SIGFPE)",
+                9 => " (SIGKILL)",
+                11 => " (SIGSEGV)",
+                15 => " (SIGTERM)",
+                _ => "",
+            };
+            format!("signal {signal}{name}")
+        }
+        None => status.to_string(),
+    }
+}
+
+fn load_error(ctx: &LoadContext, bridge: BackendKind, message: String) -> Error {
+    Error::Load {
+        model: ctx.model.clone(),
+        bridge: bridge.as_str(),
+        message,
+    }
+}
+
+fn inference_error(model: &str, message: String) -> Error {
+    Error::Inference {
+        model: model.to_string(),
+        message,
+    }
+}

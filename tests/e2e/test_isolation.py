@@ -1,0 +1,63 @@
+"""`isolation = "process"`: the fixture `py_crashing` runs in a worker process of its own,
+and its handler ends that process on request (X[0, 0] = 201: `os._exit(3)`; 202: a
+segfault). The request that killed it is answered 500 naming the worker's death; the
+server stays up and the next request is served by a new worker."""
+
+import os
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
+from tritonclient.utils import InferenceServerException
+
+from conftest import require_models
+
+MODEL = "py_crashing"
+
+
+def request(client_module, client, first, second=0.5):
+    x = client_module.InferInput("X", [1, 2], "FP32")
+    x.set_data_from_numpy(np.array([[first, second]], dtype=np.float32))
+    return client.infer(MODEL, [x]).as_numpy("Y")
+
+
+def worker_pid(client_module, client):
+    return int(request(client_module, client, 204)[0, 0])
+
+
+@pytest.mark.parametrize("mode, death", [(201, "exit code 3"), (202, "signal 11 (SIGSEGV)")])
+def test_a_crash_fails_its_batch_and_the_worker_restarts(server, mode, death):
+    require_models(server.repo, MODEL)
+    client = httpclient.InferenceServerClient(server.http_url)
+    np.testing.assert_array_equal(request(httpclient, client, 7.0), [[7.0, 0.5]])
+    pid = worker_pid(httpclient, client)
+    assert pid != server.process.pid
+    with open(f"/proc/{pid}/status") as status:
+        assert f"PPid:\t{server.process.pid}" in status.read()
+
+    with pytest.raises(InferenceServerException) as crashed:
+        request(httpclient, client, mode)
+    message = str(crashed.value)
+    assert "500" in message or "Internal" in message, message
+    assert f"worker process (pid {pid}) died while running this batch ({death})" in message
+
+    # The next batch starts a new worker; the server never went down.
+    np.testing.assert_array_equal(request(httpclient, client, 8.0), [[8.0, 0.5]])
+    assert worker_pid(httpclient, client) != pid
+    assert not os.path.exists(f"/proc/{pid}")
+    assert server.process.poll() is None
+
+
+def test_python_errors_and_prints_cross_the_process_boundary(server):
+    require_models(server.repo, MODEL)
+    with grpcclient.InferenceServerClient(server.grpc_url) as client:
+        pid = worker_pid(grpcclient, client)
+        with pytest.raises(InferenceServerException) as raised:
+            request(grpcclient, client, 101)
+        assert raised.value.status() == "StatusCode.INTERNAL"
+        assert "raised RuntimeError: the handler failed on purpose" in raised.value.message()
+        # What the model prints goes to the server's log, not into the worker's stream.
+        np.testing.assert_array_equal(request(grpcclient, client, 203), [[203.0, 0.5]])
+        assert worker_pid(grpcclient, client) == pid, "an exception does not restart the worker"
+    assert "a model that prints to stdout" in server.log_text()
