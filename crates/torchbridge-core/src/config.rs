@@ -383,6 +383,16 @@ max_queue_wait_us = 20000
     }
 
     #[test]
+    fn isolation_is_none_unless_asked() {
+        let c = ModelConfig::from_toml("backend = \"python\"").unwrap();
+        assert_eq!(c.isolation, Isolation::None);
+        let c = ModelConfig::from_toml("backend = \"python\"\nisolation = \"process\"").unwrap();
+        assert_eq!(c.isolation, Isolation::Process);
+        let e = ModelConfig::from_toml("backend = \"python\"\nisolation = \"thread\"").unwrap_err();
+        assert!(e.contains("isolation") && e.contains("process"), "{e}");
+    }
+
+    #[test]
     fn file_errors_name_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.toml");
