@@ -3,7 +3,8 @@
 //! extension, `os._exit`, an abort — fails the batch it was running instead of the
 //! server.
 //!
-//! The child is this same binary (or `TORCHBRIDGE_WORKER`) with the `worker` verb: it
+//! The child is this same binary (or the one [`set_program`] or `TORCHBRIDGE_WORKER`
+//! names) with the `worker` verb: it
 //! loads the instance through the configured bridge exactly as the server would, then
 //! answers batches on its standard input, which is one end of a Unix socket pair. Its
 //! standard output goes to the server's standard error, so a model that prints cannot
@@ -24,6 +25,7 @@ use std::os::unix::net::UnixStream;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use torchbridge_core::{
@@ -58,8 +60,21 @@ struct WorkerCommand {
     bridge: BackendKind,
 }
 
-/// The program that serves as a worker: `TORCHBRIDGE_WORKER`, else this executable.
+static PROGRAM: OnceLock<PathBuf> = OnceLock::new();
+
+/// Names the `torchbridge` binary that runs isolated instances, for a program that loads
+/// models through this library (the `torchbridge` binary itself needs nothing). Returns
+/// `false` if a program was already set.
+pub fn set_program(path: impl Into<PathBuf>) -> bool {
+    PROGRAM.set(path.into()).is_ok()
+}
+
+/// The program that serves as a worker: the one [`set_program`] named, else
+/// `TORCHBRIDGE_WORKER`, else this executable.
 fn worker_program() -> std::io::Result<PathBuf> {
+    if let Some(path) = PROGRAM.get() {
+        return Ok(path.clone());
+    }
     match std::env::var_os("TORCHBRIDGE_WORKER") {
         Some(path) => Ok(path.into()),
         None => std::env::current_exe(),
@@ -259,8 +274,8 @@ impl WorkerCommand {
                 let status = child.wait().map_or_else(|e| e.to_string(), describe);
                 Err(fail(format!(
                     "the worker process `{}` ended before it loaded the model ({status}; {e}); \
-                     is it a torchbridge binary with this bridge? (TORCHBRIDGE_WORKER names \
-                     another)",
+                     is it a torchbridge binary with this bridge? (`worker::set_program` or \
+                     TORCHBRIDGE_WORKER names another)",
                     self.program.display()
                 )))
             }

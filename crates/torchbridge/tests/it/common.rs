@@ -19,6 +19,8 @@ pub use torchbridge_testing::venv_python as python;
 pub fn fixtures() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
+        // Models with `isolation = "process"` run their instances in this binary.
+        torchbridge::worker::set_program(env!("CARGO_BIN_EXE_torchbridge"));
         torchbridge_testing::generated_fixtures(
             &workspace().join("tests/fixtures/make_fixtures.py"),
             Path::new(env!("CARGO_TARGET_TMPDIR")),
