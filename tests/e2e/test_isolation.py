@@ -1,9 +1,11 @@
 """`isolation = "process"`: the fixture `py_crashing` runs in a worker process of its own,
 and its handler ends that process on request (X[0, 0] = 201: `os._exit(3)`; 202: a
-segfault). The request that killed it is answered 500 naming the worker's death; the
-server stays up and the next request is served by a new worker."""
+segfault) or hangs (205). The request that killed it is answered 500 naming the worker's
+death; a hung worker is killed once stuck; the server stays up and the next request is
+served by a new worker."""
 
 import os
+import time
 
 import numpy as np
 import pytest
@@ -11,7 +13,7 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from conftest import require_models
+from conftest import require_models, start_server, stop_server
 
 MODEL = "py_crashing"
 
@@ -61,3 +63,39 @@ def test_python_errors_and_prints_cross_the_process_boundary(server):
         np.testing.assert_array_equal(request(grpcclient, client, 203), [[203.0, 0.5]])
         assert worker_pid(grpcclient, client) == pid, "an exception does not restart the worker"
     assert "a model that prints to stdout" in server.log_text()
+
+
+@pytest.fixture(scope="module")
+def short_timeout_server(repo, tmp_path_factory):
+    require_models(repo, MODEL)
+    small = tmp_path_factory.mktemp("isolation_repo")
+    (small / MODEL).symlink_to(repo / MODEL, target_is_directory=True)
+    server = start_server(small, tmp_path_factory.mktemp("isolation") / "serve.log",
+                          "--request-timeout-ms", "1000")
+    yield server
+    assert stop_server(server) == 0, server.log_text()
+
+
+def test_a_hung_worker_is_killed_once_stuck_and_replaced(short_timeout_server):
+    server = short_timeout_server
+    client = httpclient.InferenceServerClient(server.http_url)
+    pid = worker_pid(httpclient, client)
+    started = time.monotonic()
+    with pytest.raises(InferenceServerException) as timed_out:
+        request(httpclient, client, 205, 600.0)
+    assert "504" in str(timed_out.value) or "did not answer" in str(timed_out.value)
+    # Stuck past the deadline and the one-second floor: the watchdog kills the worker,
+    # and the next request that gets through is served by a new one.
+    while True:
+        assert time.monotonic() - started < 60, f"never served again:\n{server.log_text()}"
+        try:
+            np.testing.assert_array_equal(request(httpclient, client, 9.0), [[9.0, 0.5]])
+            break
+        except InferenceServerException:
+            time.sleep(0.2)
+    assert time.monotonic() - started < 60
+    assert worker_pid(httpclient, client) != pid
+    assert not os.path.exists(f"/proc/{pid}")
+    log = server.log_text()
+    assert "is stuck" in log and "interrupting it" in log, log
+    assert "signal 9 (SIGKILL)" in log, log

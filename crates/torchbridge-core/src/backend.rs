@@ -1,4 +1,5 @@
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::{ModelConfig, ModelForm, ModelMetadata, Result, Tensor};
@@ -30,7 +31,16 @@ pub trait Backend: Send {
     fn last_timing(&self) -> Option<CallTiming> {
         None
     }
+    /// Ends a call in flight from another thread, for a backend that can: the pool's
+    /// watchdog calls it once the instance is stuck (its call ran past every deadline of
+    /// its requests). `None`: a stuck call can only be waited out.
+    fn interrupter(&self) -> Option<Interrupt> {
+        None
+    }
 }
+
+/// Cuts short the call in flight on one backend (see [`Backend::interrupter`]).
+pub type Interrupt = Arc<dyn Fn() + Send + Sync>;
 
 /// One backend call split into the crossing of the bridge on the way in (request bytes
 /// to the engine's tensors), the engine's own work, and the crossing back out — so a

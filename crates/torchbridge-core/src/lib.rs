@@ -33,7 +33,7 @@ mod served;
 mod stats;
 mod tensor;
 
-pub use backend::{Backend, Batch, CallTiming, LoadContext};
+pub use backend::{Backend, Batch, CallTiming, Interrupt, LoadContext};
 pub use config::{
     BackendKind, BatchingConfig, Device, EmbeddingConfig, Isolation, ModelConfig, Padding, Pooling,
     TensorConfig, TokenOutput, TokenizerConfig, WarmupConfig,

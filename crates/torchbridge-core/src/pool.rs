@@ -146,7 +146,12 @@ impl InstancePool {
             .iter()
             .all(|instance| instance.lock().runs_on_any_thread());
         pool.stats.label(&m.name, m.version);
-        pool._watchdog = watchdog(&m.name, pool.stats.clone());
+        let interrupters = pool
+            .instances
+            .iter()
+            .map(|instance| instance.lock().interrupter())
+            .collect();
+        pool._watchdog = watchdog(&m.name, pool.stats.clone(), interrupters);
         pool.metadata = m;
         Ok(pool)
     }
@@ -316,10 +321,15 @@ impl Drop for Waiting<'_> {
 const WATCH_EVERY: Duration = Duration::from_millis(200);
 
 /// Starts the thread that reports each stuck instance once (a `warn` log with the
-/// model and instance) and keeps the `torchbridge_instances_stuck` gauge current; it
-/// stops when the returned sender is dropped. `None` if no thread could be spawned:
-/// the pool then serves without it (stuck instances still show in its statistics).
-fn watchdog(model: &str, stats: Arc<ModelStats>) -> Option<Sender<()>> {
+/// model and instance), interrupts its call where the backend can (`interrupters`, by
+/// instance), and keeps the `torchbridge_instances_stuck` gauge current; it stops when
+/// the returned sender is dropped. `None` if no thread could be spawned: the pool then
+/// serves without it (stuck instances still show in its statistics).
+fn watchdog(
+    model: &str,
+    stats: Arc<ModelStats>,
+    interrupters: Vec<Option<crate::Interrupt>>,
+) -> Option<Sender<()>> {
     let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
     let name = format!("tb-{model}-watchdog");
     let model = model.to_string();
@@ -327,6 +337,18 @@ fn watchdog(model: &str, stats: Arc<ModelStats>) -> Option<Sender<()>> {
         while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(WATCH_EVERY) {
             let now = Instant::now();
             for (instance, busy) in stats.health.newly_stuck(now) {
+                if let Some(Some(interrupt)) = interrupters.get(instance) {
+                    tracing::warn!(
+                        model = %model,
+                        instance,
+                        busy_ms = busy.as_millis() as u64,
+                        "instance {instance} of model `{model}` is stuck: one call has run \
+                         {busy:?}, past the deadline of its requests (they were answered with \
+                         a timeout); interrupting it"
+                    );
+                    interrupt();
+                    continue;
+                }
                 tracing::warn!(
                     model = %model,
                     instance,

@@ -186,6 +186,66 @@ fn an_instance_stuck_past_the_deadline_shows_and_all_stuck_refuses_at_once() {
     assert_eq!(served.run_blocking(hang(1.0)).unwrap()[0].shape, vec![1, 1]);
 }
 
+/// Waits until interrupted (or 60 s), then fails; counts its interruptions.
+struct Interruptible {
+    meta: ModelMetadata,
+    wake: (
+        crossbeam_channel::Sender<()>,
+        crossbeam_channel::Receiver<()>,
+    ),
+    interrupted: Arc<AtomicUsize>,
+}
+
+impl Backend for Interruptible {
+    fn metadata(&self) -> &ModelMetadata {
+        &self.meta
+    }
+    fn infer(&mut self, _: Batch) -> Result<Vec<Tensor>> {
+        let _ = self.wake.1.recv_timeout(Duration::from_secs(60));
+        Err(Error::Inference {
+            model: self.meta.name.clone(),
+            message: "interrupted".into(),
+        })
+    }
+    fn interrupter(&self) -> Option<crate::Interrupt> {
+        let (wake, count) = (self.wake.0.clone(), self.interrupted.clone());
+        Some(Arc::new(move || {
+            count.fetch_add(1, Relaxed);
+            let _ = wake.try_send(());
+        }))
+    }
+}
+
+#[test]
+fn the_watchdog_interrupts_a_stuck_call_where_the_backend_can() {
+    let interrupted = Arc::new(AtomicUsize::new(0));
+    let count = interrupted.clone();
+    let pool = InstancePool::start("hung", 1, move |i| {
+        Ok(Box::new(Interruptible {
+            meta: doubler(i)?.metadata().clone(),
+            wake: crossbeam_channel::bounded(1),
+            interrupted: count.clone(),
+        }))
+    })
+    .unwrap();
+    let served = crate::ServedModel::from(pool);
+    let x = Tensor::from_slice("X", vec![1, 1], &[1f32]).unwrap();
+    let batch = served.metadata().prepare(vec![x]).unwrap();
+    let started = Instant::now();
+    let deadline = started + Duration::from_millis(50);
+    let call = served.submit(batch, Some(deadline)).unwrap();
+    let result = call.blocking_recv().unwrap();
+    assert!(result.unwrap_err().to_string().contains("interrupted"));
+    // Stuck once past the deadline and the one-second floor; the watchdog looks every 200 ms.
+    let took = started.elapsed();
+    assert!(
+        took >= crate::InstanceHealth::STUCK_FLOOR,
+        "interrupted after {took:?}"
+    );
+    assert!(took < Duration::from_secs(30), "never interrupted");
+    assert_eq!(interrupted.load(Relaxed), 1);
+}
+
 /// Doubles like [`Doubler`], names the thread of each call, and may run on any thread
 /// when `any_thread` says so; each call takes `pause`.
 struct Anywhere {

@@ -14,8 +14,10 @@
 //! child is reaped, and that batch is answered `Error::Inference` naming the exit status
 //! or signal. The next batch starts a new child (loading the model again); a child that
 //! fails to start is not retried for a second, so a model that crashes on load does not
-//! reload on every request. When the backend is dropped (unload, shutdown) the socket
-//! closes and the child exits on its own; it is killed if it has not within 5 s.
+//! reload on every request. A child whose call runs past every deadline of its requests
+//! (the pool's "stuck") is killed by the pool's watchdog through [`Backend::interrupter`],
+//! which ends that call the same way. When the backend is dropped (unload, shutdown) the
+//! socket closes and the child exits on its own; it is killed if it has not within 5 s.
 
 mod child;
 mod wire;
@@ -25,11 +27,12 @@ use std::os::unix::net::UnixStream;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use torchbridge_core::{
-    Backend, BackendKind, Batch, CallTiming, Error, LoadContext, ModelMetadata, Result, Tensor,
+    Backend, BackendKind, Batch, CallTiming, Error, Interrupt, LoadContext, ModelMetadata, Result,
+    Tensor,
 };
 
 pub use child::{WorkerArgs, run as run_worker};
@@ -46,6 +49,9 @@ pub(crate) struct WorkerBackend {
     /// When the last start failed, and why: repeated within the backoff.
     failed_start: Option<(Instant, Error)>,
     timing: Option<CallTiming>,
+    /// The running child's pid, for the watchdog; cleared (under the lock) before the
+    /// child is reaped, so a kill never reaches a reused pid.
+    pid: Arc<Mutex<Option<u32>>>,
 }
 
 struct Running {
@@ -94,6 +100,7 @@ impl WorkerBackend {
         Ok(WorkerBackend {
             command,
             metadata,
+            pid: Arc::new(Mutex::new(Some(running.child.id()))),
             running: Some(running),
             failed_start: None,
             timing: None,
@@ -120,6 +127,7 @@ impl WorkerBackend {
                         pid = running.child.id(),
                         "worker process restarted"
                     );
+                    *lock(&self.pid) = Some(running.child.id());
                     self.running = Some(running);
                     self.failed_start = None;
                 }
@@ -172,11 +180,15 @@ impl WorkerBackend {
         };
         let pid = running.child.id();
         // The socket failed: the child is dead or past saving.
-        let _ = running.child.kill();
-        let status = running
-            .child
-            .wait()
-            .map_or_else(|e| format!("unknown: {e}"), describe);
+        let status = {
+            let mut watched = lock(&self.pid);
+            *watched = None;
+            let _ = running.child.kill();
+            running
+                .child
+                .wait()
+                .map_or_else(|e| format!("unknown: {e}"), describe)
+        };
         let message = format!(
             "instance {}'s worker process (pid {pid}) died while running this batch ({status}); \
              it restarts with the next batch",
@@ -200,6 +212,25 @@ impl Backend for WorkerBackend {
     fn last_timing(&self) -> Option<CallTiming> {
         self.timing
     }
+
+    fn interrupter(&self) -> Option<Interrupt> {
+        let pid = self.pid.clone();
+        Some(Arc::new(move || {
+            let watched = lock(&pid);
+            if let Some(pid) = *watched
+                && let Ok(pid) = libc::pid_t::try_from(pid)
+            {
+                // SAFETY: kill(2) has no memory effects. The pid is our child's and is
+                // not reaped while the lock is held (see `died`), so it names no other
+                // process.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }))
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Drop for WorkerBackend {
@@ -207,6 +238,7 @@ impl Drop for WorkerBackend {
         let Some(Running { mut child, socket }) = self.running.take() else {
             return;
         };
+        *lock(&self.pid) = None;
         // End of input: the child finishes and exits.
         drop(socket);
         let deadline = Instant::now() + Duration::from_secs(5);
