@@ -4,6 +4,7 @@ segfault) or hangs (205). The request that killed it is answered 500 naming the 
 death; a hung worker is killed once stuck; the server stays up and the next request is
 served by a new worker."""
 
+import concurrent.futures
 import os
 import time
 
@@ -99,3 +100,31 @@ def test_a_hung_worker_is_killed_once_stuck_and_replaced(short_timeout_server):
     log = server.log_text()
     assert "is stuck" in log and "interrupting it" in log, log
     assert "signal 9 (SIGKILL)" in log, log
+
+
+def test_requests_around_a_crash_are_each_answered_once_and_correctly(server):
+    """Clients keep sending while one request crashes the worker: every request is
+    answered, each either with its own correct output or with the crash's 500."""
+    require_models(server.repo, MODEL)
+
+    def send(i):
+        client = httpclient.InferenceServerClient(server.http_url)
+        value = 201.0 if i == 20 else float(i % 50 + 1)
+        try:
+            return i, request(httpclient, client, value, 0.25), None
+        except InferenceServerException as e:
+            return i, None, str(e)
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(send, range(60)))
+    crashed = [i for i, _, error in results if error]
+    for i, y, error in results:
+        if error:
+            assert "worker process" in error and "died while running this batch" in error, error
+        else:
+            np.testing.assert_array_equal(y, [[float(i % 50 + 1), 0.25]], err_msg=f"request {i}")
+    # The model does not batch: only the request that crashed the worker fails; those
+    # queued behind it wait for the new worker.
+    assert crashed == [20], results
+    client = httpclient.InferenceServerClient(server.http_url)
+    np.testing.assert_array_equal(request(httpclient, client, 3.0), [[3.0, 0.5]])
