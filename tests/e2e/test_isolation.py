@@ -29,6 +29,25 @@ def worker_pid(client_module, client):
     return int(request(client_module, client, 204)[0, 0])
 
 
+def children(pid):
+    """(pid, state) of each child process of `pid`."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = open(f"/proc/{entry}/stat").read()
+            except OSError:
+                continue
+            fields = stat[stat.rfind(")") + 2:].split()
+            if int(fields[1]) == pid:
+                found.append((int(entry), fields[0]))
+    return found
+
+
+def open_fds(pid):
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
 @pytest.mark.parametrize("mode, death", [(201, "exit code 3"), (202, "signal 11 (SIGSEGV)")])
 def test_a_crash_fails_its_batch_and_the_worker_restarts(server, mode, death):
     require_models(server.repo, MODEL)
@@ -36,6 +55,7 @@ def test_a_crash_fails_its_batch_and_the_worker_restarts(server, mode, death):
     np.testing.assert_array_equal(request(httpclient, client, 7.0), [[7.0, 0.5]])
     pid = worker_pid(httpclient, client)
     assert pid != server.process.pid
+    fds = open_fds(server.process.pid)
     with open(f"/proc/{pid}/status") as status:
         assert f"PPid:\t{server.process.pid}" in status.read()
 
@@ -47,9 +67,15 @@ def test_a_crash_fails_its_batch_and_the_worker_restarts(server, mode, death):
 
     # The next batch starts a new worker; the server never went down.
     np.testing.assert_array_equal(request(httpclient, client, 8.0), [[8.0, 0.5]])
-    assert worker_pid(httpclient, client) != pid
+    new_pid = worker_pid(httpclient, client)
+    assert new_pid != pid
     assert not os.path.exists(f"/proc/{pid}")
     assert server.process.poll() is None
+    # The dead worker was reaped and its socket closed: one child, no zombie, no fd left.
+    assert children(server.process.pid) == [(new_pid, "S")] or \
+        children(server.process.pid) == [(new_pid, "R")], children(server.process.pid)
+    # (At most as many: other tests' idle connections may close meanwhile.)
+    assert open_fds(server.process.pid) <= fds
 
 
 def test_python_errors_and_prints_cross_the_process_boundary(server):
