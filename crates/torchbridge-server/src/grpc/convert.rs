@@ -301,70 +301,60 @@ pub(crate) fn check_requested(
         .collect()
 }
 
-/// Writes each output placed in shared memory (`placements`, in `requested` order) there.
-pub(crate) fn write_shared(
-    shared_memory: &SharedMemory,
-    outputs: &[Tensor],
-    requested: &[InferRequestedOutputTensor],
-    placements: &[Option<Placement>],
-) -> Result<()> {
-    for (r, at) in requested.iter().zip(placements) {
-        let (Some(at), Some(t)) = (at, outputs.iter().find(|t| t.name == r.name)) else {
-            continue;
-        };
-        shared_memory.write(&t.name, at, &t.data)?;
-    }
-    Ok(())
-}
-
 /// The response: the requested outputs (all when none are named), in the order asked
-/// for, each as a raw entry in the same order. Outputs placed in shared memory
-/// (`placements`, in `requested` order; already written) get an empty entry and the
-/// parameters that say where they are.
+/// for, each as a raw entry in the same order. An output placed in shared memory
+/// (`placements`, one per requested output, as `check_requested` gives them) is written
+/// there and gets an empty entry and the parameters that say where it is.
 pub(crate) fn response(
     metadata: &ModelMetadata,
     id: String,
     outputs: Vec<Tensor>,
     requested: &[InferRequestedOutputTensor],
     placements: &[Option<Placement>],
-) -> ModelInferResponse {
+    shared_memory: &SharedMemory,
+) -> Result<ModelInferResponse> {
+    assert_eq!(
+        requested.len(),
+        placements.len(),
+        "one placement per requested output"
+    );
     let outputs: Vec<(Tensor, Option<&Placement>)> = if requested.is_empty() {
         outputs.into_iter().map(|t| (t, None)).collect()
     } else {
         requested
             .iter()
-            .zip(
-                placements
-                    .iter()
-                    .map(Option::as_ref)
-                    .chain(std::iter::repeat(None)),
-            )
-            .filter_map(|(r, at)| Some((outputs.iter().find(|t| t.name == r.name)?.clone(), at)))
+            .zip(placements)
+            .filter_map(|(r, at)| {
+                let t = outputs.iter().find(|t| t.name == r.name)?;
+                Some((t.clone(), at.as_ref()))
+            })
             .collect()
     };
-    let (outputs, raw_output_contents) = outputs
-        .into_iter()
-        .map(|(t, at)| {
-            let (parameters, data) = match at {
-                Some(at) => (output_parameters(at, t.data.len()), Bytes::new()),
-                None => (Default::default(), t.data),
-            };
-            let tensor = InferOutputTensor {
-                name: t.name,
-                datatype: t.datatype.as_str().to_string(),
-                shape: t.shape,
-                parameters,
-                ..Default::default()
-            };
-            (tensor, data)
-        })
-        .unzip();
-    ModelInferResponse {
+    let mut entries = Vec::with_capacity(outputs.len());
+    let mut raw_output_contents = Vec::with_capacity(outputs.len());
+    for (t, at) in outputs {
+        let (parameters, data) = match at {
+            Some(at) => {
+                shared_memory.write(&t.name, at, &t.data)?;
+                (output_parameters(at, t.data.len()), Bytes::new())
+            }
+            None => (Default::default(), t.data),
+        };
+        entries.push(InferOutputTensor {
+            name: t.name,
+            datatype: t.datatype.as_str().to_string(),
+            shape: t.shape,
+            parameters,
+            ..Default::default()
+        });
+        raw_output_contents.push(data);
+    }
+    Ok(ModelInferResponse {
         model_name: metadata.name.clone(),
         model_version: metadata.version.to_string(),
         id,
-        outputs,
+        outputs: entries,
         raw_output_contents,
         ..Default::default()
-    }
+    })
 }

@@ -72,14 +72,14 @@ async fn run(state: &AppState, request: ModelInferRequest) -> Result<ModelInferR
     let (pool, results) = state
         .infer_within(&model_name, version, tensors, timeout)
         .await?;
-    convert::write_shared(shared_memory, &results, &outputs, &placements)?;
-    Ok(convert::response(
+    convert::response(
         pool.metadata(),
         id,
         results,
         &outputs,
         &placements,
-    ))
+        shared_memory,
+    )
 }
 
 /// Answers each request of the stream as it completes, so requests on one stream batch

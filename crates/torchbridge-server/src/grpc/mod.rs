@@ -257,6 +257,7 @@ pub(crate) fn fuzz_convert(
         t.check_bytes().expect("a converted tensor is consistent");
     }
     let _ = model.prepare(tensors.clone());
-    let response = convert::response(model, request.id, tensors, &[], &[]);
+    let response = convert::response(model, request.id, tensors, &[], &[], &no_regions)
+        .expect("no output is placed in shared memory");
     let _ = prost::Message::encode_to_vec(&response);
 }

@@ -7,7 +7,7 @@ use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use torchbridge_core::{BackendKind, Error, ModelDir, Result};
+use torchbridge_core::{BackendKind, ModelDir, Result};
 
 use super::wire::{self, Decoder, Encoder, Reply};
 
@@ -45,7 +45,7 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
     let ready = Reply::Ready(backend.metadata().clone());
     wire::write_frame(&mut socket, &Encoder::reply(&ready))?;
     while let Some(body) = wire::read_frame(&mut socket)? {
-        let batch = Decoder(&body).batch()?;
+        let batch = Decoder::new(&body).batch()?;
         let reply = match backend.infer(batch) {
             Ok(tensors) => Reply::Outputs {
                 tensors,
@@ -65,5 +65,5 @@ fn load(args: &WorkerArgs) -> Result<Box<dyn torchbridge_core::Backend>> {
     ctx.instance = args.instance;
     ctx.config.threads = args.threads;
     let backend = crate::bridges::load_backend(&ctx, args.bridge)?;
-    crate::bridges::with_tokenizer(&ctx, backend).map_err(|e: Error| e)
+    crate::bridges::with_tokenizer(&ctx, backend)
 }

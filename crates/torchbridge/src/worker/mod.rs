@@ -150,7 +150,7 @@ impl WorkerBackend {
         let sent_at = Instant::now();
         let reply = sent.and_then(|()| wire::read_frame(&mut running.socket));
         let reply = match reply {
-            Ok(Some(body)) => Decoder(&body).reply(&model, bridge),
+            Ok(Some(body)) => Decoder::new(&body).reply(&model, bridge),
             Ok(None) => Err(std::io::ErrorKind::UnexpectedEof.into()),
             Err(e) => Err(e),
         };
@@ -285,7 +285,7 @@ impl WorkerCommand {
                 ))
             })?;
         let hello = wire::read_frame(&mut socket).and_then(|frame| match frame {
-            Some(body) => Decoder(&body).reply(&ctx.model, self.bridge.as_str()),
+            Some(body) => Decoder::new(&body).reply(&ctx.model, self.bridge.as_str()),
             None => Err(std::io::ErrorKind::UnexpectedEof.into()),
         });
         match hello {

@@ -6,6 +6,7 @@
 use std::io::{self, Read, Write};
 use std::time::Duration;
 
+use bytes::Bytes;
 use torchbridge_core::{
     Batch, CallTiming, DataType, Error, ModelMetadata, PythonError, Tensor, TensorSpec,
 };
@@ -31,7 +32,7 @@ pub fn write_frame(out: &mut impl Write, body: &[u8]) -> io::Result<()> {
 }
 
 /// The next frame's body; `None` at a clean end of stream.
-pub fn read_frame(input: &mut impl Read) -> io::Result<Option<Vec<u8>>> {
+pub fn read_frame(input: &mut impl Read) -> io::Result<Option<Bytes>> {
     let mut len = [0; 8];
     match input.read_exact(&mut len) {
         Ok(()) => {}
@@ -44,7 +45,7 @@ pub fn read_frame(input: &mut impl Read) -> io::Result<Option<Vec<u8>>> {
     }
     let mut body = vec![0; len];
     input.read_exact(&mut body)?;
-    Ok(Some(body))
+    Ok(Some(body.into()))
 }
 
 fn corrupt(what: String) -> io::Error {
@@ -170,15 +171,26 @@ impl Encoder {
     }
 }
 
-pub struct Decoder<'a>(pub &'a [u8]);
+/// Reads one frame; tensor data stays in the frame's buffer (no copy).
+pub struct Decoder<'a> {
+    frame: &'a Bytes,
+    rest: &'a [u8],
+}
 
-impl Decoder<'_> {
-    fn take(&mut self, n: usize) -> io::Result<&[u8]> {
-        if self.0.len() < n {
-            return Err(corrupt(format!("{n} bytes wanted, {} left", self.0.len())));
+impl<'a> Decoder<'a> {
+    pub fn new(frame: &'a Bytes) -> Self {
+        Decoder { frame, rest: frame }
+    }
+
+    fn take(&mut self, n: usize) -> io::Result<&'a [u8]> {
+        if self.rest.len() < n {
+            return Err(corrupt(format!(
+                "{n} bytes wanted, {} left",
+                self.rest.len()
+            )));
         }
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
+        let (head, rest) = self.rest.split_at(n);
+        self.rest = rest;
         Ok(head)
     }
     fn u8(&mut self) -> io::Result<u8> {
@@ -193,7 +205,7 @@ impl Decoder<'_> {
         let n = self.u64()?;
         usize::try_from(n)
             .ok()
-            .filter(|&n| n <= self.0.len())
+            .filter(|&n| n <= self.rest.len())
             .ok_or_else(|| corrupt(format!("a length of {n}")))
     }
     fn i64(&mut self) -> io::Result<i64> {
@@ -201,7 +213,7 @@ impl Decoder<'_> {
             self.take(8)?.try_into().expect("8 bytes"),
         ))
     }
-    fn bytes(&mut self) -> io::Result<&[u8]> {
+    fn bytes(&mut self) -> io::Result<&'a [u8]> {
         let n = self.len()?;
         self.take(n)
     }
@@ -222,7 +234,7 @@ impl Decoder<'_> {
         (0..n)
             .map(|_| {
                 let (name, datatype, shape) = (self.str()?, self.datatype()?, self.dims()?);
-                let data = self.bytes()?.to_vec();
+                let data = self.frame.slice_ref(self.bytes()?);
                 Tensor::new(name, datatype, shape, data)
                     .map_err(|e| corrupt(format!("a tensor: {e}")))
             })

@@ -347,7 +347,9 @@ fn responses_hold_the_asked_outputs_as_raw_bytes_in_order() {
         vec![a.clone(), b.clone()],
         &[],
         &[],
-    );
+        &SharedMemory::default(),
+    )
+    .unwrap();
     assert_eq!(
         (all.model_name.as_str(), all.model_version.as_str()),
         ("m", "4")
@@ -370,7 +372,9 @@ fn responses_hold_the_asked_outputs_as_raw_bytes_in_order() {
         vec![a, b.clone()],
         &wanted(&["B"]),
         &[None],
-    );
+        &SharedMemory::default(),
+    )
+    .unwrap();
     assert_eq!(some.outputs.len(), 1);
     assert_eq!(some.outputs[0].name, "B");
     assert_eq!(some.raw_output_contents, vec![b.data]);
@@ -483,9 +487,16 @@ fn outputs_in_shared_memory_are_written_there_and_described() {
     ];
     let placements = check_requested(&metadata(), &requested).unwrap();
     let outputs = vec![a.clone(), b.clone()];
-    write_shared(&shm, &outputs, &requested, &placements).unwrap();
+    let r = response(
+        &metadata(),
+        String::new(),
+        outputs,
+        &requested,
+        &placements,
+        &shm,
+    )
+    .unwrap();
     assert_eq!(&object.contents()[..4], &b.data[..]);
-    let r = response(&metadata(), String::new(), outputs, &requested, &placements);
     assert_eq!(r.raw_output_contents, vec![Bytes::new(), a.data]);
     let p = &r.outputs[0].parameters;
     assert_eq!(

@@ -4,7 +4,7 @@ fn round_trip(reply: &Reply) -> Reply {
     let mut stream = Vec::new();
     write_frame(&mut stream, &Encoder::reply(reply)).unwrap();
     let body = read_frame(&mut stream.as_slice()).unwrap().unwrap();
-    Decoder(&body).reply("m", "python").unwrap()
+    Decoder::new(&body).reply("m", "python").unwrap()
 }
 
 #[test]
@@ -21,7 +21,10 @@ fn batches_and_outputs_cross_unchanged() {
     let mut input = stream.as_slice();
     for _ in 0..2 {
         let body = read_frame(&mut input).unwrap().unwrap();
-        let got = Decoder(&body).batch().unwrap();
+        let got = Decoder::new(&body).batch().unwrap();
+        // The tensors' data is the frame's buffer, not a copy of it.
+        let frame = body.as_ptr_range();
+        assert!(got.inputs.iter().all(|t| frame.contains(&t.data.as_ptr())));
         assert_eq!((got.inputs, got.rows), (vec![x.clone(), ids.clone()], 2));
     }
     assert!(read_frame(&mut input).unwrap().is_none(), "a clean end");
@@ -91,8 +94,12 @@ fn corrupt_frames_are_errors() {
     let mut stream = Vec::new();
     write_frame(&mut stream, &[1, 0, 0]).unwrap();
     let body = read_frame(&mut stream.as_slice()).unwrap().unwrap();
-    assert!(Decoder(&body).reply("m", "python").is_err());
-    assert!(Decoder(&[9]).reply("m", "python").is_err());
+    assert!(Decoder::new(&body).reply("m", "python").is_err());
+    assert!(
+        Decoder::new(&Bytes::from_static(&[9]))
+            .reply("m", "python")
+            .is_err()
+    );
     let truncated = &stream[..stream.len() - 1];
     assert!(read_frame(&mut &truncated[..]).is_err());
 }
