@@ -105,6 +105,10 @@ pub struct TensorConfig {
     pub datatype: DataType,
     /// Without the batch dimension when `max_batch_size > 0`; -1 means any size.
     pub dims: Vec<i64>,
+    /// Outputs only: a file of class names, one per line, relative to the model's
+    /// directory (Triton's `label_filename`); classification results carry them.
+    #[serde(default)]
+    pub labels: Option<PathBuf>,
 }
 
 /// The `[batching]` table: dynamic batching settings.
@@ -251,6 +255,12 @@ impl ModelConfig {
         Ok(config)
     }
 
+    /// The labels file `output` names (relative to the model directory), if it does.
+    pub fn labels_file(&self, output: &str) -> Option<&Path> {
+        let output = self.outputs.iter().find(|o| o.name == output)?;
+        output.labels.as_deref()
+    }
+
     fn check(&self) -> Result<(), String> {
         if self.instances == 0 {
             return Err("`instances` must be at least 1".into());
@@ -295,6 +305,12 @@ impl ModelConfig {
             for (i, t) in tensors.iter().enumerate() {
                 if tensors[..i].iter().any(|o| o.name == t.name) {
                     return Err(format!("`[[{key}]]` names `{}` twice", t.name));
+                }
+                if key == "input" && t.labels.is_some() {
+                    return Err(format!(
+                        "`[[input]]` `{}`: `labels` names the classes of an output; inputs have none",
+                        t.name
+                    ));
                 }
                 if let Some(d) = t.dims.iter().find(|&&d| d < -1) {
                     return Err(format!(
@@ -380,6 +396,24 @@ max_queue_wait_us = 20000
         assert!(e.contains("unknown datatype `FLOAT`"), "{e}");
         let e = error_of("backend = \"onnx\"\n[batching]\nmax_queue_delay_us = 5");
         assert!(e.contains("max_batch_size"), "{e}");
+    }
+
+    #[test]
+    fn labels_name_an_output_file_and_no_input_has_them() {
+        let c = ModelConfig::from_toml(
+            "backend = \"onnx\"\n[[output]]\nname = \"P\"\ndatatype = \"FP32\"\ndims = [3]\nlabels = \"classes.txt\"",
+        )
+        .unwrap();
+        assert_eq!(c.labels_file("P"), Some(Path::new("classes.txt")));
+        assert_eq!(c.labels_file("Q"), None);
+        let e = ModelConfig::from_toml(
+            "backend = \"onnx\"\n[[input]]\nname = \"X\"\ndatatype = \"FP32\"\ndims = [3]\nlabels = \"x.txt\"",
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("`[[input]]` `X`") && e.contains("inputs have none"),
+            "{e}"
+        );
     }
 
     #[test]

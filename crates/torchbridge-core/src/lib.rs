@@ -25,6 +25,7 @@ mod datatype;
 mod declared;
 mod error;
 mod instance;
+mod labels;
 mod metadata;
 mod pool;
 mod registry;
@@ -41,6 +42,7 @@ pub use config::{
 pub use datatype::{DataType, Element};
 pub use declared::{FileTensor, reconcile};
 pub use error::{Error, PythonError, Result};
+pub use labels::OutputLabels;
 pub use metadata::{ModelMetadata, TensorSpec};
 pub use pool::InstancePool;
 pub use registry::{IndexEntry, Loader, ModelState, Registry};

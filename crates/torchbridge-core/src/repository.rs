@@ -1,6 +1,6 @@
 use std::path::{Path, PathBuf};
 
-use crate::{BackendKind, Error, ModelConfig, Result};
+use crate::{BackendKind, Error, ModelConfig, OutputLabels, Result};
 
 /// One model directory of a repository: `config.toml` plus version directories `1/`, `2/`, …
 #[derive(Debug, Clone)]
@@ -10,6 +10,8 @@ pub struct ModelDir {
     pub config: ModelConfig,
     pub version: u64,
     pub version_dir: PathBuf,
+    /// The class names of the outputs whose config names a labels file.
+    pub labels: OutputLabels,
 }
 
 /// A model file in a version directory, as a bridge loads it.
@@ -47,6 +49,7 @@ impl ModelDir {
             return Err(Error::config(root, "no such model directory"));
         }
         let config = ModelConfig::from_file(&config_path)?;
+        let labels = OutputLabels::read(root, &config.outputs)?;
         let versions = Self::versions(root)?;
         let version = match version {
             Some(v) if versions.contains(&v) => v,
@@ -74,6 +77,7 @@ impl ModelDir {
             config,
             version,
             version_dir: root.join(version.to_string()),
+            labels,
         })
     }
 

@@ -7,7 +7,8 @@ use crate::batching::Scheduler;
 use crate::company::CompanyProbe;
 use crate::pool::{Caller, Waiting};
 use crate::{
-    Batch, BatchingConfig, Error, InstancePool, ModelMetadata, ModelStats, Result, Tensor,
+    Batch, BatchingConfig, Error, InstancePool, ModelMetadata, ModelStats, OutputLabels, Result,
+    Tensor,
 };
 
 /// A model ready to serve: its instance pool, behind a dynamic-batching scheduler when
@@ -19,6 +20,7 @@ pub struct ServedModel {
     batching: Option<(Scheduler, BatchingConfig)>,
     /// Whether a lone async caller first yields to let others arrive.
     company: CompanyProbe,
+    labels: OutputLabels,
 }
 
 impl From<InstancePool> for ServedModel {
@@ -28,6 +30,7 @@ impl From<InstancePool> for ServedModel {
             pool: Arc::new(pool),
             batching: None,
             company: CompanyProbe::default(),
+            labels: OutputLabels::default(),
         }
     }
 }
@@ -53,7 +56,20 @@ impl ServedModel {
             pool,
             batching: Some((scheduler, config.clone())),
             company: CompanyProbe::default(),
+            labels: OutputLabels::default(),
         })
+    }
+
+    /// Names the classes of outputs (from their `labels` files), for classification
+    /// answers.
+    pub fn with_labels(mut self, labels: OutputLabels) -> Self {
+        self.labels = labels;
+        self
+    }
+
+    /// The class names of the outputs whose config names a labels file.
+    pub fn labels(&self) -> &OutputLabels {
+        &self.labels
     }
 
     pub fn metadata(&self) -> &ModelMetadata {

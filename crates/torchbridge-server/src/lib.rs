@@ -14,6 +14,7 @@
 //! transports, HTTP as axum middleware and a listener, gRPC as a tower layer.
 
 mod auth;
+mod classification;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod grpc;
@@ -49,6 +50,7 @@ pub struct SetupError(pub String);
 pub fn extensions(state: &AppState) -> Vec<&'static str> {
     let mut all = vec![
         "binary_tensor_data",
+        "classification",
         "model_configuration",
         "model_repository",
         "statistics",

@@ -35,7 +35,8 @@ pub use torchbridge_core::{
 /// Starts the model through `bridge`: its instances, behind a batching scheduler when
 /// the config has a `[batching]` table; the loader a server's [`Registry`] uses.
 pub fn start_model(dir: &ModelDir, bridge: BackendKind) -> Result<ServedModel> {
-    let model = ServedModel::new(start_pool(dir, bridge)?, dir.config.batching.as_ref())?;
+    let model = ServedModel::new(start_pool(dir, bridge)?, dir.config.batching.as_ref())?
+        .with_labels(dir.labels.clone());
     if let Some(warmup) = &dir.config.warmup {
         warm_up(&model, warmup).map_err(|e| Error::Load {
             model: dir.name.clone(),

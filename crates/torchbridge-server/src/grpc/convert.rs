@@ -12,14 +12,14 @@ use std::fmt::Display;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use torchbridge_core::{DataType, Error, ModelMetadata, Result, Tensor};
+use torchbridge_core::{DataType, Error, ModelMetadata, OutputLabels, Result, Tensor};
 
 use super::proto::infer_parameter::ParameterChoice;
 use super::proto::model_infer_request::{InferInputTensor, InferRequestedOutputTensor};
 use super::proto::model_infer_response::InferOutputTensor;
 use super::proto::{InferParameter, InferTensorContents, ModelInferResponse};
 use super::shared_memory::{output_parameters, placement};
-use crate::{Limits, Placement, SharedMemory};
+use crate::{Limits, Placement, SharedMemory, classification};
 
 #[cfg(test)]
 mod roundtrip;
@@ -271,12 +271,20 @@ fn strings(input: &str, values: &[Bytes]) -> Result<Bytes> {
     Ok(out.freeze())
 }
 
-/// Checks the requested outputs against the model's before it runs; returns where each
-/// is to be put in shared memory, if it is.
+/// How one requested output goes back: placed in shared memory or inline, as the
+/// tensor or as its top classes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct OutputPlan {
+    pub at: Option<Placement>,
+    pub classes: Option<usize>,
+}
+
+/// Checks the requested outputs against the model's before it runs; returns how each
+/// goes back.
 pub(crate) fn check_requested(
     metadata: &ModelMetadata,
     requested: &[InferRequestedOutputTensor],
-) -> Result<Vec<Option<Placement>>> {
+) -> Result<Vec<OutputPlan>> {
     for (i, r) in requested.iter().enumerate() {
         if requested[..i].iter().any(|o| o.name == r.name) {
             return Err(invalid(format!("output `{}` is requested twice", r.name)));
@@ -297,38 +305,75 @@ pub(crate) fn check_requested(
     }
     requested
         .iter()
-        .map(|r| placement(&r.name, &r.parameters))
+        .map(|r| {
+            Ok(OutputPlan {
+                at: placement(&r.name, &r.parameters)?,
+                classes: classes(metadata, r)?,
+            })
+        })
         .collect()
 }
 
+/// The `classification` parameter of a requested output (`int64_param`), checked.
+fn classes(metadata: &ModelMetadata, r: &InferRequestedOutputTensor) -> Result<Option<usize>> {
+    let count = match r
+        .parameters
+        .get(classification::PARAMETER)
+        .and_then(|p| p.parameter_choice.as_ref())
+    {
+        None => return Ok(None),
+        Some(ParameterChoice::Int64Param(n)) => i128::from(*n),
+        Some(ParameterChoice::Uint64Param(n)) => i128::from(*n),
+        Some(_) => {
+            return Err(invalid(format!(
+                "output `{}`: {} takes a whole number of classes (int64_param)",
+                r.name,
+                classification::PARAMETER
+            )));
+        }
+    };
+    classification::check(metadata, &r.name, count).map(Some)
+}
+
 /// The response: the requested outputs (all when none are named), in the order asked
-/// for, each as a raw entry in the same order. An output placed in shared memory
-/// (`placements`, one per requested output, as `check_requested` gives them) is written
-/// there and gets an empty entry and the parameters that say where it is.
+/// for, each as a raw entry in the same order. `plans` (one per requested output, as
+/// `check_requested` gives them) say how each goes back: an output asked for as classes
+/// is replaced by them (named by `labels`); one placed in shared memory is written there
+/// and gets an empty entry and the parameters that say where it is.
 pub(crate) fn response(
     metadata: &ModelMetadata,
+    labels: &OutputLabels,
     id: String,
     outputs: Vec<Tensor>,
     requested: &[InferRequestedOutputTensor],
-    placements: &[Option<Placement>],
+    plans: &[OutputPlan],
     shared_memory: &SharedMemory,
 ) -> Result<ModelInferResponse> {
     assert_eq!(
         requested.len(),
-        placements.len(),
-        "one placement per requested output"
+        plans.len(),
+        "one plan per requested output"
     );
     let outputs: Vec<(Tensor, Option<&Placement>)> = if requested.is_empty() {
         outputs.into_iter().map(|t| (t, None)).collect()
     } else {
-        requested
-            .iter()
-            .zip(placements)
-            .filter_map(|(r, at)| {
-                let t = outputs.iter().find(|t| t.name == r.name)?;
-                Some((t.clone(), at.as_ref()))
-            })
-            .collect()
+        let mut picked = Vec::with_capacity(requested.len());
+        for (r, plan) in requested.iter().zip(plans) {
+            let Some(t) = outputs.iter().find(|t| t.name == r.name) else {
+                continue;
+            };
+            let t = match plan.classes {
+                Some(count) => classification::classify(
+                    t,
+                    count,
+                    metadata.max_batch_size > 0,
+                    labels.get(&r.name),
+                )?,
+                None => t.clone(),
+            };
+            picked.push((t, plan.at.as_ref()));
+        }
+        picked
     };
     let mut entries = Vec::with_capacity(outputs.len());
     let mut raw_output_contents = Vec::with_capacity(outputs.len());

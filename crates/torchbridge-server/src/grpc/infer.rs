@@ -62,11 +62,11 @@ async fn run(state: &AppState, request: ModelInferRequest) -> Result<ModelInferR
     let timeout = convert::timeout(parameters.get("timeout"))?;
     let limits = &state.settings.limits;
     let shared_memory = &state.shared_memory;
-    let mut placements = Vec::new();
+    let mut plans = Vec::new();
     if !outputs.is_empty() {
         limits.check_count("requested outputs", outputs.len())?;
         let pool = state.registry.get(&model_name, version)?;
-        placements = convert::check_requested(pool.metadata(), &outputs)?;
+        plans = convert::check_requested(pool.metadata(), &outputs)?;
     }
     let tensors = convert::inputs(inputs, raw_input_contents, limits, shared_memory)?;
     let (pool, results) = state
@@ -74,10 +74,11 @@ async fn run(state: &AppState, request: ModelInferRequest) -> Result<ModelInferR
         .await?;
     convert::response(
         pool.metadata(),
+        pool.labels(),
         id,
         results,
         &outputs,
-        &placements,
+        &plans,
         shared_memory,
     )
 }

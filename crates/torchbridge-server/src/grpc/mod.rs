@@ -257,7 +257,16 @@ pub(crate) fn fuzz_convert(
         t.check_bytes().expect("a converted tensor is consistent");
     }
     let _ = model.prepare(tensors.clone());
-    let response = convert::response(model, request.id, tensors, &[], &[], &no_regions)
-        .expect("no output is placed in shared memory");
+    let no_labels = torchbridge_core::OutputLabels::default();
+    let response = convert::response(
+        model,
+        &no_labels,
+        request.id,
+        tensors,
+        &[],
+        &[],
+        &no_regions,
+    )
+    .expect("no output is placed in shared memory");
     let _ = prost::Message::encode_to_vec(&response);
 }

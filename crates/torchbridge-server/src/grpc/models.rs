@@ -94,6 +94,10 @@ fn model_config(m: &ModelMetadata, dir: &ModelDir, instances: usize) -> proto::M
             name: s.name.clone(),
             data_type: data_type(s.datatype) as i32,
             dims: s.dims.clone(),
+            label_filename: c
+                .labels_file(&s.name)
+                .map(|f| f.display().to_string())
+                .unwrap_or_default(),
             ..Default::default()
         })
         .collect();

@@ -50,7 +50,9 @@ pub async fn infer(
         .inference(&model.name, Some(version), outcome, Protocol::Http, elapsed);
 
     let (pool, outputs) = result?;
-    let outputs = request.outputs.select(outputs)?;
+    let outputs = request
+        .outputs
+        .select(outputs, pool.metadata(), pool.labels())?;
     for (tensor, delivery) in &outputs {
         if let Delivery::SharedMemory(at) = delivery {
             state.shared_memory.write(&tensor.name, at, &tensor.data)?;

@@ -73,6 +73,7 @@ pub fn config_json(m: &ModelMetadata, config: Option<&ModelConfig>, instances: u
             })
         })
         .collect();
+    let labels = |name: &str| Some(config?.labels_file(name)?.display().to_string());
     let output: Vec<Value> = m
         .outputs
         .iter()
@@ -81,7 +82,7 @@ pub fn config_json(m: &ModelMetadata, config: Option<&ModelConfig>, instances: u
                 "name": s.name,
                 "data_type": triton_type(s.datatype),
                 "dims": s.dims,
-                "label_filename": "",
+                "label_filename": labels(&s.name).unwrap_or_default(),
                 "is_shape_tensor": false,
             })
         })

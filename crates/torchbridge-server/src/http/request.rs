@@ -13,12 +13,12 @@ use axum::body::Bytes;
 use serde::de::{self, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
-use torchbridge_core::{DataType, ModelMetadata, Tensor};
+use torchbridge_core::{DataType, ModelMetadata, OutputLabels, Tensor};
 
 use super::binary::{BinaryData, split_body};
 use super::error::ApiError;
 use super::tensor_json::{DataSeed, Decoded};
-use crate::{Limits, Placement, SharedMemory};
+use crate::{Limits, Placement, SharedMemory, classification};
 
 /// A decoded inference request.
 #[derive(Debug)]
@@ -49,7 +49,8 @@ pub struct RequestedOutput {
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct OutputParameters {
     pub binary_data: Option<bool>,
-    classification: Option<IgnoredAny>,
+    /// How many of the output's highest values to return instead of the tensor.
+    classification: Option<serde_json::Value>,
     shared_memory_region: Option<String>,
     shared_memory_byte_size: Option<u64>,
     shared_memory_offset: Option<u64>,
@@ -121,12 +122,6 @@ pub fn decode(
 impl OutputSelection {
     fn check_parameters(&self) -> Result<(), ApiError> {
         for (i, o) in self.requested.iter().flatten().enumerate() {
-            let unsupported = |what: &str| {
-                ApiError::bad_request(format!("output `{}`: {what} is not supported", o.name))
-            };
-            if o.parameters.classification.is_some() {
-                return Err(unsupported("classification"));
-            }
             o.placement()?;
             if self
                 .requested
@@ -144,9 +139,10 @@ impl OutputSelection {
         Ok(())
     }
 
-    /// Fails on a requested output the model does not have.
+    /// Fails on a requested output the model does not have, or one it cannot classify.
     pub fn check(&self, model: &ModelMetadata) -> Result<(), ApiError> {
         for o in self.requested.iter().flatten() {
+            o.classes(model)?;
             if !model.outputs.iter().any(|spec| spec.name == o.name) {
                 let names: Vec<_> = model
                     .outputs
@@ -164,8 +160,14 @@ impl OutputSelection {
         Ok(())
     }
 
-    /// The outputs to send, in order, each with how it goes back.
-    pub fn select(&self, outputs: Vec<Tensor>) -> Result<Vec<(Tensor, Delivery)>, ApiError> {
+    /// The outputs to send, in order, each with how it goes back; an output asked for as
+    /// classes is replaced by them.
+    pub fn select(
+        &self,
+        outputs: Vec<Tensor>,
+        model: &ModelMetadata,
+        labels: &OutputLabels,
+    ) -> Result<Vec<(Tensor, Delivery)>, ApiError> {
         let inline = |binary| match binary {
             true => Delivery::Binary,
             false => Delivery::Json,
@@ -185,6 +187,15 @@ impl OutputSelection {
                     .find(|t| t.as_ref().is_some_and(|t| t.name == o.name))
                     .and_then(Option::take)
                     .ok_or_else(|| ApiError::bad_request(format!("no output `{}`", o.name)))?;
+                let tensor = match o.classes(model)? {
+                    Some(count) => classification::classify(
+                        &tensor,
+                        count,
+                        model.max_batch_size > 0,
+                        labels.get(&o.name),
+                    )?,
+                    None => tensor,
+                };
                 let delivery = match o.placement()? {
                     Some(placement) => Delivery::SharedMemory(placement),
                     None => inline(o.parameters.binary_data.unwrap_or(self.binary_default)),
@@ -196,6 +207,25 @@ impl OutputSelection {
 }
 
 impl RequestedOutput {
+    /// How many classes the request asks for, checked against `model`; `None`: the tensor.
+    fn classes(&self, model: &ModelMetadata) -> Result<Option<usize>, ApiError> {
+        let Some(value) = &self.parameters.classification else {
+            return Ok(None);
+        };
+        let count = value.as_i64().ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "output `{}`: {} takes a whole number of classes, not {value}",
+                self.name,
+                classification::PARAMETER
+            ))
+        })?;
+        Ok(Some(classification::check(
+            model,
+            &self.name,
+            count.into(),
+        )?))
+    }
+
     fn placement(&self) -> Result<Option<Placement>, ApiError> {
         let p = &self.parameters;
         Ok(Placement::from_parameters(

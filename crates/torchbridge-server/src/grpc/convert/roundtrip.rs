@@ -76,7 +76,7 @@ proptest! {
     #[test]
     fn raw_contents_round_trip(outputs in tensors(Carrier::Raw)) {
         let tensors: Vec<Tensor> = outputs.into_iter().map(|(t, _)| t).collect();
-        let response = over_the_wire(&response(&metadata(), "id".into(), tensors.clone(), &[], &[], &SharedMemory::default()).unwrap());
+        let response = over_the_wire(&response(&metadata(), &OutputLabels::default(), "id".into(), tensors.clone(), &[], &[], &SharedMemory::default()).unwrap());
         let request = over_the_wire(&ModelInferRequest {
             model_name: "m".into(),
             inputs: tensors.iter().map(described).collect(),

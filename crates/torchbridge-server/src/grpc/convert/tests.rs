@@ -343,6 +343,7 @@ fn responses_hold_the_asked_outputs_as_raw_bytes_in_order() {
     let b = Tensor::from_slice("B", vec![1, 1], &[2f32]).unwrap();
     let all = response(
         &metadata(),
+        &OutputLabels::default(),
         "req-1".into(),
         vec![a.clone(), b.clone()],
         &[],
@@ -368,10 +369,11 @@ fn responses_hold_the_asked_outputs_as_raw_bytes_in_order() {
 
     let some = response(
         &metadata(),
+        &OutputLabels::default(),
         String::new(),
         vec![a, b.clone()],
         &wanted(&["B"]),
-        &[None],
+        &[OutputPlan::default()],
         &SharedMemory::default(),
     )
     .unwrap();
@@ -485,14 +487,15 @@ fn outputs_in_shared_memory_are_written_there_and_described() {
             parameters: HashMap::new(),
         },
     ];
-    let placements = check_requested(&metadata(), &requested).unwrap();
+    let plans = check_requested(&metadata(), &requested).unwrap();
     let outputs = vec![a.clone(), b.clone()];
     let r = response(
         &metadata(),
+        &OutputLabels::default(),
         String::new(),
         outputs,
         &requested,
-        &placements,
+        &plans,
         &shm,
     )
     .unwrap();
@@ -508,4 +511,56 @@ fn outputs_in_shared_memory_are_written_there_and_described() {
         Some(ParameterChoice::Int64Param(4))
     );
     assert!(r.outputs[1].parameters.is_empty());
+}
+
+#[test]
+fn an_output_asked_for_as_classes_comes_back_as_them() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("b.txt"), "small\nbig\n").unwrap();
+    let config = torchbridge_core::TensorConfig {
+        name: "B".into(),
+        datatype: DataType::Fp32,
+        dims: vec![2],
+        labels: Some("b.txt".into()),
+    };
+    let labels = OutputLabels::read(dir.path(), &[config]).unwrap();
+    let classified = |count| InferRequestedOutputTensor {
+        name: "B".into(),
+        parameters: HashMap::from([(
+            "classification".to_string(),
+            InferParameter {
+                parameter_choice: Some(count),
+            },
+        )]),
+    };
+    let requested = vec![classified(ParameterChoice::Int64Param(1))];
+    let plans = check_requested(&metadata(), &requested).unwrap();
+    assert_eq!(plans[0].classes, Some(1));
+    let b = Tensor::from_slice("B", vec![2, 2], &[0.25f32, 0.75, 4.0, -4.0]).unwrap();
+    let r = response(
+        &metadata(),
+        &labels,
+        String::new(),
+        vec![b],
+        &requested,
+        &plans,
+        &SharedMemory::default(),
+    )
+    .unwrap();
+    assert_eq!(r.outputs[0].datatype, "BYTES");
+    assert_eq!(r.outputs[0].shape, vec![2, 1]);
+    let expected =
+        Tensor::from_strings("B", vec![2, 1], &["0.750000:1:big", "4.000000:0:small"]).unwrap();
+    assert_eq!(r.raw_output_contents, vec![expected.data]);
+
+    for (bad, why) in [
+        (ParameterChoice::Int64Param(0), "asks for 0 classes"),
+        (
+            ParameterChoice::StringParam("2".into()),
+            "takes a whole number of classes",
+        ),
+    ] {
+        let e = error(check_requested(&metadata(), &[classified(bad)]));
+        assert!(e.contains("output `B`") && e.contains(why), "{e}");
+    }
 }

@@ -3,7 +3,7 @@
 use axum::body::Bytes;
 use half::{bf16, f16};
 use serde_json::{Value, json};
-use torchbridge_core::Tensor;
+use torchbridge_core::{OutputLabels, Tensor};
 
 use super::{metadata, outputs};
 use crate::http::request::{Delivery, InferRequest, decode};
@@ -309,7 +309,10 @@ fn inputs_are_read_from_shared_memory_and_outputs_placed_there() {
     .unwrap();
     let expected = Tensor::from_slice("X", vec![2, 2], &values).unwrap();
     assert_eq!(request.inputs, vec![expected]);
-    let picked = request.outputs.select(outputs()).unwrap();
+    let picked = request
+        .outputs
+        .select(outputs(), &metadata(), &OutputLabels::default())
+        .unwrap();
     let out = Placement {
         region: "out".into(),
         offset: 0,
@@ -351,18 +354,48 @@ fn outputs_are_selected_by_name_and_flag() {
     }))
     .unwrap();
     req.outputs.check(&metadata()).unwrap();
-    let picked = req.outputs.select(outputs()).unwrap();
+    let picked = req
+        .outputs
+        .select(outputs(), &metadata(), &OutputLabels::default())
+        .unwrap();
     let picked: Vec<_> = picked
         .iter()
         .map(|(t, d)| (t.name.as_str(), d.clone()))
         .collect();
     assert_eq!(picked, vec![("Z", Delivery::Json), ("Y", Delivery::Binary)]);
-    let err = request(
-        json!({"inputs": [], "outputs": [{"name": "Y", "parameters": {"classification": 3}}]}),
-    )
-    .unwrap_err();
-    assert!(err.contains("classification is not supported"), "{err}");
     let err =
         request(json!({"inputs": [], "outputs": [{"name": "Y"}, {"name": "Y"}]})).unwrap_err();
     assert!(err.contains("requested twice"), "{err}");
+}
+
+#[test]
+fn an_output_asked_for_as_classes_comes_back_as_them() {
+    let req = request(json!({
+        "inputs": [], "parameters": {"binary_data_output": true},
+        "outputs": [{"name": "Y", "parameters": {"classification": 1}}],
+    }))
+    .unwrap();
+    req.outputs.check(&metadata()).unwrap();
+    let picked = req
+        .outputs
+        .select(outputs(), &metadata(), &OutputLabels::default())
+        .unwrap();
+    let (classes, delivery) = &picked[0];
+    assert_eq!(*delivery, Delivery::Binary);
+    assert_eq!(classes.shape, [1, 1]);
+    assert_eq!(classes.strings().unwrap(), [b"2.500000:1"]);
+
+    for (count, why) in [
+        (json!(0), "asks for 0 classes"),
+        (json!("3"), "takes a whole number of classes, not \"3\""),
+        (json!(2.5), "takes a whole number of classes, not 2.5"),
+    ] {
+        let req = request(json!({
+            "inputs": [], "outputs": [{"name": "Z", "parameters": {"classification": count}}],
+        }))
+        .unwrap();
+        let err = req.outputs.check(&metadata()).unwrap_err();
+        assert!(err.message().contains("output `Z`"), "{err}");
+        assert!(err.message().contains(why), "{err}");
+    }
 }
