@@ -12,9 +12,10 @@
 //!
 //! A dead child is found by the call it was running: the socket reads end-of-file, the
 //! child is reaped, and that batch is answered `Error::Inference` naming the exit status
-//! or signal. The next batch starts a new child (loading the model again); a child that
-//! fails to start is not retried for a second, so a model that crashes on load does not
-//! reload on every request. A child whose call runs past every deadline of its requests
+//! or signal. A new child is started at once and loads the model while no batch waits for
+//! it; the next batch waits only for what is left of that load. A child that fails to
+//! start is not retried for a second, so a model that crashes on load does not reload on
+//! every request. A child whose call runs past every deadline of its requests
 //! (the pool's "stuck") is killed by the pool's watchdog through [`Backend::interrupter`],
 //! which ends that call the same way. When the backend is dropped (unload, shutdown) the
 //! socket closes and the child exits on its own; it is killed if it has not within 5 s.
@@ -46,6 +47,9 @@ pub(crate) struct WorkerBackend {
     command: WorkerCommand,
     metadata: ModelMetadata,
     running: Option<Running>,
+    /// A child started after a crash, still loading: it becomes `running` at the next
+    /// batch, once it says it is ready.
+    starting: Option<Running>,
     /// When the last start failed, and why: repeated within the backoff.
     failed_start: Option<(Instant, Error)>,
     timing: Option<CallTiming>,
@@ -96,12 +100,13 @@ impl WorkerBackend {
             ctx: ctx.clone(),
             bridge,
         };
-        let (running, metadata) = command.spawn()?;
+        let (running, metadata) = command.ready(command.launch()?)?;
         Ok(WorkerBackend {
             command,
             metadata,
             pid: Arc::new(Mutex::new(Some(running.child.id()))),
             running: Some(running),
+            starting: None,
             failed_start: None,
             timing: None,
         })
@@ -111,15 +116,22 @@ impl WorkerBackend {
         &self.command.ctx.model
     }
 
-    /// The running child, started again if the last one died.
+    /// The running child: the one started after the last died once it has loaded, or a
+    /// new one.
     fn running(&mut self) -> Result<&mut Running> {
         if self.running.is_none() {
-            if let Some((at, error)) = &self.failed_start
-                && at.elapsed() < RESTART_BACKOFF
-            {
-                return Err(error.clone());
-            }
-            match self.command.spawn() {
+            let starting = match self.starting.take() {
+                Some(starting) => Ok(starting),
+                None => {
+                    if let Some((at, error)) = &self.failed_start
+                        && at.elapsed() < RESTART_BACKOFF
+                    {
+                        return Err(error.clone());
+                    }
+                    self.command.launch()
+                }
+            };
+            match starting.and_then(|s| self.command.ready(s)) {
                 Ok((running, _)) => {
                     tracing::info!(
                         model = self.model(),
@@ -132,6 +144,7 @@ impl WorkerBackend {
                     self.failed_start = None;
                 }
                 Err(e) => {
+                    *lock(&self.pid) = None;
                     self.failed_start = Some((Instant::now(), e.clone()));
                     return Err(e);
                 }
@@ -191,10 +204,19 @@ impl WorkerBackend {
         };
         let message = format!(
             "instance {}'s worker process (pid {pid}) died while running this batch ({status}); \
-             it restarts with the next batch",
+             a new one is starting",
             self.command.ctx.instance
         );
         tracing::error!(model = self.model(), "{message} [{io_error}]");
+        // Start the replacement now, so it loads while no batch waits for it. The watchdog
+        // may kill it (a next batch stuck waiting for its load), so it is watched.
+        match self.command.launch() {
+            Ok(starting) => {
+                *lock(&self.pid) = Some(starting.child.id());
+                self.starting = Some(starting);
+            }
+            Err(e) => self.failed_start = Some((Instant::now(), e)),
+        }
         inference_error(self.model(), message)
     }
 }
@@ -235,30 +257,31 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Drop for WorkerBackend {
     fn drop(&mut self) {
-        let Some(Running { mut child, socket }) = self.running.take() else {
-            return;
-        };
         *lock(&self.pid) = None;
-        // End of input: the child finishes and exits.
-        drop(socket);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                return;
+        for Running { mut child, socket } in
+            self.running.take().into_iter().chain(self.starting.take())
+        {
+            // End of input: the child finishes (or stops loading) and exits.
+            drop(socket);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
             }
-            std::thread::sleep(Duration::from_millis(10));
+            let _ = child.kill();
+            let _ = child.wait();
         }
-        let _ = child.kill();
-        let _ = child.wait();
     }
 }
 
 impl WorkerCommand {
-    /// Starts a child and waits for it to load; returns it with its model's metadata.
-    fn spawn(&self) -> Result<(Running, ModelMetadata)> {
+    /// Starts a child, which begins loading the model; [`WorkerCommand::ready`] waits for it.
+    fn launch(&self) -> Result<Running> {
         let ctx = &self.ctx;
         let fail = |message: String| load_error(ctx, self.bridge, message);
-        let (mut socket, theirs) =
+        let (socket, theirs) =
             UnixStream::pair().map_err(|e| fail(format!("cannot make a socket pair: {e}")))?;
         // The child's stdout is our stderr: a model's prints land in the server's log.
         let stdout = std::io::stderr()
@@ -266,7 +289,7 @@ impl WorkerCommand {
             .try_clone_to_owned()
             .map_err(|e| fail(format!("cannot pass stderr to the worker: {e}")))?;
         let model_dir = ctx.version_dir.parent().unwrap_or(&ctx.version_dir);
-        let mut child = Command::new(&self.program)
+        let child = Command::new(&self.program)
             .arg("worker")
             .arg("--model-dir")
             .arg(model_dir)
@@ -284,6 +307,17 @@ impl WorkerCommand {
                     self.program.display()
                 ))
             })?;
+        Ok(Running { child, socket })
+    }
+
+    /// Waits until a launched child has loaded; returns it with its model's metadata.
+    fn ready(&self, launched: Running) -> Result<(Running, ModelMetadata)> {
+        let ctx = &self.ctx;
+        let fail = |message: String| load_error(ctx, self.bridge, message);
+        let Running {
+            mut child,
+            mut socket,
+        } = launched;
         let hello = wire::read_frame(&mut socket).and_then(|frame| match frame {
             Some(body) => Decoder::new(&body).reply(&ctx.model, self.bridge.as_str()),
             None => Err(std::io::ErrorKind::UnexpectedEof.into()),
