@@ -27,6 +27,10 @@ use crate::Limits;
 /// Where POSIX `shm_open` keeps its objects on Linux.
 const SHM_DIR: &str = "/dev/shm";
 
+/// The most regions registered at once. Each holds an open file, so without a bound
+/// clients could exhaust the server's descriptors (often 1024) and fail every connection.
+const MAX_REGIONS: usize = 256;
+
 /// One registered region, as the status calls report it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RegionStatus {
@@ -138,6 +142,12 @@ impl SharedMemory {
         if regions.contains_key(name) {
             return Err(invalid(format!(
                 "shared-memory region `{name}` is already registered; unregister it first"
+            )));
+        }
+        if regions.len() >= MAX_REGIONS {
+            return Err(invalid(format!(
+                "region `{name}`: {MAX_REGIONS} shared-memory regions are registered, the \
+                 most this server holds; unregister some first"
             )));
         }
         let status = RegionStatus {

@@ -139,6 +139,24 @@ fn status_and_unregister() {
 }
 
 #[test]
+fn regions_are_bounded_in_number() {
+    let object = Object::new(&[0; 16]);
+    let shm = SharedMemory::new(true);
+    for i in 0..MAX_REGIONS {
+        shm.register(&format!("r{i}"), &object.key, 0, 16).unwrap();
+    }
+    let full = message(shm.register("one more", &object.key, 0, 16));
+    assert!(
+        full.contains("region `one more`")
+            && full.contains(&format!("{MAX_REGIONS} shared-memory regions")),
+        "{full}"
+    );
+    shm.unregister(Some("r0"));
+    shm.register("one more", &object.key, 0, 16).unwrap();
+    assert_eq!(shm.status(None).unwrap().len(), MAX_REGIONS);
+}
+
+#[test]
 fn off_unless_allowed() {
     let object = Object::new(&[0; 16]);
     let shm = SharedMemory::new(false);
