@@ -3,6 +3,7 @@
 
 mod embedding;
 mod tokenizer;
+mod versions;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -12,6 +13,7 @@ use serde::{Deserialize, Deserializer};
 
 pub use embedding::{EmbeddingConfig, Pooling};
 pub use tokenizer::{Padding, TokenOutput, TokenizerConfig};
+pub use versions::VersionPolicy;
 
 use crate::{DataType, Error, Result};
 
@@ -43,6 +45,9 @@ pub struct ModelConfig {
     /// Where each instance runs: in the server's process, or in a child of its own.
     #[serde(default)]
     pub isolation: Isolation,
+    /// Which version directories serve at once (default: the highest).
+    #[serde(default)]
+    pub version_policy: VersionPolicy,
     #[serde(default, rename = "input")]
     pub inputs: Vec<TensorConfig>,
     #[serde(default, rename = "output")]
@@ -265,6 +270,7 @@ impl ModelConfig {
         if self.instances == 0 {
             return Err("`instances` must be at least 1".into());
         }
+        self.version_policy.check()?;
         if self.batching.is_some() && self.max_batch_size == 0 {
             return Err("`[batching]` needs `max_batch_size` > 0".into());
         }

@@ -37,7 +37,7 @@ mod tensor;
 pub use backend::{Backend, Batch, CallTiming, Interrupt, LoadContext};
 pub use config::{
     BackendKind, BatchingConfig, Device, EmbeddingConfig, Isolation, ModelConfig, Padding, Pooling,
-    TensorConfig, TokenOutput, TokenizerConfig, WarmupConfig,
+    TensorConfig, TokenOutput, TokenizerConfig, VersionPolicy, WarmupConfig,
 };
 pub use datatype::{DataType, Element};
 pub use declared::{FileTensor, reconcile};

@@ -12,7 +12,8 @@ pub type Loader = Arc<dyn Fn(&ModelDir) -> Result<ServedModel> + Send + Sync>;
 #[derive(Debug, Clone)]
 pub enum ModelState {
     Loading,
-    Ready(Arc<ServedModel>),
+    /// Its served versions (never none), by version.
+    Ready(BTreeMap<u64, Arc<ServedModel>>),
     /// Failed to load, or unloaded; the reason says which.
     Unavailable(String),
 }
@@ -88,8 +89,8 @@ impl Registry {
         }
     }
 
-    /// Loads (or reloads) `name`; its old instances keep serving until the new ones are
-    /// ready.
+    /// Loads (or reloads) `name`: every version its `version_policy` serves. The loaded
+    /// versions keep serving until the new ones are ready, and on if the reload fails.
     pub fn load(&self, name: &str) -> Result<()> {
         if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
             return Err(Error::ModelNotFound(name.to_string()));
@@ -103,12 +104,29 @@ impl Registry {
             .unwrap()
             .entry(name.to_string())
             .or_insert(ModelState::Loading);
-        let loaded = ModelDir::open(&path, None).and_then(|dir| (self.loader)(&dir));
+        let loaded = ModelDir::open_served(&path).and_then(|dirs| {
+            let several = dirs.len() > 1;
+            dirs.iter()
+                .map(|dir| match (self.loader)(dir) {
+                    Ok(model) => Ok((dir.version, Arc::new(model))),
+                    Err(e) if several => Err(in_version(e, dir.version)),
+                    Err(e) => Err(e),
+                })
+                .collect::<Result<BTreeMap<_, _>>>()
+        });
         let mut models = self.models.write().unwrap();
         match loaded {
-            Ok(model) => {
-                models.insert(name.to_string(), ModelState::Ready(Arc::new(model)));
+            Ok(versions) => {
+                models.insert(name.to_string(), ModelState::Ready(versions));
                 Ok(())
+            }
+            // As in Triton, a failed reload leaves the loaded versions serving.
+            Err(e) if matches!(models.get(name), Some(ModelState::Ready(_))) => {
+                tracing::error!(
+                    model = name,
+                    "reload failed, the loaded versions serve on: {e}"
+                );
+                Err(e)
             }
             Err(e) => {
                 tracing::error!(model = name, "failed to load: {e}");
@@ -143,41 +161,72 @@ impl Registry {
                 model: name.into(),
                 reason: reason.clone(),
             }),
-            Some(ModelState::Ready(pool)) => match version {
-                Some(v) if v != pool.metadata().version => {
-                    Err(Error::ModelNotFound(format!("{name}` version `{v}")))
-                }
-                _ => Ok(pool.clone()),
-            },
+            Some(ModelState::Ready(versions)) => {
+                let found = match version {
+                    None => versions.last_key_value().map(|(_, model)| model),
+                    Some(v) => versions.get(&v),
+                };
+                found.cloned().ok_or_else(|| {
+                    let v = version.unwrap_or_default();
+                    Error::ModelNotFound(format!(
+                        "{name}` version `{v}` (versions served: {:?})",
+                        versions.keys().collect::<Vec<_>>()
+                    ))
+                })
+            }
         }
     }
 
-    /// Every model known: loaded ones, failed ones, and those on disk not yet loaded.
+    /// Version `version` of `name`, or every version being served when `None`
+    /// (ascending): what statistics report.
+    pub fn served(&self, name: &str, version: Option<u64>) -> Result<Vec<Arc<ServedModel>>> {
+        if version.is_some() {
+            return Ok(vec![self.get(name, version)?]);
+        }
+        match self.models.read().unwrap().get(name) {
+            Some(ModelState::Ready(versions)) => Ok(versions.values().cloned().collect()),
+            _ => Ok(vec![self.get(name, None)?]),
+        }
+    }
+
+    /// The versions of `name` being served, ascending (none unless it is ready).
+    pub fn versions(&self, name: &str) -> Vec<u64> {
+        match self.models.read().unwrap().get(name) {
+            Some(ModelState::Ready(versions)) => versions.keys().copied().collect(),
+            _ => vec![],
+        }
+    }
+
+    /// Every model known: each served version of the loaded ones, failed ones, and those
+    /// on disk not yet loaded.
     pub fn index(&self) -> Vec<IndexEntry> {
         let models = self.models.read().unwrap();
         let on_disk = self.scan().unwrap_or_default();
         let mut names: Vec<&String> = models.keys().chain(on_disk.iter()).collect();
         names.sort();
         names.dedup();
-        names
-            .into_iter()
-            .map(|name| {
-                let (version, state, reason) = match models.get(name) {
-                    Some(ModelState::Ready(pool)) => {
-                        (Some(pool.metadata().version), "READY", String::new())
-                    }
-                    Some(ModelState::Loading) => (None, "LOADING", String::new()),
-                    Some(ModelState::Unavailable(r)) => (None, "UNAVAILABLE", r.clone()),
-                    None => (None, "UNAVAILABLE", "not loaded".into()),
-                };
-                IndexEntry {
-                    name: name.clone(),
-                    version,
-                    state,
-                    reason,
+        let mut entries = Vec::with_capacity(names.len());
+        for name in names {
+            let entry = |version, state, reason| IndexEntry {
+                name: name.clone(),
+                version,
+                state,
+                reason,
+            };
+            match models.get(name) {
+                Some(ModelState::Ready(versions)) => entries.extend(
+                    versions
+                        .keys()
+                        .map(|&v| entry(Some(v), "READY", String::new())),
+                ),
+                Some(ModelState::Loading) => entries.push(entry(None, "LOADING", String::new())),
+                Some(ModelState::Unavailable(r)) => {
+                    entries.push(entry(None, "UNAVAILABLE", r.clone()));
                 }
-            })
-            .collect()
+                None => entries.push(entry(None, "UNAVAILABLE", "not loaded".into())),
+            }
+        }
+        entries
     }
 
     /// True when no model is still loading (failed models are in the index, with reasons).
@@ -188,6 +237,22 @@ impl Registry {
             .unwrap()
             .values()
             .any(|s| matches!(s, ModelState::Loading))
+    }
+}
+
+/// A load error of one of several versions, naming the version.
+fn in_version(e: Error, version: u64) -> Error {
+    match e {
+        Error::Load {
+            model,
+            bridge,
+            message,
+        } => Error::Load {
+            model,
+            bridge,
+            message: format!("version {version}: {message}"),
+        },
+        other => other,
     }
 }
 
@@ -301,5 +366,59 @@ mod tests {
             registry.load("../etc"),
             Err(Error::ModelNotFound(_))
         ));
+    }
+
+    #[test]
+    fn the_version_policy_serves_several_versions_side_by_side() {
+        let repo = tempfile::tempdir().unwrap();
+        let model = repo.path().join("m");
+        for v in ["1", "2", "7"] {
+            std::fs::create_dir_all(model.join(v)).unwrap();
+        }
+        let config = |policy: &str| {
+            std::fs::write(
+                model.join("config.toml"),
+                format!("backend = \"onnx\"\nversion_policy = {policy}"),
+            )
+            .unwrap();
+        };
+        config("{ latest = 2 }");
+        let registry = Registry::new(repo.path(), loader());
+        registry.load("m").unwrap();
+        assert_eq!(registry.versions("m"), [2, 7]);
+        assert_eq!(registry.get("m", None).unwrap().metadata().version, 7);
+        assert_eq!(registry.get("m", Some(2)).unwrap().metadata().version, 2);
+        let served: Vec<_> = registry
+            .served("m", None)
+            .unwrap()
+            .iter()
+            .map(|m| m.metadata().version)
+            .collect();
+        assert_eq!(served, [2, 7]);
+        let e = registry.get("m", Some(1)).unwrap_err().to_string();
+        assert!(
+            e.contains("version `1`") && e.contains("versions served: [2, 7]"),
+            "{e}"
+        );
+        let index: Vec<_> = registry
+            .index()
+            .iter()
+            .map(|e| (e.version, e.state))
+            .collect();
+        assert_eq!(index, [(Some(2), "READY"), (Some(7), "READY")]);
+
+        // A reload follows the config; the old versions serve until the new ones are ready.
+        config("{ specific = [1] }");
+        registry.load("m").unwrap();
+        assert_eq!(registry.versions("m"), [1]);
+        config("{ specific = [1, 3] }");
+        let e = registry.load("m").unwrap_err().to_string();
+        assert!(e.contains("[3]") && e.contains("present: [1, 2, 7]"), "{e}");
+        assert_eq!(
+            registry.versions("m"),
+            [1],
+            "a failed reload leaves the loaded ones"
+        );
+        assert_eq!(registry.get("m", None).unwrap().metadata().version, 1);
     }
 }

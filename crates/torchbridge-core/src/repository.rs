@@ -81,6 +81,25 @@ impl ModelDir {
         })
     }
 
+    /// Every version of the model at `root` that its config's `version_policy` serves,
+    /// ascending.
+    pub fn open_served(root: &Path) -> Result<Vec<Self>> {
+        let highest = Self::open(root, None)?;
+        let versions = highest
+            .config
+            .version_policy
+            .select(&Self::versions(root)?)
+            .map_err(|message| Error::config(root, message))?;
+        Ok(versions
+            .into_iter()
+            .map(|version| ModelDir {
+                version,
+                version_dir: root.join(version.to_string()),
+                ..highest.clone()
+            })
+            .collect())
+    }
+
     /// The numeric version directories, ascending.
     pub fn versions(root: &Path) -> Result<Vec<u64>> {
         let entries = std::fs::read_dir(root)

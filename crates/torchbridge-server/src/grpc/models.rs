@@ -1,6 +1,8 @@
 //! Server and model metadata, model readiness and model configuration.
 
-use torchbridge_core::{DataType, Device, ModelDir, ModelForm, ModelMetadata, Result, TensorSpec};
+use torchbridge_core::{
+    DataType, Device, ModelDir, ModelForm, ModelMetadata, Result, TensorSpec, VersionPolicy,
+};
 
 use super::convert;
 use super::proto::model_config::SchedulingChoice;
@@ -50,7 +52,12 @@ pub(super) fn metadata(
     };
     Ok(ModelMetadataResponse {
         name: m.name.clone(),
-        versions: vec![m.version.to_string()],
+        versions: state
+            .registry
+            .versions(&request.name)
+            .iter()
+            .map(u64::to_string)
+            .collect(),
         platform: m.platform.clone(),
         inputs: tensors(&m.inputs),
         outputs: tensors(&m.outputs),
@@ -148,6 +155,7 @@ fn model_config(m: &ModelMetadata, dir: &ModelDir, instances: usize) -> proto::M
     proto::ModelConfig {
         name: m.name.clone(),
         platform: m.platform.clone(),
+        version_policy: Some(version_policy(&c.version_policy)),
         backend: c.backend.as_str().into(),
         max_batch_size: i32::try_from(m.max_batch_size).unwrap_or(i32::MAX),
         input,
@@ -157,6 +165,23 @@ fn model_config(m: &ModelMetadata, dir: &ModelDir, instances: usize) -> proto::M
         scheduling_choice,
         parameters,
         ..Default::default()
+    }
+}
+
+fn version_policy(policy: &VersionPolicy) -> proto::ModelVersionPolicy {
+    use proto::model_version_policy::{All, Latest, PolicyChoice, Specific};
+    let choice = match policy {
+        VersionPolicy::Latest(n) => PolicyChoice::Latest(Latest { num_versions: *n }),
+        VersionPolicy::All => PolicyChoice::All(All {}),
+        VersionPolicy::Specific(versions) => PolicyChoice::Specific(Specific {
+            versions: versions
+                .iter()
+                .map(|&v| i64::try_from(v).unwrap_or(i64::MAX))
+                .collect(),
+        }),
+    };
+    proto::ModelVersionPolicy {
+        policy_choice: Some(choice),
     }
 }
 

@@ -23,11 +23,11 @@ pub(super) fn statistics(
             .registry
             .index()
             .into_iter()
-            .filter_map(|entry| state.registry.get(&entry.name, None).ok())
+            .filter_map(|entry| state.registry.get(&entry.name, entry.version).ok())
             .collect()
     } else {
         let version = convert::version(&request.version)?;
-        vec![state.registry.get(&request.name, version)?]
+        state.registry.served(&request.name, version)?
     };
     let model_stats = pools.iter().map(|pool| model_statistics(pool)).collect();
     Ok(ModelStatisticsResponse { model_stats })

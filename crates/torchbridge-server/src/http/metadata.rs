@@ -14,7 +14,8 @@ pub async fn model(
     model: ModelRef,
 ) -> Result<Json<Value>, ApiError> {
     let pool = state.registry.get(&model.name, model.version)?;
-    Ok(Json(metadata_json(pool.metadata())))
+    let versions = state.registry.versions(&model.name);
+    Ok(Json(metadata_json(pool.metadata(), &versions)))
 }
 
 /// 200 when the model (version) is loaded; its error (404, 503) otherwise.
@@ -26,8 +27,9 @@ pub async fn ready(
     Ok(Json(json!({ "name": model.name, "ready": true })))
 }
 
-/// The protocol's model metadata: full shapes, with `-1` in front for the batch.
-pub fn metadata_json(m: &ModelMetadata) -> Value {
+/// The protocol's model metadata: full shapes, with `-1` in front for the batch;
+/// `versions`, every version of the model being served.
+pub fn metadata_json(m: &ModelMetadata, versions: &[u64]) -> Value {
     let tensors = |specs: &[TensorSpec]| -> Vec<Value> {
         specs
             .iter()
@@ -36,7 +38,7 @@ pub fn metadata_json(m: &ModelMetadata) -> Value {
     };
     json!({
         "name": m.name,
-        "versions": [m.version.to_string()],
+        "versions": versions.iter().map(u64::to_string).collect::<Vec<_>>(),
         "platform": m.platform,
         "inputs": tensors(&m.inputs),
         "outputs": tensors(&m.outputs),

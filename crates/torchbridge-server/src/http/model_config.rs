@@ -5,7 +5,9 @@
 use axum::Json;
 use axum::extract::State;
 use serde_json::{Map, Value, json};
-use torchbridge_core::{DataType, Device, ModelConfig, ModelDir, ModelMetadata, TensorSpec};
+use torchbridge_core::{
+    DataType, Device, ModelConfig, ModelDir, ModelMetadata, TensorSpec, VersionPolicy,
+};
 
 use super::error::ApiError;
 use super::extract::ModelRef;
@@ -56,6 +58,15 @@ pub fn triton_type(datatype: DataType) -> &'static str {
     }
 }
 
+/// Triton's JSON form of a version policy.
+fn version_policy(policy: &VersionPolicy) -> Value {
+    match policy {
+        VersionPolicy::Latest(n) => json!({ "latest": { "num_versions": n } }),
+        VersionPolicy::All => json!({ "all": {} }),
+        VersionPolicy::Specific(versions) => json!({ "specific": { "versions": versions } }),
+    }
+}
+
 /// The config JSON of a loaded model; `config` adds batching, device and parameters.
 pub fn config_json(m: &ModelMetadata, config: Option<&ModelConfig>, instances: usize) -> Value {
     let input: Vec<Value> = m
@@ -95,7 +106,10 @@ pub fn config_json(m: &ModelMetadata, config: Option<&ModelConfig>, instances: u
         "name": m.name,
         "platform": m.platform,
         "backend": config.map_or(m.platform.as_str(), |c| c.backend.as_str()),
-        "version_policy": { "specific": { "versions": [m.version] } },
+        "version_policy": config.map_or_else(
+            || json!({ "specific": { "versions": [m.version] } }),
+            |c| version_policy(&c.version_policy),
+        ),
         "max_batch_size": m.max_batch_size,
         "input": input,
         "output": output,

@@ -18,7 +18,7 @@ pub async fn all(State(state): State<AppState>) -> Json<Value> {
         .index()
         .iter()
         .filter(|entry| entry.state == "READY")
-        .filter_map(|entry| state.registry.get(&entry.name, None).ok())
+        .filter_map(|entry| state.registry.get(&entry.name, entry.version).ok())
         .map(|pool| model_stats(&pool))
         .collect();
     Json(json!({ "model_stats": stats }))
@@ -28,8 +28,9 @@ pub async fn model(
     State(state): State<AppState>,
     model: ModelRef,
 ) -> Result<Json<Value>, ApiError> {
-    let pool = state.registry.get(&model.name, model.version)?;
-    Ok(Json(json!({ "model_stats": [model_stats(&pool)] })))
+    let served = state.registry.served(&model.name, model.version)?;
+    let stats: Vec<Value> = served.iter().map(|pool| model_stats(pool)).collect();
+    Ok(Json(json!({ "model_stats": stats })))
 }
 
 fn duration(stat: &DurationStat) -> Value {
