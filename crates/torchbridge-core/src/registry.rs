@@ -183,9 +183,14 @@ impl Registry {
         if version.is_some() {
             return Ok(vec![self.get(name, version)?]);
         }
-        match self.models.read().unwrap().get(name) {
-            Some(ModelState::Ready(versions)) => Ok(versions.values().cloned().collect()),
-            _ => Ok(vec![self.get(name, None)?]),
+        let all = match self.models.read().unwrap().get(name) {
+            Some(ModelState::Ready(versions)) => versions.values().cloned().collect(),
+            _ => vec![],
+        };
+        // The lock is released: `get` takes it again for the error.
+        match all.is_empty() {
+            true => Ok(vec![self.get(name, None)?]),
+            false => Ok(all),
         }
     }
 
