@@ -33,6 +33,7 @@ mod repository;
 mod served;
 mod stats;
 mod tensor;
+mod watch;
 
 pub use backend::{Backend, Batch, CallTiming, Interrupt, LoadContext};
 pub use config::{
@@ -50,3 +51,4 @@ pub use repository::{ModelDir, ModelForm};
 pub use served::ServedModel;
 pub use stats::{BatchSizeStat, BatchSizes, DurationStat, InstanceHealth, ModelStats};
 pub use tensor::Tensor;
+pub use watch::{Change, RepositoryWatch};

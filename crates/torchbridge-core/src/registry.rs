@@ -148,6 +148,12 @@ impl Registry {
         }
     }
 
+    /// Forgets `name` (its directory is gone): it leaves the index; requests already
+    /// queued finish.
+    pub fn remove(&self, name: &str) {
+        self.models.write().unwrap().remove(name);
+    }
+
     /// The ready model `name`, at `version` if one is asked for.
     pub fn get(&self, name: &str, version: Option<u64>) -> Result<Arc<ServedModel>> {
         let models = self.models.read().unwrap();
@@ -262,7 +268,7 @@ fn in_version(e: Error, version: u64) -> Error {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::{Backend, Batch, InstancePool, ModelMetadata, Tensor};
 
@@ -278,7 +284,7 @@ mod tests {
     }
 
     /// Loads models whose config says `backend = "onnx"`; fails the others.
-    fn loader() -> Loader {
+    pub(crate) fn loader() -> Loader {
         Arc::new(|dir: &ModelDir| {
             if dir.config.backend != crate::BackendKind::Onnx {
                 return Err(Error::Load {

@@ -27,9 +27,10 @@ use std::time::Instant;
 
 pub use bridges::{compiled_bridges, runtime_versions};
 pub use torchbridge_core::{
-    Backend, BackendKind, Batch, BatchingConfig, DataType, Device, Element, Error, InstancePool,
-    Isolation, LoadContext, ModelConfig, ModelDir, ModelForm, ModelMetadata, ModelStats,
-    PythonError, Registry, Result, ServedModel, Tensor, TensorSpec, TokenizerConfig,
+    Backend, BackendKind, Batch, BatchingConfig, Change, DataType, Device, Element, Error,
+    InstancePool, Isolation, LoadContext, ModelConfig, ModelDir, ModelForm, ModelMetadata,
+    ModelStats, PythonError, Registry, RepositoryWatch, Result, ServedModel, Tensor, TensorSpec,
+    TokenizerConfig,
 };
 
 /// Starts the model through `bridge`: its instances, behind a batching scheduler when

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use torchbridge::{Registry, start_model};
+use torchbridge::{Change, Registry, RepositoryWatch, start_model};
 use torchbridge_server::{AppState, Auth, Limits, ServerSettings, TlsSettings};
 
 /// Serve every model of a repository over HTTP and gRPC (KServe v2 / Open Inference Protocol).
@@ -45,6 +45,11 @@ pub struct ServeArgs {
     /// server's user: only for clients on the same host that you trust.
     #[arg(long, env = "TORCHBRIDGE_ALLOW_CLIENT_SHM")]
     allow_client_shm: bool,
+    /// Look at the repository every this many seconds and follow it: load a model
+    /// directory that appears, reload one whose files change (its loaded versions serve
+    /// on if that fails), remove one that disappears. 0: off.
+    #[arg(long, env = "TORCHBRIDGE_POLL_REPOSITORY_SECS", default_value_t = 0)]
+    poll_repository_secs: u64,
     #[command(flatten)]
     security: SecurityArgs,
     #[command(flatten)]
@@ -197,6 +202,8 @@ async fn serve(
     let names = registry.scan()?;
     // Not ready until every one of them has loaded or failed.
     registry.mark_loading(&names);
+    // Taken before the first load, so a change made while models load is seen.
+    let watch = (args.poll_repository_secs > 0).then(|| RepositoryWatch::new(&registry));
     let over_tls = if tls.is_some() { " over TLS" } else { "" };
     let guarded = match (&auth, &tls) {
         (Some(_), Some(t)) if t.verifies_clients() => {
@@ -234,9 +241,10 @@ async fn serve(
     let state = AppState::new(registry.clone(), settings);
     let server = tokio::spawn(torchbridge_server::serve(state, http, grpc, shutdown));
     // Live at once; ready when every model has loaded or failed (failures are in the index).
+    let loading = registry.clone();
     tokio::task::spawn_blocking(move || {
         for name in names {
-            if let Err(e) = registry.load(&name) {
+            if let Err(e) = loading.load(&name) {
                 eprintln!("torchbridge: model `{name}` failed to load: {e}");
             }
         }
@@ -244,12 +252,51 @@ async fn serve(
     .await
     .context("model loading panicked")?;
     tracing::info!("models loaded");
+    if let Some(watch) = watch {
+        let every = Duration::from_secs(args.poll_repository_secs);
+        tokio::spawn(follow_repository(registry, watch, every));
+    }
     server
         .await
         .context("the server task panicked")?
         .context("the server failed")?;
     println!("torchbridge: stopped");
     Ok(())
+}
+
+/// Polls the repository every `every` and reports what changed; runs until the process
+/// ends (a poll is blocking file system work and model loads, off the async threads).
+async fn follow_repository(registry: Arc<Registry>, mut watch: RepositoryWatch, every: Duration) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        let registry = registry.clone();
+        let polled = tokio::task::spawn_blocking(move || (watch.poll(&registry), watch)).await;
+        let Ok((changes, returned)) = polled else {
+            eprintln!(
+                "torchbridge: polling the model repository panicked; it is no longer followed"
+            );
+            return;
+        };
+        watch = returned;
+        for change in changes {
+            match change {
+                Change::Loaded(name) => println!("torchbridge: model `{name}` appeared and loaded"),
+                Change::Reloaded(name, Ok(())) => {
+                    println!("torchbridge: model `{name}` changed and reloaded");
+                }
+                Change::Reloaded(name, Err(e)) => eprintln!(
+                    "torchbridge: model `{name}` changed, and its reload failed (what was loaded serves on): {e}"
+                ),
+                Change::Failed(name, e) => {
+                    eprintln!("torchbridge: model `{name}` appeared and failed to load: {e}");
+                }
+                Change::Removed(name) => println!("torchbridge: model `{name}` was removed"),
+            }
+        }
+    }
 }
 
 /// Resolves on SIGTERM or ctrl-c: admission stops, in-flight requests finish.

@@ -1,0 +1,175 @@
+//! Following a model repository as it changes on disk (`serve --poll-repository-secs`,
+//! Triton's poll mode): a model directory that appears is loaded, one whose files change
+//! is reloaded (its loaded versions serve on if that fails), one that disappears is
+//! removed. A change is seen through each file's size and modification time, so a
+//! repository of large weights costs one `stat` a file per poll.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use crate::{Error, Registry};
+
+/// Deepest directory level looked into below a model directory (symlink loops end here).
+const MAX_DEPTH: usize = 8;
+
+/// What one file looked like: its path in the model directory, size and mtime.
+type FileStamp = (PathBuf, u64, Option<SystemTime>);
+
+/// The repository as last seen.
+#[derive(Debug, Default)]
+pub struct RepositoryWatch {
+    seen: BTreeMap<String, Vec<FileStamp>>,
+}
+
+/// What a poll did to one model.
+#[derive(Debug)]
+pub enum Change {
+    Loaded(String),
+    /// Its files changed and it reloaded; `Err` if that failed (the loaded versions, if
+    /// any, still serve).
+    Reloaded(String, Result<(), Error>),
+    /// New on disk, and it failed to load.
+    Failed(String, Error),
+    /// Its directory is gone: it no longer serves.
+    Removed(String),
+}
+
+impl RepositoryWatch {
+    /// Takes the repository as it is now: later polls act on what changes after this.
+    pub fn new(registry: &Registry) -> Self {
+        let mut watch = RepositoryWatch::default();
+        for name in registry.scan().unwrap_or_default() {
+            let stamps = stamps(&registry.root().join(&name));
+            watch.seen.insert(name, stamps);
+        }
+        watch
+    }
+
+    /// Looks at the repository once and loads, reloads or removes what changed since the
+    /// last look. Blocks while models load.
+    pub fn poll(&mut self, registry: &Registry) -> Vec<Change> {
+        let Ok(names) = registry.scan() else {
+            return vec![];
+        };
+        let mut changes = Vec::new();
+        let gone: Vec<String> = self
+            .seen
+            .keys()
+            .filter(|name| !names.contains(name))
+            .cloned()
+            .collect();
+        for name in gone {
+            self.seen.remove(&name);
+            registry.remove(&name);
+            changes.push(Change::Removed(name));
+        }
+        for name in names {
+            let now = stamps(&registry.root().join(&name));
+            let change = match self.seen.get(&name) {
+                Some(before) if *before == now => continue,
+                Some(_) => Change::Reloaded(name.clone(), registry.load(&name)),
+                None => match registry.load(&name) {
+                    Ok(()) => Change::Loaded(name.clone()),
+                    Err(e) => Change::Failed(name.clone(), e),
+                },
+            };
+            // Recorded either way: a model that fails is tried again once it changes.
+            self.seen.insert(name, now);
+            changes.push(change);
+        }
+        changes
+    }
+}
+
+/// Every file under `dir` (following symlinks, `MAX_DEPTH` levels), sorted by path.
+fn stamps(dir: &Path) -> Vec<FileStamp> {
+    let mut found = Vec::new();
+    let mut pending = vec![(dir.to_path_buf(), 0)];
+    while let Some((at, depth)) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&at) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(meta) = std::fs::metadata(&path) else {
+                continue;
+            };
+            if meta.is_dir() {
+                if depth < MAX_DEPTH {
+                    pending.push((path, depth + 1));
+                }
+                continue;
+            }
+            let relative = path.strip_prefix(dir).unwrap_or(&path).to_path_buf();
+            found.push((relative, meta.len(), meta.modified().ok()));
+        }
+    }
+    found.sort();
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::tests::loader;
+
+    fn write_model(root: &Path, name: &str, backend: &str, versions: &[&str]) {
+        for v in versions {
+            std::fs::create_dir_all(root.join(name).join(v)).unwrap();
+        }
+        let config = format!("backend = \"{backend}\"");
+        std::fs::write(root.join(name).join("config.toml"), config).unwrap();
+    }
+
+    fn summary(changes: &[Change]) -> Vec<String> {
+        changes
+            .iter()
+            .map(|c| match c {
+                Change::Loaded(n) => format!("loaded {n}"),
+                Change::Reloaded(n, Ok(())) => format!("reloaded {n}"),
+                Change::Reloaded(n, Err(_)) => format!("reload of {n} failed"),
+                Change::Failed(n, _) => format!("{n} failed"),
+                Change::Removed(n) => format!("removed {n}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn new_changed_and_removed_models_are_followed() {
+        let repo = tempfile::tempdir().unwrap();
+        let root = repo.path();
+        write_model(root, "a", "onnx", &["1"]);
+        let registry = Registry::new(root, loader());
+        registry.load_all().unwrap();
+        let mut watch = RepositoryWatch::new(&registry);
+        assert!(watch.poll(&registry).is_empty(), "nothing changed");
+
+        write_model(root, "b", "onnx", &["1"]);
+        write_model(root, "c", "python", &["1"]);
+        assert_eq!(summary(&watch.poll(&registry)), ["loaded b", "c failed"]);
+        assert!(
+            watch.poll(&registry).is_empty(),
+            "a failed model waits for a change"
+        );
+
+        // A new version directory (holding a file) is a change: the highest now serves.
+        std::fs::create_dir_all(root.join("a/2")).unwrap();
+        std::fs::write(root.join("a/2/model.onnx"), b"v2").unwrap();
+        assert_eq!(summary(&watch.poll(&registry)), ["reloaded a"]);
+        assert_eq!(registry.versions("a"), [2]);
+
+        // A config that breaks: the reload fails and version 2 serves on.
+        std::fs::write(root.join("a/config.toml"), "backend = 3").unwrap();
+        assert_eq!(summary(&watch.poll(&registry)), ["reload of a failed"]);
+        assert_eq!(registry.versions("a"), [2]);
+
+        std::fs::remove_dir_all(root.join("b")).unwrap();
+        assert_eq!(summary(&watch.poll(&registry)), ["removed b"]);
+        assert!(matches!(
+            registry.get("b", None),
+            Err(Error::ModelNotFound(_))
+        ));
+        assert!(registry.index().iter().all(|e| e.name != "b"));
+    }
+}
