@@ -58,17 +58,24 @@ def _toml(value) -> str:
     raise TypeError(f"cannot write {value!r} to TOML")
 
 
-def write_config(model_dir, backend, max_batch_size, inputs, outputs, parameters=None, **top):
-    """Write <model_dir>/config.toml. `top`: extra top-level keys (trust_pickle=True, ...)."""
+def write_config(model_dir, backend, max_batch_size, inputs, outputs, parameters=None,
+                 labels=None, **top):
+    """Write <model_dir>/config.toml. `top`: extra top-level keys (trust_pickle=True, ...).
+    `labels`: {output name: class names}, each written to <output>.labels.txt beside it."""
     instances = top.pop("instances", 1)
     lines = [f"backend = {_toml(backend)}", f"max_batch_size = {max_batch_size}",
              f"instances = {instances}"]
     lines += [f"{key} = {_toml(value)}" for key, value in top.items()]
+    labels = dict(labels or {})
     for table, specs in (("input", inputs), ("output", outputs)):
         for name, datatype, dims in specs:
             assert datatype in TORCH_DTYPES, f"unknown datatype {datatype}"
             lines += ["", f"[[{table}]]", f"name = {_toml(name)}",
                       f"datatype = {_toml(datatype)}", f"dims = {_toml(list(dims))}"]
+            if table == "output" and name in labels:
+                file = f"{name}.labels.txt"
+                Path(model_dir, file).write_text("".join(f"{n}\n" for n in labels[name]))
+                lines.append(f"labels = {_toml(file)}")
     if parameters:
         lines += ["", "[parameters]"] + [f"{k} = {_toml(v)}" for k, v in parameters.items()]
     Path(model_dir, "config.toml").write_text("\n".join(lines) + "\n")

@@ -43,7 +43,8 @@ def export(module: nn.Module, example_inputs: torch.Tensor | Sequence[torch.Tens
            max_batch_size: int = 64, input_names: Sequence[str] | None = None,
            output_names: Sequence[str] | None = None,
            init_kwargs: Mapping[str, Any] | None = None, trust_pickle: bool = False,
-           instances: int = 1) -> Exported:
+           instances: int = 1,
+           labels: Mapping[str, Sequence[str]] | None = None) -> Exported:
     """Writes `<repository>/<name>/config.toml` and a new version directory (the highest
     present + 1) holding the model in the form each of `bridges` reads; the first bridge
     is the config's `backend`.
@@ -57,6 +58,10 @@ def export(module: nn.Module, example_inputs: torch.Tensor | Sequence[torch.Tens
     class source, rebuilt as `cls(**init_kwargs)`; that class may use only torch. With
     `trust_pickle=True` it is the whole module pickled (model.pt, loaded only with
     `trust_pickle = true` in config.toml) instead.
+
+    labels: class names of outputs, {output name: [name of class 0, 1, ...]}; a server
+    asked for an output's top classes (Triton's classification, tritonclient's
+    `class_count`) answers with them.
 
     Every form is loaded back and run on the example; ExportError names the form and
     the exporter's reason (an unsupported operator or construct) when one fails, and no
@@ -83,6 +88,7 @@ def export(module: nn.Module, example_inputs: torch.Tensor | Sequence[torch.Tens
     if len(in_names) != len(example) or len(out_names) != len(outputs):
         raise ExportError(f"{len(example)} example inputs and {len(outputs)} outputs, but "
                           f"names {in_names} and {out_names}")
+    _check_labels(labels, out_names)
     batched = max_batch_size > 0
     inputs = [_spec(n, t, batched, "input") for n, t in zip(in_names, example, strict=True)]
     outs = [_spec(n, t, batched, "output") for n, t in zip(out_names, outputs, strict=True)]
@@ -110,8 +116,19 @@ def export(module: nn.Module, example_inputs: torch.Tensor | Sequence[torch.Tens
         raise ExportError(f"{err}{hint}") from err
     top = {"trust_pickle": True} if trust_pickle else {}
     _repo.write_config(model_dir, bridges[0], max_batch_size, inputs, outs,
-                       instances=instances, **top)
+                       labels=labels, instances=instances, **top)
     return Exported(model_dir, version, diffs, inputs, outs)
+
+
+def _check_labels(labels: Mapping[str, Sequence[str]] | None, out_names: list[str]) -> None:
+    for output, names in (labels or {}).items():
+        if output not in out_names:
+            raise ExportError(f"labels name output {output!r}, but the outputs are {out_names}")
+        if isinstance(names, str) or not all(isinstance(n, str) for n in names):
+            raise ExportError(f"labels of {output!r}: give a list of class-name strings")
+        if any("\n" in n or "\r" in n for n in names):
+            raise ExportError(f"labels of {output!r}: a class name cannot hold a line break "
+                              f"(the labels file holds one name a line)")
 
 
 def _spec(name: str, tensor: torch.Tensor, batched: bool, what: str):

@@ -105,9 +105,9 @@ def test_a_model_without_a_batch_dimension_ranks_its_whole_output(http, repo):
 def test_the_server_lists_the_extension_and_the_config_its_labels_file(http, grpc, repo):
     require_models(repo, "mlp")
     assert "classification" in http.get_server_metadata()["extensions"]
-    assert http.get_model_config("mlp")["output"][0]["label_filename"] == "labels.txt"
+    assert http.get_model_config("mlp")["output"][0]["label_filename"] == "OUTPUT0.labels.txt"
     config = grpc.get_model_config("mlp", as_json=True)["config"]
-    assert config["output"][0]["label_filename"] == "labels.txt"
+    assert config["output"][0]["label_filename"] == "OUTPUT0.labels.txt"
 
 
 def post_infer(server, model: str, body: dict) -> tuple:

@@ -149,3 +149,31 @@ def test_an_unexportable_operator_is_refused_by_name_and_leaves_no_version(tmp_p
                            bridges=("onnx",))
     assert isinstance(err.value, torchbridge.TorchbridgeError)
     assert not (tmp_path / "bad" / "1").exists()
+
+
+def test_labels_name_the_classes_of_an_output(tmp_path):
+    torch.manual_seed(4)
+    net, x = MLP(), torch.randn(2, 16)
+    names = ["cat", "dog", "bird", "fish"]
+    torchbridge.export(net, x, tmp_path, name="pets", bridges=("onnx",),
+                       labels={"OUTPUT0": names})
+    config = (tmp_path / "pets" / "config.toml").read_text()
+    assert 'labels = "OUTPUT0.labels.txt"' in config
+    assert (tmp_path / "pets" / "OUTPUT0.labels.txt").read_text().splitlines() == names
+    # The Rust loader reads the labels file: a missing one fails the load, naming it.
+    assert torchbridge.Model.load(tmp_path / "pets").outputs[0].name == "OUTPUT0"
+    (tmp_path / "pets" / "OUTPUT0.labels.txt").unlink()
+    with pytest.raises(torchbridge.TorchbridgeError, match="OUTPUT0.labels.txt"):
+        torchbridge.Model.load(tmp_path / "pets")
+
+
+@pytest.mark.parametrize("labels,why", [
+    ({"LOGITS": ["a"]}, "labels name output 'LOGITS'"),
+    ({"OUTPUT0": "abcd"}, "a list of class-name strings"),
+    ({"OUTPUT0": ["a\nb"]}, "cannot hold a line break"),
+])
+def test_labels_that_cannot_be_written_are_refused(tmp_path, labels, why):
+    with pytest.raises(torchbridge.ExportError, match=why):
+        torchbridge.export(MLP(), torch.randn(2, 16), tmp_path, name="bad", bridges=("onnx",),
+                           labels=labels)
+    assert not (tmp_path / "bad").exists()

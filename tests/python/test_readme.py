@@ -28,3 +28,5 @@ def test_the_from_python_walkthrough_runs(tmp_path):
     assert "served [2, 3] True" in run.stdout
     assert {p.name for p in (tmp_path / "models" / "net" / "1").iterdir()} >= {
         "model.py", "model.pt", "model.onnx"}
+    labels = tmp_path / "models" / "net" / "OUTPUT0.labels.txt"
+    assert labels.read_text().split() == ["setosa", "versicolor", "virginica"]
