@@ -52,6 +52,20 @@ def run_perf_analyzer(*args: str) -> subprocess.CompletedProcess:
     return run
 
 
+def grpc_health(channel, service: str = "", metadata=None) -> int:
+    """`grpc.health.v1.Health/Check` on `channel`: the ServingStatus number (1 SERVING,
+    2 NOT_SERVING). The messages are one string and one enum, encoded here by hand so the
+    test needs no grpcio-health-checking."""
+    name = service.encode()
+    request = (b"\x0a" + bytes([len(name)]) + name) if name else b""
+    check = channel.unary_unary("/grpc.health.v1.Health/Check",
+                                request_serializer=lambda b: b,
+                                response_deserializer=lambda b: b)
+    reply = check(request, metadata=metadata, timeout=10)
+    assert reply in (b"", b"\x08\x01", b"\x08\x02", b"\x08\x03"), reply
+    return reply[1] if reply else 0
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -20,13 +20,14 @@ import urllib.request
 from pathlib import Path
 
 import gevent.ssl
+import grpc
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from conftest import BINARY, Server, free_port, stop_server
+from conftest import BINARY, Server, free_port, grpc_health, stop_server
 
 TOKENS = ["first-token-0123456789", "second.token/abc"]
 X = np.linspace(-1, 1, 16, dtype=np.float32).reshape(1, 16)
@@ -182,6 +183,12 @@ def test_grpc_requires_a_valid_token(tokens):
         good = {"authorization": f"Bearer {TOKENS[0]}"}
         assert client.is_server_live(headers=good)
         assert grpc_infer(client, headers=good).shape == (1, 4)
+    # The standard health check is guarded like ServerLive.
+    with grpc.insecure_channel(tokens.grpc_url) as channel:
+        with pytest.raises(grpc.RpcError) as info:
+            grpc_health(channel)
+        assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert grpc_health(channel, metadata=[("authorization", f"Bearer {TOKENS[0]}")]) == 1
 
 
 def test_metrics_stay_open(tokens):
@@ -227,6 +234,9 @@ def test_tls_grpc_with_tritonclient(tls, certs):
         assert info.value.status() == "StatusCode.UNAUTHENTICATED"
         out = grpc_infer(client, headers={"authorization": f"Bearer {TOKENS[0]}"})
     assert out.shape == (1, 4)
+    credentials = grpc.ssl_channel_credentials((certs / "ca.pem").read_bytes())
+    with grpc.secure_channel(tls.grpc_url, credentials) as channel:
+        assert grpc_health(channel) == 1   # open too: --auth-allow-health
 
 
 # --- mutual TLS ----------------------------------------------------------------------------

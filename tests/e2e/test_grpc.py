@@ -12,7 +12,7 @@ import tritonclient.grpc as grpcclient
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
-from conftest import backend_of, require_models, run_perf_analyzer
+from conftest import backend_of, grpc_health, require_models, run_perf_analyzer
 
 DTYPES = ["FP16", "FP32", "FP64", "BF16", "INT8", "INT16", "INT32", "INT64", "UINT8", "BOOL"]
 # (rtol, atol) against the eager-torch reference; integers and bools must be exact.
@@ -322,3 +322,19 @@ def test_perf_analyzer(server, tmp_path, extra):
                             str(tmp_path / "perf.csv"), *extra)
     assert "Throughput" in run.stdout
     assert (tmp_path / "perf.csv").read_text().startswith("Concurrency,")
+
+
+def test_the_standard_health_check_answers_serving(server):
+    with grpc.insecure_channel(server.grpc_url) as channel:
+        assert grpc_health(channel) == 1
+        assert grpc_health(channel, "inference.GRPCInferenceService") == 1
+        with pytest.raises(grpc.RpcError) as unknown:
+            grpc_health(channel, "some.Other")
+        assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
+        assert "unknown service `some.Other`" in unknown.value.details()
+        watch = channel.unary_stream("/grpc.health.v1.Health/Watch",
+                                     request_serializer=lambda b: b,
+                                     response_deserializer=lambda b: b)
+        with pytest.raises(grpc.RpcError) as unimplemented:
+            next(iter(watch(b"", timeout=10)))
+        assert unimplemented.value.code() == grpc.StatusCode.UNIMPLEMENTED

@@ -14,9 +14,10 @@ use crate::SetupError;
 
 /// The health routes `--auth-allow-health` leaves open, over HTTP and gRPC.
 pub const OPEN_HTTP_PATHS: [&str; 2] = ["/v2/health/live", "/v2/health/ready"];
-pub const OPEN_GRPC_PATHS: [&str; 2] = [
+pub const OPEN_GRPC_PATHS: [&str; 3] = [
     "/inference.GRPCInferenceService/ServerLive",
     "/inference.GRPCInferenceService/ServerReady",
+    "/grpc.health.v1.Health/Check",
 ];
 
 /// The accepted tokens. Build with [`Auth::new`].

@@ -69,6 +69,7 @@ pub async fn serve(
             settings.auth.clone(),
             settings.limits.max_body_bytes,
         ))
+        .add_service(crate::grpc::health::service(state.clone()))
         .add_service(crate::grpc::service(state))
         .serve_with_incoming_shutdown(
             tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true)),

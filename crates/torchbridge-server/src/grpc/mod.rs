@@ -16,6 +16,7 @@
 mod convert;
 mod error;
 mod guard;
+pub mod health;
 mod infer;
 mod models;
 mod repository;

@@ -67,7 +67,7 @@ struct SecurityArgs {
     #[arg(long, env = "TORCHBRIDGE_AUTH_TOKEN_ENV", value_name = "VAR")]
     auth_token_env: Option<String>,
     /// Leave the health checks (/v2/health/live, /v2/health/ready; gRPC ServerLive,
-    /// ServerReady) open when tokens are required.
+    /// ServerReady, grpc.health.v1.Health/Check) open when tokens are required.
     #[arg(long, env = "TORCHBRIDGE_AUTH_ALLOW_HEALTH")]
     auth_allow_health: bool,
     /// Serve HTTP and gRPC over TLS with this PEM certificate chain (needs --tls-key).
