@@ -1,6 +1,6 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use crate::{Error, ModelDir, Result, ServedModel};
 
@@ -76,7 +76,32 @@ impl Registry {
     pub fn load_all(&self) -> Result<usize> {
         let names = self.scan()?;
         self.mark_loading(&names);
-        Ok(names.iter().filter(|name| self.load(name).is_ok()).count())
+        let failed = self.load_each(&names, 1);
+        Ok(names.len() - failed.len())
+    }
+
+    /// Loads `names`, up to `threads` at once (models load independently of each other,
+    /// and a load is mostly reading files and waiting on engines); returns those that
+    /// failed, with why, in the order they failed. Blocks until every one is done.
+    pub fn load_each(&self, names: &[String], threads: usize) -> Vec<(String, Error)> {
+        let next = Mutex::new(names.iter());
+        let failed = Mutex::new(Vec::new());
+        std::thread::scope(|scope| {
+            for _ in 0..threads.clamp(1, names.len().max(1)) {
+                scope.spawn(|| {
+                    loop {
+                        // Its own statement: the lock must not be held while loading.
+                        let Some(name) = next.lock().unwrap().next() else {
+                            break;
+                        };
+                        if let Err(e) = self.load(name) {
+                            failed.lock().unwrap().push((name.clone(), e));
+                        }
+                    }
+                });
+            }
+        });
+        failed.into_inner().unwrap()
     }
 
     /// Records `names` as loading before any of them starts, so that readiness

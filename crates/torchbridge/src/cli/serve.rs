@@ -50,6 +50,9 @@ pub struct ServeArgs {
     /// on if that fails), remove one that disappears. 0: off.
     #[arg(long, env = "TORCHBRIDGE_POLL_REPOSITORY_SECS", default_value_t = 0)]
     poll_repository_secs: u64,
+    /// How many models load at once at startup.
+    #[arg(long, env = "TORCHBRIDGE_MODEL_LOAD_THREADS", default_value_t = 4)]
+    model_load_threads: usize,
     #[command(flatten)]
     security: SecurityArgs,
     #[command(flatten)]
@@ -241,12 +244,10 @@ async fn serve(
     let state = AppState::new(registry.clone(), settings);
     let server = tokio::spawn(torchbridge_server::serve(state, http, grpc, shutdown));
     // Live at once; ready when every model has loaded or failed (failures are in the index).
-    let loading = registry.clone();
+    let (loading, threads) = (registry.clone(), args.model_load_threads);
     tokio::task::spawn_blocking(move || {
-        for name in names {
-            if let Err(e) = loading.load(&name) {
-                eprintln!("torchbridge: model `{name}` failed to load: {e}");
-            }
+        for (name, e) in loading.load_each(&names, threads) {
+            eprintln!("torchbridge: model `{name}` failed to load: {e}");
         }
     })
     .await

@@ -1,0 +1,83 @@
+"""Models load side by side at startup (`--model-load-threads`, 4 by default): two python
+models whose loads each wait for the other to have started (a rendezvous through files)
+can only both load if their loads overlap; one at a time, the first would give up waiting
+and fail. With `--model-load-threads 1` that is what happens."""
+
+import textwrap
+
+import numpy as np
+import pytest
+import tritonclient.http as httpclient
+
+from conftest import require_bridges, start_server, stop_server
+
+# Arrives (a file named after this model), then waits for the other model to arrive.
+HANDLER = textwrap.dedent('''
+    import os
+    import time
+
+
+    class Model:
+        def __init__(self, model_dir, config):
+            me, other = config["me"], config["other"]
+            meeting = os.path.join(model_dir, "..", "..")
+            open(os.path.join(meeting, me + ".arrived"), "w").close()
+            deadline = time.monotonic() + float(config["wait_s"])
+            while not os.path.exists(os.path.join(meeting, other + ".arrived")):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{me} waited for {other}, which never started loading")
+                time.sleep(0.05)
+
+        def predict(self, inputs):
+            return {"Y": inputs["X"] * 2}
+''')
+
+
+def write_pair(root, wait_s: float) -> None:
+    for me, other in [("left", "right"), ("right", "left")]:
+        (root / me / "1").mkdir(parents=True)
+        (root / me / "1" / "model.py").write_text(HANDLER)
+        (root / me / "config.toml").write_text(textwrap.dedent(f'''
+            backend = "python"
+            max_batch_size = 4
+            [[input]]
+            name = "X"
+            datatype = "FP32"
+            dims = [2]
+            [[output]]
+            name = "Y"
+            datatype = "FP32"
+            dims = [2]
+            [parameters]
+            me = "{me}"
+            other = "{other}"
+            wait_s = {wait_s}
+        '''))
+
+
+def index(server) -> dict:
+    with httpclient.InferenceServerClient(server.http_url) as client:
+        return {m["name"]: m for m in client.get_model_repository_index()}
+
+
+@pytest.mark.parametrize("threads", ["4", "1"])
+def test_models_load_side_by_side(tmp_path, threads):
+    require_bridges("python")
+    root = tmp_path / "repo"
+    write_pair(root, wait_s=60 if threads != "1" else 3)
+    server = start_server(root, tmp_path / "serve.log", "--model-load-threads", threads)
+    try:
+        models = index(server)
+        if threads == "1":
+            # One at a time: the first to load waited for the other in vain.
+            failed = [m for m in models.values() if m["state"] == "UNAVAILABLE"]
+            assert len(failed) == 1, models
+            assert "which never started loading" in failed[0]["reason"]
+            return
+        assert {m["state"] for m in models.values()} == {"READY"}, models
+        with httpclient.InferenceServerClient(server.http_url) as client:
+            x = httpclient.InferInput("X", [1, 2], "FP32")
+            x.set_data_from_numpy(np.array([[1.0, -3.0]], dtype=np.float32))
+            np.testing.assert_array_equal(client.infer("left", [x]).as_numpy("Y"), [[2.0, -6.0]])
+    finally:
+        assert stop_server(server) == 0, server.log_text()
