@@ -106,7 +106,8 @@ def test_model_config(server, client):
     assert config["max_batch_size"] == 8
     # MessageToJson writes int64 as strings.
     assert config["input"] == [{"name": "INPUT0", "data_type": "TYPE_FP32", "dims": ["16"]}]
-    assert config["output"] == [{"name": "OUTPUT0", "data_type": "TYPE_FP32", "dims": ["4"]}]
+    assert config["output"] == [{"name": "OUTPUT0", "data_type": "TYPE_FP32", "dims": ["4"],
+                                 "label_filename": "OUTPUT0.labels.txt"}]
     assert config["instance_group"][0]["count"] == 1
     assert config["instance_group"][0]["kind"] == "KIND_CPU"
     assert config["default_model_filename"] == {"torchscript": "model.pt",
