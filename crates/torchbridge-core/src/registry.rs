@@ -2,6 +2,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
+use crate::watch::{FileStamp, version_stamp};
 use crate::{Error, ModelDir, Result, ServedModel};
 
 /// Starts an opened model directory: its instance pool, and its batching scheduler when
@@ -34,6 +35,9 @@ pub struct Registry {
     root: PathBuf,
     loader: Loader,
     models: RwLock<BTreeMap<String, ModelState>>,
+    /// What each loaded version's files looked like when it loaded, for reloads that
+    /// keep the versions that did not change.
+    stamps: Mutex<BTreeMap<(String, u64), Vec<FileStamp>>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -50,6 +54,7 @@ impl Registry {
             root: root.into(),
             loader,
             models: RwLock::default(),
+            stamps: Mutex::default(),
         }
     }
 
@@ -117,6 +122,17 @@ impl Registry {
     /// Loads (or reloads) `name`: every version its `version_policy` serves. The loaded
     /// versions keep serving until the new ones are ready, and on if the reload fails.
     pub fn load(&self, name: &str) -> Result<()> {
+        self.load_versions(name, false)
+    }
+
+    /// Reloads `name` after its files changed: as [`Registry::load`], but a version that is
+    /// loaded and whose files (its directory, and the files beside config.toml) did not
+    /// change keeps serving as it is instead of loading again.
+    pub fn reload_changed(&self, name: &str) -> Result<()> {
+        self.load_versions(name, true)
+    }
+
+    fn load_versions(&self, name: &str, keep_unchanged: bool) -> Result<()> {
         if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
             return Err(Error::ModelNotFound(name.to_string()));
         }
@@ -124,20 +140,46 @@ impl Registry {
         if !path.join("config.toml").is_file() {
             return Err(Error::ModelNotFound(name.to_string()));
         }
-        self.models
+        let loaded_now: BTreeMap<u64, Arc<ServedModel>> = match self
+            .models
             .write()
             .unwrap()
             .entry(name.to_string())
-            .or_insert(ModelState::Loading);
+            .or_insert(ModelState::Loading)
+        {
+            ModelState::Ready(versions) if keep_unchanged => versions.clone(),
+            _ => BTreeMap::new(),
+        };
         let loaded = ModelDir::open_served(&path).and_then(|dirs| {
             let several = dirs.len() > 1;
             dirs.iter()
-                .map(|dir| match (self.loader)(dir) {
-                    Ok(model) => Ok((dir.version, Arc::new(model))),
-                    Err(e) if several => Err(in_version(e, dir.version)),
-                    Err(e) => Err(e),
+                .map(|dir| {
+                    // Taken before loading, so a change made meanwhile is seen next time.
+                    let stamp = version_stamp(&path, &dir.version_dir);
+                    let key = (name.to_string(), dir.version);
+                    let unchanged = self.stamps.lock().unwrap().get(&key) == Some(&stamp);
+                    if let Some(model) = loaded_now.get(&dir.version).filter(|_| unchanged) {
+                        return Ok((dir.version, (model.clone(), stamp)));
+                    }
+                    match (self.loader)(dir) {
+                        Ok(model) => Ok((dir.version, (Arc::new(model), stamp))),
+                        Err(e) if several => Err(in_version(e, dir.version)),
+                        Err(e) => Err(e),
+                    }
                 })
                 .collect::<Result<BTreeMap<_, _>>>()
+        });
+        // Stamps are kept only for versions that serve: after a failed reload the loaded
+        // versions serve on, with the stamps they loaded with.
+        let loaded = loaded.map(|versions| {
+            let mut stamps = self.stamps.lock().unwrap();
+            versions
+                .into_iter()
+                .map(|(version, (model, stamp))| {
+                    stamps.insert((name.to_string(), version), stamp);
+                    (version, model)
+                })
+                .collect::<BTreeMap<_, _>>()
         });
         let mut models = self.models.write().unwrap();
         match loaded {

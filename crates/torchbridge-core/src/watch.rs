@@ -14,7 +14,7 @@ use crate::{Error, Registry};
 const MAX_DEPTH: usize = 8;
 
 /// What one file looked like: its path in the model directory, size and mtime.
-type FileStamp = (PathBuf, u64, Option<SystemTime>);
+pub(crate) type FileStamp = (PathBuf, u64, Option<SystemTime>);
 
 /// The repository as last seen.
 #[derive(Debug, Default)]
@@ -40,7 +40,7 @@ impl RepositoryWatch {
     pub fn new(registry: &Registry) -> Self {
         let mut watch = RepositoryWatch::default();
         for name in registry.scan().unwrap_or_default() {
-            let stamps = stamps(&registry.root().join(&name));
+            let stamps = stamps(&registry.root().join(&name), MAX_DEPTH);
             watch.seen.insert(name, stamps);
         }
         watch
@@ -65,10 +65,10 @@ impl RepositoryWatch {
             changes.push(Change::Removed(name));
         }
         for name in names {
-            let now = stamps(&registry.root().join(&name));
+            let now = stamps(&registry.root().join(&name), MAX_DEPTH);
             let change = match self.seen.get(&name) {
                 Some(before) if *before == now => continue,
-                Some(_) => Change::Reloaded(name.clone(), registry.load(&name)),
+                Some(_) => Change::Reloaded(name.clone(), registry.reload_changed(&name)),
                 None => match registry.load(&name) {
                     Ok(()) => Change::Loaded(name.clone()),
                     Err(e) => Change::Failed(name.clone(), e),
@@ -82,8 +82,21 @@ impl RepositoryWatch {
     }
 }
 
-/// Every file under `dir` (following symlinks, `MAX_DEPTH` levels), sorted by path.
-fn stamps(dir: &Path) -> Vec<FileStamp> {
+/// What one version of a model looked like: the files beside its config.toml and those
+/// under its version directory.
+pub(crate) fn version_stamp(model_root: &Path, version_dir: &Path) -> Vec<FileStamp> {
+    let mut stamp = stamps(model_root, 0);
+    stamp.extend(
+        stamps(version_dir, MAX_DEPTH)
+            .into_iter()
+            .map(|(path, len, mtime)| (version_dir.join(path), len, mtime)),
+    );
+    stamp
+}
+
+/// Every file and directory under `dir` (following symlinks, `max_depth` directory levels
+/// down; at 0, the files in `dir` only), sorted by path.
+fn stamps(dir: &Path, max_depth: usize) -> Vec<FileStamp> {
     let mut found = Vec::new();
     let mut pending = vec![(dir.to_path_buf(), 0)];
     while let Some((at, depth)) = pending.pop() {
@@ -91,18 +104,31 @@ fn stamps(dir: &Path) -> Vec<FileStamp> {
             continue;
         };
         for entry in entries.flatten() {
+            // Python's bytecode caches (written when a handler is imported: a change
+            // that loading itself makes) and hidden files (editors' swap files) are not
+            // the model.
+            let name = entry.file_name();
+            if name == "__pycache__" || name.to_string_lossy().starts_with('.') {
+                continue;
+            }
             let path = entry.path();
             let Ok(meta) = std::fs::metadata(&path) else {
                 continue;
             };
+            // A directory counts as a file too (an empty new version directory is a
+            // change), where it is looked into at all.
             if meta.is_dir() {
-                if depth < MAX_DEPTH {
-                    pending.push((path, depth + 1));
+                if depth >= max_depth {
+                    continue;
                 }
-                continue;
+                pending.push((path.clone(), depth + 1));
             }
             let relative = path.strip_prefix(dir).unwrap_or(&path).to_path_buf();
-            found.push((relative, meta.len(), meta.modified().ok()));
+            // A directory by its presence only: its mtime moves with ignored entries too.
+            match meta.is_dir() {
+                true => found.push((relative, 0, None)),
+                false => found.push((relative, meta.len(), meta.modified().ok())),
+            }
         }
     }
     found.sort();
@@ -111,6 +137,8 @@ fn stamps(dir: &Path) -> Vec<FileStamp> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
     use crate::registry::tests::loader;
 
@@ -164,6 +192,13 @@ mod tests {
         assert_eq!(summary(&watch.poll(&registry)), ["reload of a failed"]);
         assert_eq!(registry.versions("a"), [2]);
 
+        std::fs::create_dir_all(root.join("b/1/__pycache__")).unwrap();
+        std::fs::write(root.join("b/1/.model.py.swp"), b"x").unwrap();
+        assert!(
+            watch.poll(&registry).is_empty(),
+            "bytecode caches and hidden files are not the model"
+        );
+
         std::fs::remove_dir_all(root.join("b")).unwrap();
         assert_eq!(summary(&watch.poll(&registry)), ["removed b"]);
         assert!(matches!(
@@ -171,5 +206,46 @@ mod tests {
             Err(Error::ModelNotFound(_))
         ));
         assert!(registry.index().iter().all(|e| e.name != "b"));
+    }
+
+    #[test]
+    fn a_new_version_loads_beside_the_unchanged_ones_and_a_config_change_reloads_all() {
+        let repo = tempfile::tempdir().unwrap();
+        let root = repo.path();
+        write_model(root, "m", "onnx", &["1", "2"]);
+        let policy = |latest: u32| {
+            let config = format!("backend = \"onnx\"\nversion_policy = {{ latest = {latest} }}");
+            std::fs::write(root.join("m/config.toml"), config).unwrap();
+        };
+        policy(2);
+        let registry = Registry::new(root, loader());
+        registry.load_all().unwrap();
+        let mut watch = RepositoryWatch::new(&registry);
+        let two = registry.get("m", Some(2)).unwrap();
+
+        std::fs::create_dir_all(root.join("m/3")).unwrap();
+        assert_eq!(summary(&watch.poll(&registry)), ["reloaded m"]);
+        assert_eq!(registry.versions("m"), [2, 3]);
+        let kept = registry.get("m", Some(2)).unwrap();
+        assert!(
+            Arc::ptr_eq(&two, &kept),
+            "version 2 did not change: it serves as it was"
+        );
+
+        policy(3);
+        assert_eq!(summary(&watch.poll(&registry)), ["reloaded m"]);
+        assert_eq!(registry.versions("m"), [1, 2, 3]);
+        let reloaded = registry.get("m", Some(2)).unwrap();
+        assert!(
+            !Arc::ptr_eq(&kept, &reloaded),
+            "a new config.toml reloads every version"
+        );
+
+        // Asked for through the API, a load is a full reload.
+        registry.load("m").unwrap();
+        assert!(!Arc::ptr_eq(
+            &reloaded,
+            &registry.get("m", Some(2)).unwrap()
+        ));
     }
 }
