@@ -66,6 +66,17 @@ def write_config(model_dir, backend, max_batch_size, inputs, outputs, parameters
     lines = [f"backend = {_toml(backend)}", f"max_batch_size = {max_batch_size}",
              f"instances = {instances}"]
     lines += [f"{key} = {_toml(value)}" for key, value in top.items()]
+    lines += tensor_entries(model_dir, inputs, outputs, labels)
+    if parameters:
+        lines += ["", "[parameters]"] + [f"{k} = {_toml(v)}" for k, v in parameters.items()]
+    Path(model_dir, "config.toml").write_text("\n".join(lines) + "\n")
+
+
+def tensor_entries(model_dir, inputs, outputs, labels=None) -> list[str]:
+    """The config.toml lines of the [[input]] and [[output]] entries; an output named in
+    `labels` ({output: class names}) gets its names written to <output>.labels.txt in
+    `model_dir` and the entry's `labels` key."""
+    lines = []
     labels = dict(labels or {})
     for table, specs in (("input", inputs), ("output", outputs)):
         for name, datatype, dims in specs:
@@ -76,9 +87,19 @@ def write_config(model_dir, backend, max_batch_size, inputs, outputs, parameters
                 file = f"{name}.labels.txt"
                 Path(model_dir, file).write_text("".join(f"{n}\n" for n in labels[name]))
                 lines.append(f"labels = {_toml(file)}")
-    if parameters:
-        lines += ["", "[parameters]"] + [f"{k} = {_toml(v)}" for k, v in parameters.items()]
-    Path(model_dir, "config.toml").write_text("\n".join(lines) + "\n")
+    return lines
+
+
+def check_labels(labels, out_names) -> None:
+    """ValueError naming what is wrong with `labels` ({output: class names})."""
+    for output, names in (labels or {}).items():
+        if output not in out_names:
+            raise ValueError(f"labels name output {output!r}, but the outputs are {out_names}")
+        if isinstance(names, str) or not all(isinstance(n, str) for n in names):
+            raise ValueError(f"labels of {output!r}: give a list of class-name strings")
+        if any("\n" in n or "\r" in n for n in names):
+            raise ValueError(f"labels of {output!r}: a class name cannot hold a line break "
+                             f"(the labels file holds one name a line)")
 
 
 def handler_source(net_cls, kwargs, input_names, output_names, doc="") -> str:

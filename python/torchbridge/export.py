@@ -121,14 +121,10 @@ def export(module: nn.Module, example_inputs: torch.Tensor | Sequence[torch.Tens
 
 
 def _check_labels(labels: Mapping[str, Sequence[str]] | None, out_names: list[str]) -> None:
-    for output, names in (labels or {}).items():
-        if output not in out_names:
-            raise ExportError(f"labels name output {output!r}, but the outputs are {out_names}")
-        if isinstance(names, str) or not all(isinstance(n, str) for n in names):
-            raise ExportError(f"labels of {output!r}: give a list of class-name strings")
-        if any("\n" in n or "\r" in n for n in names):
-            raise ExportError(f"labels of {output!r}: a class name cannot hold a line break "
-                              f"(the labels file holds one name a line)")
+    try:
+        _repo.check_labels(labels, out_names)
+    except ValueError as err:
+        raise ExportError(str(err)) from None
 
 
 def _spec(name: str, tensor: torch.Tensor, batched: bool, what: str):

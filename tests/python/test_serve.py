@@ -380,3 +380,29 @@ def test_a_port_in_use_is_an_os_error_naming_the_address():
         port = taken.getsockname()[1]
         with pytest.raises(OSError, match=f"cannot listen for HTTP on 127.0.0.1:{port}"):
             torchbridge.Server(lambda x: x, **IO, http_port=port, grpc_port=0)
+
+
+def test_labels_name_the_classes_of_an_output_asked_for_as_classes():
+    names = ["cat", "dog", "bird"]
+    with torchbridge.Server(mlp(), **IO, labels={"OUTPUT0": names}, http_port=0,
+                            grpc_port=0) as server:
+        rows = np.random.default_rng(5).standard_normal((2, 8)).astype(np.float32)
+        body = {"inputs": [{"name": "INPUT0", "datatype": "FP32", "shape": [2, 8],
+                            "data": rows.reshape(-1).tolist()}],
+                "outputs": [{"name": "OUTPUT0", "parameters": {"classification": 2}}]}
+        request = urllib.request.Request(f"{server.url}/v2/models/model/infer",
+                                         data=json.dumps(body).encode())
+        with urllib.request.urlopen(request, timeout=60) as reply:
+            classes = json.load(reply)["outputs"][0]
+        assert classes["datatype"] == "BYTES" and classes["shape"] == [2, 2]
+        status, raw = infer(server, rows)
+        assert status == 200
+    logits = output(raw)
+    for row, texts in zip(logits, np.reshape(classes["data"], (2, 2)), strict=True):
+        top = np.argsort(-row, kind="stable")[:2]
+        assert list(texts) == [f"{float(row[i]):.6f}:{i}:{names[i]}" for i in top]
+
+
+def test_labels_for_an_output_the_server_does_not_have_are_refused():
+    with pytest.raises(ValueError, match="labels name output 'LOGITS'"):
+        torchbridge.Server(mlp(), **IO, labels={"LOGITS": ["a"]}, http_port=0, grpc_port=0)

@@ -259,7 +259,7 @@ fn start_callable(dir: &ModelDir, callable: &Arc<Py<PyAny>>) -> torchbridge::Res
     let pool = InstancePool::start(&dir.name, instances, move |_| {
         torchbridge_python::callable_backend(metadata.clone(), &callable)
     })?;
-    ServedModel::new(pool, dir.config.batching.as_ref())
+    Ok(ServedModel::new(pool, dir.config.batching.as_ref())?.with_labels(dir.labels.clone()))
 }
 
 /// Sends the server's log (tracing) to stderr at `filter` (e.g. `"warn"`,
