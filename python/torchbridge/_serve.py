@@ -13,14 +13,14 @@ import os
 import shutil
 import tempfile
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from torchbridge import _native
-from torchbridge._repo import _toml
+from torchbridge._repo import check_labels, tensor_entries
 
 DATATYPES = ("BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
              "FP16", "FP32", "FP64", "BF16", "BYTES")
@@ -62,6 +62,8 @@ class Server:
     allow_client_shm: let clients on this host pass tensors through system shared memory
     (Triton's extension; see `serve --allow-client-shm`). Off by default: any client
     that reaches the server could read and write this user's shared-memory objects.
+    labels: class names of outputs, {output name: [name of class 0, 1, ...]}: an output
+    asked for as its top classes (tritonclient's `class_count`) names them.
     log: a filter for the server's log on stderr ("warn", "info", ...); the first
     server of the process sets it; None leaves it off.
     """
@@ -72,13 +74,15 @@ class Server:
                  preferred_batch_sizes: Sequence[int] | None = None, instances: int = 1,
                  http_port: int = 8000, grpc_port: int = 8001, host: str = "127.0.0.1",
                  request_timeout_ms: int = 60_000, idle_poll_us: int = 0,
-                 allow_client_shm: bool = False, log: str | None = "warn") -> None:
+                 allow_client_shm: bool = False, log: str | None = "warn",
+                 labels: Mapping[str, Sequence[str]] | None = None) -> None:
         if not callable(fn):
             raise TypeError(f"fn must be callable (a function or an nn.Module), "
                             f"got {type(fn).__name__}")
         _check_name(name)
         inputs = _check_tensors("inputs", inputs)
         outputs = _check_tensors("outputs", outputs)
+        check_labels(labels, [o[0] for o in outputs])
         _check_int("max_batch_size", max_batch_size, 0)
         _check_int("instances", instances, 1)
         _check_int("request_timeout_ms", request_timeout_ms, 1)
@@ -101,7 +105,8 @@ class Server:
             model_dir = self._repository / name
             (model_dir / "1").mkdir(parents=True)
             (model_dir / "config.toml").write_text(
-                _config(max_batch_size, instances, inputs, outputs, batching))
+                _config(model_dir, max_batch_size, instances, inputs, outputs, batching,
+                        labels))
             if log:
                 _native.init_logging(log)
             versions = [("torch", torch.__version__)]
@@ -178,23 +183,22 @@ def serve(fn: Callable[..., Any], name: str = "model", **kwargs: Any) -> None:
     lets the requests in flight finish and returns. HTTP on 8000 and gRPC on 8001 by
     default, on 127.0.0.1 (host="0.0.0.0" for every interface)."""
     with Server(fn, name, **kwargs) as server:
-        print(f"torchbridge: serving `{name}` over HTTP at {server.url} and gRPC at "
-              f"{server.grpc_address}; ctrl-c stops", flush=True)
+        # The announcement is inside the try: a ctrl-c that comes as soon as it is out
+        # (before wait() is reached) stops the server the same way.
         try:
+            print(f"torchbridge: serving `{name}` over HTTP at {server.url} and gRPC at "
+                  f"{server.grpc_address}; ctrl-c stops", flush=True)
             server.wait()
         except KeyboardInterrupt:
             print("torchbridge: stopping (finishing the requests in flight)", flush=True)
     print("torchbridge: stopped", flush=True)
 
 
-def _config(max_batch_size: int, instances: int, inputs: list, outputs: list,
-            batching: str) -> str:
+def _config(model_dir: Path, max_batch_size: int, instances: int, inputs: list,
+            outputs: list, batching: str, labels: Mapping[str, Sequence[str]] | None) -> str:
     lines = ['backend = "python"', f"max_batch_size = {max_batch_size}",
              f"instances = {instances}"]
-    for table, specs in (("input", inputs), ("output", outputs)):
-        for name, datatype, dims in specs:
-            lines += ["", f"[[{table}]]", f"name = {_toml(name)}",
-                      f"datatype = {_toml(datatype)}", f"dims = {_toml(dims)}"]
+    lines += tensor_entries(model_dir, inputs, outputs, labels)
     if batching:
         lines += ["", "[batching]", batching]
     return "\n".join(lines) + "\n"
