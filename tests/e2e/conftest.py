@@ -85,7 +85,7 @@ class Server:
         return self.log.read_text(errors="replace")
 
 
-def wait_ready(server: Server, timeout: float = 180.0) -> None:
+def wait_ready(server: Server, timeout: float = 180.0, startup=None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
@@ -93,7 +93,7 @@ def wait_ready(server: Server, timeout: float = 180.0) -> None:
         try:
             with urllib.request.urlopen(f"http://{server.http_url}/v2/health/ready", timeout=2) as r:
                 if r.status == 200:
-                    assert_all_settled(server)
+                    assert_all_settled(server, startup)
                     return
         except OSError:
             pass
@@ -101,15 +101,17 @@ def wait_ready(server: Server, timeout: float = 180.0) -> None:
     raise RuntimeError(f"torchbridge serve not ready after {timeout}s:\n{server.log_text()}")
 
 
-def assert_all_settled(server: Server) -> None:
-    """Ready means every model of the repository has loaded or failed: none is still
-    loading or not reached yet (a request for it would fail)."""
+def assert_all_settled(server: Server, startup=None) -> None:
+    """Ready means every model of the repository (or each of `startup`, those
+    `--load-model` named) has loaded or failed: none is still loading or not reached yet
+    (a request for it would fail)."""
     request = urllib.request.Request(f"http://{server.http_url}/v2/repository/index",
                                      data=b"{}", method="POST")
     with urllib.request.urlopen(request, timeout=10) as r:
         index = json.load(r)
     unsettled = [m for m in index
-                 if m.get("state") == "LOADING" or m.get("reason") == "not loaded"]
+                 if (m.get("state") == "LOADING" or m.get("reason") == "not loaded")
+                 and (startup is None or m["name"] in startup)]
     assert not unsettled, f"ready while models are unsettled: {unsettled}"
 
 
@@ -123,7 +125,8 @@ def start_server(repo: Path, log: Path, *extra: str) -> Server:
     process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
     server = Server(process, f"127.0.0.1:{http}", f"127.0.0.1:{grpc}", f"127.0.0.1:{metrics}",
                     repo, log)
-    wait_ready(server)
+    named = [extra[i + 1] for i, flag in enumerate(extra) if flag == "--load-model"]
+    wait_ready(server, startup=named or None)
     return server
 
 

@@ -1,15 +1,17 @@
-"""Models load side by side at startup (`--model-load-threads`, 4 by default): two python
-models whose loads each wait for the other to have started (a rendezvous through files)
-can only both load if their loads overlap; one at a time, the first would give up waiting
-and fail. With `--model-load-threads 1` that is what happens."""
+"""What loads at startup. Models load side by side (`--model-load-threads`, 4 by default):
+two python models whose loads each wait for the other to have started (a rendezvous through
+files) can only both load if their loads overlap; one at a time, the first would give up
+waiting and fail. With `--load-model`, only the named models load; the others wait for the
+repository API."""
 
+import subprocess
 import textwrap
 
 import numpy as np
 import pytest
 import tritonclient.http as httpclient
 
-from conftest import require_bridges, start_server, stop_server
+from conftest import BINARY, require_bridges, require_models, start_server, stop_server
 
 # Arrives (a file named after this model), then waits for the other model to arrive.
 HANDLER = textwrap.dedent('''
@@ -81,3 +83,28 @@ def test_models_load_side_by_side(tmp_path, threads):
             np.testing.assert_array_equal(client.infer("left", [x]).as_numpy("Y"), [[2.0, -6.0]])
     finally:
         assert stop_server(server) == 0, server.log_text()
+
+
+def test_load_model_loads_only_the_named_models(repo, tmp_path):
+    require_models(repo, "mlp", "no_batch")
+    root = tmp_path / "repo"
+    root.mkdir()
+    for name in ["mlp", "no_batch"]:
+        (root / name).symlink_to(repo / name, target_is_directory=True)
+    server = start_server(root, tmp_path / "serve.log", "--load-model", "no_batch")
+    try:
+        models = index(server)
+        assert models["no_batch"]["state"] == "READY"
+        assert (models["mlp"]["state"], models["mlp"]["reason"]) == ("UNAVAILABLE", "not loaded")
+        with httpclient.InferenceServerClient(server.http_url) as client:
+            assert client.is_server_ready() and not client.is_model_ready("mlp")
+            client.load_model("mlp")
+            assert client.is_model_ready("mlp")
+    finally:
+        assert stop_server(server) == 0, server.log_text()
+
+    run = subprocess.run([str(BINARY), "serve", "--model-repository", str(root),
+                          "--load-model", "nope", "--http-port", "0", "--grpc-port", "0",
+                          "--metrics-port", "0"], capture_output=True, text=True, timeout=60)
+    assert run.returncode != 0
+    assert "--load-model nope: the repository has no model `nope`" in run.stderr, run.stderr

@@ -53,6 +53,14 @@ pub struct ServeArgs {
     /// How many models load at once at startup.
     #[arg(long, env = "TORCHBRIDGE_MODEL_LOAD_THREADS", default_value_t = 4)]
     model_load_threads: usize,
+    /// Load only this model at startup (repeat for several); the others stay unloaded
+    /// until the repository API loads them (Triton's explicit model control).
+    #[arg(
+        long = "load-model",
+        value_name = "NAME",
+        conflicts_with = "poll_repository_secs"
+    )]
+    load_models: Vec<String>,
     #[command(flatten)]
     security: SecurityArgs,
     #[command(flatten)]
@@ -202,7 +210,7 @@ async fn serve(
         &args.model_repository,
         Arc::new(|dir: &torchbridge::ModelDir| start_model(dir, dir.config.backend)),
     ));
-    let names = registry.scan()?;
+    let names = startup_models(registry.scan()?, &args.load_models)?;
     // Not ready until every one of them has loaded or failed.
     registry.mark_loading(&names);
     // Taken before the first load, so a change made while models load is seen.
@@ -263,6 +271,28 @@ async fn serve(
         .context("the server failed")?;
     println!("torchbridge: stopped");
     Ok(())
+}
+
+/// The models to load at startup: every one found, or those `--load-model` names (each
+/// must be in the repository).
+fn startup_models(found: Vec<String>, named: &[String]) -> anyhow::Result<Vec<String>> {
+    if named.is_empty() {
+        return Ok(found);
+    }
+    for name in named {
+        anyhow::ensure!(
+            found.contains(name),
+            "--load-model {name}: the repository has no model `{name}` (a directory holding \
+             config.toml); it has {found:?}"
+        );
+    }
+    let mut names: Vec<String> = Vec::with_capacity(named.len());
+    for name in named {
+        if !names.contains(name) {
+            names.push(name.clone());
+        }
+    }
+    Ok(names)
 }
 
 /// Polls the repository every `every` and reports what changed; runs until the process
