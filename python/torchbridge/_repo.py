@@ -95,7 +95,8 @@ def check_labels(labels, out_names) -> None:
     for output, names in (labels or {}).items():
         if output not in out_names:
             raise ValueError(f"labels name output {output!r}, but the outputs are {out_names}")
-        if isinstance(names, str) or not all(isinstance(n, str) for n in names):
+        if (isinstance(names, str) or not isinstance(names, (list, tuple))
+                or not all(isinstance(n, str) for n in names)):
             raise ValueError(f"labels of {output!r}: give a list of class-name strings")
         if any("\n" in n or "\r" in n for n in names):
             raise ValueError(f"labels of {output!r}: a class name cannot hold a line break "

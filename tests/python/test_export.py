@@ -170,6 +170,7 @@ def test_labels_name_the_classes_of_an_output(tmp_path):
 @pytest.mark.parametrize("labels,why", [
     ({"LOGITS": ["a"]}, "labels name output 'LOGITS'"),
     ({"OUTPUT0": "abcd"}, "a list of class-name strings"),
+    ({"OUTPUT0": 4}, "a list of class-name strings"),
     ({"OUTPUT0": ["a\nb"]}, "cannot hold a line break"),
 ])
 def test_labels_that_cannot_be_written_are_refused(tmp_path, labels, why):

@@ -169,10 +169,11 @@ impl Registry {
                 })
                 .collect::<Result<BTreeMap<_, _>>>()
         });
-        // Stamps are kept only for versions that serve: after a failed reload the loaded
-        // versions serve on, with the stamps they loaded with.
+        // Stamps are kept only for the versions that serve: after a failed reload the
+        // loaded versions serve on, with the stamps they loaded with.
         let loaded = loaded.map(|versions| {
             let mut stamps = self.stamps.lock().unwrap();
+            stamps.retain(|(model, _), _| model != name);
             versions
                 .into_iter()
                 .map(|(version, (model, stamp))| {
@@ -219,6 +220,10 @@ impl Registry {
     /// queued finish.
     pub fn remove(&self, name: &str) {
         self.models.write().unwrap().remove(name);
+        self.stamps
+            .lock()
+            .unwrap()
+            .retain(|(model, _), _| model != name);
     }
 
     /// The ready model `name`, at `version` if one is asked for.
@@ -257,13 +262,13 @@ impl Registry {
             return Ok(vec![self.get(name, version)?]);
         }
         let all = match self.models.read().unwrap().get(name) {
-            Some(ModelState::Ready(versions)) => versions.values().cloned().collect(),
-            _ => vec![],
+            Some(ModelState::Ready(versions)) => Some(versions.values().cloned().collect()),
+            _ => None,
         };
         // The lock is released: `get` takes it again for the error.
-        match all.is_empty() {
-            true => Ok(vec![self.get(name, None)?]),
-            false => Ok(all),
+        match all {
+            Some(all) => Ok(all),
+            None => Ok(vec![self.get(name, None)?]),
         }
     }
 

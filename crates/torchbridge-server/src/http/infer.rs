@@ -22,7 +22,7 @@ pub async fn infer(
     Body(body): Body,
 ) -> Result<Response, ApiError> {
     let pool = state.registry.get(&model.name, model.version)?;
-    let request = request::decode(
+    let mut request = request::decode(
         body,
         header_length(&headers)?,
         &state.settings.limits,

@@ -147,7 +147,8 @@ pub(crate) fn fuzz_decode(
         },
         false => body,
     };
-    let Ok(decoded) = request::decode(body, header_length, limits, &crate::SharedMemory::default())
+    let Ok(mut decoded) =
+        request::decode(body, header_length, limits, &crate::SharedMemory::default())
     else {
         return;
     };

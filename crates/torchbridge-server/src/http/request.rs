@@ -44,6 +44,12 @@ pub struct RequestedOutput {
     pub name: String,
     #[serde(default)]
     pub parameters: OutputParameters,
+    /// Where its `shared_memory_*` parameters place it, read once when decoded.
+    #[serde(skip)]
+    at: Option<Placement>,
+    /// How many classes it is asked for as, read once when checked against the model.
+    #[serde(skip)]
+    classes: Option<usize>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -106,11 +112,11 @@ pub fn decode(
         .map(|input| input.into_tensor(&mut binary, limits, shared_memory))
         .collect::<Result<Vec<_>, _>>()?;
     binary.finish()?;
-    let outputs = OutputSelection {
+    let mut outputs = OutputSelection {
         requested: request.outputs,
         binary_default: request.parameters.binary_data_output,
     };
-    outputs.check_parameters()?;
+    outputs.read_parameters()?;
     Ok(InferRequest {
         id: request.id,
         inputs,
@@ -120,29 +126,29 @@ pub fn decode(
 }
 
 impl OutputSelection {
-    fn check_parameters(&self) -> Result<(), ApiError> {
-        for (i, o) in self.requested.iter().flatten().enumerate() {
-            o.placement()?;
-            if self
-                .requested
-                .iter()
-                .flatten()
-                .take(i)
-                .any(|p| p.name == o.name)
-            {
+    /// Reads each requested output's shared-memory placement; fails on an output asked
+    /// for twice.
+    fn read_parameters(&mut self) -> Result<(), ApiError> {
+        let requested = self.requested.iter_mut().flatten();
+        let mut seen: Vec<&str> = Vec::new();
+        for o in requested {
+            if seen.contains(&o.name.as_str()) {
                 return Err(ApiError::bad_request(format!(
                     "output `{}` is requested twice",
                     o.name
                 )));
             }
+            o.at = o.read_placement()?;
+            seen.push(&o.name);
         }
         Ok(())
     }
 
-    /// Fails on a requested output the model does not have, or one it cannot classify.
-    pub fn check(&self, model: &ModelMetadata) -> Result<(), ApiError> {
-        for o in self.requested.iter().flatten() {
-            o.classes(model)?;
+    /// Fails on a requested output the model does not have, or one it cannot classify;
+    /// reads how many classes each is asked for as.
+    pub fn check(&mut self, model: &ModelMetadata) -> Result<(), ApiError> {
+        for o in self.requested.iter_mut().flatten() {
+            o.classes = o.class_count(model)?;
             if !model.outputs.iter().any(|spec| spec.name == o.name) {
                 let names: Vec<_> = model
                     .outputs
@@ -161,7 +167,7 @@ impl OutputSelection {
     }
 
     /// The outputs to send, in order, each with how it goes back; an output asked for as
-    /// classes is replaced by them.
+    /// classes (see [`OutputSelection::check`]) is replaced by them.
     pub fn select(
         &self,
         outputs: Vec<Tensor>,
@@ -187,7 +193,7 @@ impl OutputSelection {
                     .find(|t| t.as_ref().is_some_and(|t| t.name == o.name))
                     .and_then(Option::take)
                     .ok_or_else(|| ApiError::bad_request(format!("no output `{}`", o.name)))?;
-                let tensor = match o.classes(model)? {
+                let tensor = match o.classes {
                     Some(count) => classification::classify(
                         &tensor,
                         count,
@@ -196,8 +202,8 @@ impl OutputSelection {
                     )?,
                     None => tensor,
                 };
-                let delivery = match o.placement()? {
-                    Some(placement) => Delivery::SharedMemory(placement),
+                let delivery = match &o.at {
+                    Some(placement) => Delivery::SharedMemory(placement.clone()),
                     None => inline(o.parameters.binary_data.unwrap_or(self.binary_default)),
                 };
                 Ok((tensor, delivery))
@@ -208,7 +214,7 @@ impl OutputSelection {
 
 impl RequestedOutput {
     /// How many classes the request asks for, checked against `model`; `None`: the tensor.
-    fn classes(&self, model: &ModelMetadata) -> Result<Option<usize>, ApiError> {
+    fn class_count(&self, model: &ModelMetadata) -> Result<Option<usize>, ApiError> {
         let Some(value) = &self.parameters.classification else {
             return Ok(None);
         };
@@ -226,7 +232,7 @@ impl RequestedOutput {
         )?))
     }
 
-    fn placement(&self) -> Result<Option<Placement>, ApiError> {
+    fn read_placement(&self) -> Result<Option<Placement>, ApiError> {
         let p = &self.parameters;
         Ok(Placement::from_parameters(
             &self.name,

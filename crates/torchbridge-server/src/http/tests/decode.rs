@@ -341,14 +341,14 @@ fn inputs_are_read_from_shared_memory_and_outputs_placed_there() {
 
 #[test]
 fn outputs_are_selected_by_name_and_flag() {
-    let req = request(json!({"inputs": [], "outputs": [{"name": "W"}]})).unwrap();
+    let mut req = request(json!({"inputs": [], "outputs": [{"name": "W"}]})).unwrap();
     let err = req.outputs.check(&metadata()).unwrap_err();
     assert!(
         err.message()
             .contains("model `m` has no output `W`; its outputs are `Y`, `Z`"),
         "{err}"
     );
-    let req = request(json!({
+    let mut req = request(json!({
         "inputs": [], "parameters": {"binary_data_output": true},
         "outputs": [{"name": "Z", "parameters": {"binary_data": false}}, {"name": "Y"}],
     }))
@@ -370,7 +370,7 @@ fn outputs_are_selected_by_name_and_flag() {
 
 #[test]
 fn an_output_asked_for_as_classes_comes_back_as_them() {
-    let req = request(json!({
+    let mut req = request(json!({
         "inputs": [], "parameters": {"binary_data_output": true},
         "outputs": [{"name": "Y", "parameters": {"classification": 1}}],
     }))
@@ -390,7 +390,7 @@ fn an_output_asked_for_as_classes_comes_back_as_them() {
         (json!("3"), "takes a whole number of classes, not \"3\""),
         (json!(2.5), "takes a whole number of classes, not 2.5"),
     ] {
-        let req = request(json!({
+        let mut req = request(json!({
             "inputs": [], "outputs": [{"name": "Z", "parameters": {"classification": count}}],
         }))
         .unwrap();
