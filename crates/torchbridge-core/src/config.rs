@@ -2,6 +2,7 @@
 //! that belong to one stage have their own files.
 
 mod embedding;
+mod load_override;
 mod tokenizer;
 mod versions;
 
@@ -12,6 +13,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Deserializer};
 
 pub use embedding::{EmbeddingConfig, Pooling};
+pub use load_override::ConfigOverride;
 pub use tokenizer::{Padding, TokenOutput, TokenizerConfig};
 pub use versions::VersionPolicy;
 
@@ -130,6 +132,18 @@ pub struct BatchingConfig {
     /// batches seen so far, to wait longer than this before its batch starts.
     #[serde(default)]
     pub max_queue_wait_us: Option<u64>,
+}
+
+impl Default for BatchingConfig {
+    /// An empty `[batching]` table.
+    fn default() -> Self {
+        BatchingConfig {
+            max_queue_delay_us: default_queue_delay(),
+            preferred_batch_sizes: Vec::new(),
+            max_queue_size: default_queue_size(),
+            max_queue_wait_us: None,
+        }
+    }
 }
 
 fn default_queue_delay() -> u64 {

@@ -37,8 +37,8 @@ mod watch;
 
 pub use backend::{Backend, Batch, CallTiming, Interrupt, LoadContext};
 pub use config::{
-    BackendKind, BatchingConfig, Device, EmbeddingConfig, Isolation, ModelConfig, Padding, Pooling,
-    TensorConfig, TokenOutput, TokenizerConfig, VersionPolicy, WarmupConfig,
+    BackendKind, BatchingConfig, ConfigOverride, Device, EmbeddingConfig, Isolation, ModelConfig,
+    Padding, Pooling, TensorConfig, TokenOutput, TokenizerConfig, VersionPolicy, WarmupConfig,
 };
 pub use datatype::{DataType, Element};
 pub use declared::{FileTensor, reconcile};

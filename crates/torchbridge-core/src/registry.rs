@@ -3,7 +3,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
 use crate::watch::{FileStamp, version_stamp};
-use crate::{Error, ModelDir, Result, ServedModel};
+use crate::{ConfigOverride, Error, ModelDir, Result, ServedModel};
 
 /// Starts an opened model directory: its instance pool, and its batching scheduler when
 /// configured (the facade supplies it, knowing which bridges were compiled in).
@@ -38,6 +38,8 @@ pub struct Registry {
     /// What each loaded version's files looked like when it loaded, for reloads that
     /// keep the versions that did not change.
     stamps: Mutex<BTreeMap<(String, u64), Vec<FileStamp>>>,
+    /// The config each served model was loaded with instead of its `config.toml`.
+    overrides: Mutex<BTreeMap<String, ConfigOverride>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -55,6 +57,7 @@ impl Registry {
             loader,
             models: RwLock::default(),
             stamps: Mutex::default(),
+            overrides: Mutex::default(),
         }
     }
 
@@ -120,19 +123,33 @@ impl Registry {
     }
 
     /// Loads (or reloads) `name`: every version its `version_policy` serves. The loaded
-    /// versions keep serving until the new ones are ready, and on if the reload fails.
+    /// versions keep serving until the new ones are ready, and on if the reload fails. As
+    /// in Triton, a loaded version whose files (its directory, and the files beside
+    /// config.toml) did not change keeps serving as it is instead of loading again.
     pub fn load(&self, name: &str) -> Result<()> {
-        self.load_versions(name, false)
+        self.load_with(name, None)
     }
 
-    /// Reloads `name` after its files changed: as [`Registry::load`], but a version that is
-    /// loaded and whose files (its directory, and the files beside config.toml) did not
-    /// change keeps serving as it is instead of loading again.
-    pub fn reload_changed(&self, name: &str) -> Result<()> {
-        self.load_versions(name, true)
+    /// As [`Registry::load`], with the config `config_override` makes of the model's
+    /// `config.toml` (Triton's `config` load parameter); it holds until the model is next
+    /// loaded without one. Every version loads again when the config changes this way.
+    pub fn load_with(&self, name: &str, config_override: Option<ConfigOverride>) -> Result<()> {
+        let keep_unchanged =
+            config_override.is_none() && !self.overrides.lock().unwrap().contains_key(name);
+        self.load_versions(name, keep_unchanged, config_override)
     }
 
-    fn load_versions(&self, name: &str, keep_unchanged: bool) -> Result<()> {
+    /// The config `name` was loaded with instead of its `config.toml`, if any.
+    pub fn config_override(&self, name: &str) -> Option<ConfigOverride> {
+        self.overrides.lock().unwrap().get(name).cloned()
+    }
+
+    fn load_versions(
+        &self,
+        name: &str,
+        keep_unchanged: bool,
+        config_override: Option<ConfigOverride>,
+    ) -> Result<()> {
         if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
             return Err(Error::ModelNotFound(name.to_string()));
         }
@@ -150,7 +167,7 @@ impl Registry {
             ModelState::Ready(versions) if keep_unchanged => versions.clone(),
             _ => BTreeMap::new(),
         };
-        let loaded = ModelDir::open_served(&path).and_then(|dirs| {
+        let loaded = ModelDir::open_served(&path, config_override.as_ref()).and_then(|dirs| {
             let several = dirs.len() > 1;
             dirs.iter()
                 .map(|dir| {
@@ -186,6 +203,11 @@ impl Registry {
         match loaded {
             Ok(versions) => {
                 models.insert(name.to_string(), ModelState::Ready(versions));
+                let mut overrides = self.overrides.lock().unwrap();
+                match config_override {
+                    Some(o) => overrides.insert(name.to_string(), o),
+                    None => overrides.remove(name),
+                };
                 Ok(())
             }
             // As in Triton, a failed reload leaves the loaded versions serving.
@@ -210,6 +232,7 @@ impl Registry {
         match models.get_mut(name) {
             Some(state) => {
                 *state = ModelState::Unavailable("unloaded".into());
+                self.overrides.lock().unwrap().remove(name);
                 Ok(())
             }
             None => Err(Error::ModelNotFound(name.to_string())),
@@ -220,6 +243,7 @@ impl Registry {
     /// queued finish.
     pub fn remove(&self, name: &str) {
         self.models.write().unwrap().remove(name);
+        self.overrides.lock().unwrap().remove(name);
         self.stamps
             .lock()
             .unwrap()
@@ -503,5 +527,47 @@ pub(crate) mod tests {
             "a failed reload leaves the loaded ones"
         );
         assert_eq!(registry.get("m", None).unwrap().metadata().version, 1);
+    }
+
+    #[test]
+    fn a_config_given_with_the_load_holds_until_a_load_without_one() {
+        let repo = tempfile::tempdir().unwrap();
+        let root = repo.path();
+        for version in ["1", "2", "3"] {
+            std::fs::create_dir_all(root.join("m").join(version)).unwrap();
+        }
+        std::fs::write(root.join("m/config.toml"), "backend = \"onnx\"").unwrap();
+        let registry = Registry::new(root, loader());
+        registry.load("m").unwrap();
+        assert_eq!(registry.versions("m"), [3]);
+        let all = ConfigOverride::parse(r#"{"version_policy": {"all": {}}}"#).unwrap();
+        registry.load_with("m", Some(all)).unwrap();
+        assert_eq!(registry.versions("m"), [1, 2, 3]);
+        assert!(registry.config_override("m").is_some());
+        let three = registry.get("m", Some(3)).unwrap();
+
+        // One the loader refuses: the reload fails, what was loaded serves on, as it was.
+        let python = ConfigOverride::parse(r#"{"backend": "python"}"#).unwrap();
+        let e = registry.load_with("m", Some(python)).unwrap_err();
+        assert!(e.to_string().contains("broken"), "{e}");
+        assert_eq!(registry.versions("m"), [1, 2, 3]);
+        let o = registry.config_override("m").unwrap();
+        assert_eq!(o.text(), r#"{"version_policy": {"all": {}}}"#);
+
+        // Malformed for this model: refused naming the load's config.
+        let bad = ConfigOverride::parse(r#"{"name": "n"}"#).unwrap();
+        let e = registry.load_with("m", Some(bad)).unwrap_err();
+        assert!(matches!(e, Error::InvalidInput(_)), "{e:?}");
+        assert!(
+            e.to_string()
+                .contains("the config given with the load request"),
+            "{e}"
+        );
+
+        // Without one, config.toml again: every version reloads.
+        registry.load("m").unwrap();
+        assert_eq!(registry.versions("m"), [3]);
+        assert!(registry.config_override("m").is_none());
+        assert!(!Arc::ptr_eq(&three, &registry.get("m", Some(3)).unwrap()));
     }
 }

@@ -1,6 +1,6 @@
 use std::path::{Path, PathBuf};
 
-use crate::{BackendKind, Error, ModelConfig, OutputLabels, Result};
+use crate::{BackendKind, ConfigOverride, Error, ModelConfig, OutputLabels, Result};
 
 /// One model directory of a repository: `config.toml` plus version directories `1/`, `2/`, …
 #[derive(Debug, Clone)]
@@ -12,6 +12,9 @@ pub struct ModelDir {
     pub version_dir: PathBuf,
     /// The class names of the outputs whose config names a labels file.
     pub labels: OutputLabels,
+    /// The config given with the load request, which `config` is made with (an
+    /// isolated worker applies it again to the same files).
+    pub config_override: Option<ConfigOverride>,
 }
 
 /// A model file in a version directory, as a bridge loads it.
@@ -44,11 +47,32 @@ impl ModelForm {
 impl ModelDir {
     /// Opens the model at `root`, at `version` or else its highest version.
     pub fn open(root: &Path, version: Option<u64>) -> Result<Self> {
+        Self::open_with(root, version, None)
+    }
+
+    /// As [`ModelDir::open`], with the config `config_override` makes of `config.toml`.
+    pub fn open_with(
+        root: &Path,
+        version: Option<u64>,
+        config_override: Option<&ConfigOverride>,
+    ) -> Result<Self> {
         let config_path = root.join("config.toml");
         if !root.is_dir() {
             return Err(Error::config(root, "no such model directory"));
         }
-        let config = ModelConfig::from_file(&config_path)?;
+        let name = root
+            .canonicalize()
+            .unwrap_or_else(|_| root.to_path_buf())
+            .file_name()
+            .map_or_else(|| "model".to_string(), |n| n.to_string_lossy().into_owned());
+        let mut config = ModelConfig::from_file(&config_path)?;
+        if let Some(o) = config_override {
+            config = o.apply(&config, &name).map_err(|message| {
+                Error::InvalidInput(format!(
+                    "model `{name}`: the config given with the load request {message}"
+                ))
+            })?;
+        }
         let labels = OutputLabels::read(root, &config.outputs)?;
         let versions = Self::versions(root)?;
         let version = match version {
@@ -66,11 +90,6 @@ impl ModelDir {
                 )
             })?,
         };
-        let name = root
-            .canonicalize()
-            .unwrap_or_else(|_| root.to_path_buf())
-            .file_name()
-            .map_or_else(|| "model".to_string(), |n| n.to_string_lossy().into_owned());
         Ok(ModelDir {
             name,
             root: root.to_path_buf(),
@@ -78,13 +97,14 @@ impl ModelDir {
             version,
             version_dir: root.join(version.to_string()),
             labels,
+            config_override: config_override.cloned(),
         })
     }
 
     /// Every version of the model at `root` that its config's `version_policy` serves,
-    /// ascending.
-    pub fn open_served(root: &Path) -> Result<Vec<Self>> {
-        let highest = Self::open(root, None)?;
+    /// ascending (the config made by `config_override` where one is given).
+    pub fn open_served(root: &Path, config_override: Option<&ConfigOverride>) -> Result<Vec<Self>> {
+        let highest = Self::open_with(root, None, config_override)?;
         let versions = highest
             .config
             .version_policy

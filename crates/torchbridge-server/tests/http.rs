@@ -171,10 +171,15 @@ async fn a_model_that_failed_to_load_reports_why() {
     let load = post(
         &app,
         "/v2/repository/models/broken/load",
-        r#"{"parameters": {"config": "{}"}}"#,
+        r#"{"parameters": {"config": "{\"instance_group\": 3}"}}"#,
     )
     .await;
     assert_eq!(load.status, StatusCode::BAD_REQUEST);
+    assert!(
+        error_of(&load).contains("`instance_group`: must be a list, got 3"),
+        "{}",
+        load.json
+    );
     let unload = post(
         &app,
         "/v2/repository/models/broken/unload",

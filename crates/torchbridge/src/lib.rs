@@ -77,6 +77,7 @@ fn warm_up(model: &ServedModel, warmup: &torchbridge_core::WarmupConfig) -> Resu
 pub fn start_pool(dir: &ModelDir, bridge: BackendKind) -> Result<InstancePool> {
     let ctx = load_context(dir, bridge)?;
     let isolation = dir.config.isolation;
+    let config_override = dir.config_override.clone();
     InstancePool::start(&dir.name, dir.config.instances as usize, move |instance| {
         let ctx = LoadContext {
             instance,
@@ -84,7 +85,11 @@ pub fn start_pool(dir: &ModelDir, bridge: BackendKind) -> Result<InstancePool> {
         };
         match isolation {
             Isolation::None => bridges::with_tokenizer(&ctx, bridges::load_backend(&ctx, bridge)?),
-            Isolation::Process => Ok(Box::new(worker::WorkerBackend::start(&ctx, bridge)?)),
+            Isolation::Process => Ok(Box::new(worker::WorkerBackend::start(
+                &ctx,
+                bridge,
+                config_override.as_ref(),
+            )?)),
         }
     })
 }

@@ -65,7 +65,7 @@ pub(super) fn metadata(
 }
 
 /// The loaded model's configuration in Triton's form: its tensors as the bridge reports
-/// them, the rest from its `config.toml`.
+/// them, the rest from its `config.toml` (as the load request's config changed it).
 pub(super) async fn config(
     state: &AppState,
     request: &ModelConfigRequest,
@@ -76,7 +76,11 @@ pub(super) async fn config(
     let instances = pool.instances();
     let root = state.registry.root().join(&request.name);
     let v = metadata.version;
-    let dir = super::blocking(&request.name, move || ModelDir::open(&root, Some(v))).await?;
+    let loaded_with = state.registry.config_override(&request.name);
+    let dir = super::blocking(&request.name, move || {
+        ModelDir::open_with(&root, Some(v), loaded_with.as_ref())
+    })
+    .await?;
     Ok(ModelConfigResponse {
         config: Some(model_config(&metadata, &dir, instances)),
     })

@@ -1,8 +1,9 @@
 //! The model repository: index, load, unload. Loading and unloading block (a model loads,
 //! or its workers finish their queue), so both run off the async threads.
 
-use torchbridge_core::{Error, Result};
+use torchbridge_core::{ConfigOverride, Error, Result};
 
+use super::proto::model_repository_parameter::ParameterChoice;
 use super::proto::repository_index_response::ModelIndex;
 use super::proto::{
     RepositoryIndexRequest, RepositoryIndexResponse, RepositoryModelLoadRequest,
@@ -30,20 +31,40 @@ pub(super) async fn index(
     Ok(RepositoryIndexResponse { models })
 }
 
-/// Loads or reloads a model from its directory; the old version serves until then.
+/// Loads or reloads a model from its directory, with the `config` parameter's config where
+/// one is given; the old version serves until then.
 pub(super) async fn load(
     state: &AppState,
     request: RepositoryModelLoadRequest,
 ) -> Result<RepositoryModelLoadResponse> {
-    if let Some(key) = request.parameters.keys().next() {
-        return Err(Error::InvalidInput(format!(
-            "load parameter `{key}` is not supported: torchbridge loads a model from its \
-             directory in the repository, so change its config.toml or files there"
-        )));
+    let mut config_override = None;
+    for (key, value) in request.parameters {
+        let choice = value.parameter_choice;
+        config_override = match (key.as_str(), choice) {
+            ("config", Some(ParameterChoice::StringParam(text))) => Some(
+                ConfigOverride::parse(&text)
+                    .map_err(|e| Error::InvalidInput(format!("the `config` parameter {e}")))?,
+            ),
+            ("config", other) => {
+                return Err(Error::InvalidInput(format!(
+                    "the `config` parameter must be a string (the model config as JSON), got \
+                     {other:?}"
+                )));
+            }
+            _ => {
+                return Err(Error::InvalidInput(format!(
+                    "load parameter `{key}` is not supported: torchbridge loads a model's files \
+                     from its directory in the repository (`config` may override its config)"
+                )));
+            }
+        };
     }
     let registry = state.registry.clone();
     let name = request.model_name;
-    super::blocking(&name.clone(), move || registry.load(&name)).await?;
+    super::blocking(&name.clone(), move || {
+        registry.load_with(&name, config_override)
+    })
+    .await?;
     Ok(RepositoryModelLoadResponse {})
 }
 

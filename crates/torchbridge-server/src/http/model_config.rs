@@ -19,10 +19,12 @@ pub async fn config(
 ) -> Result<Json<Value>, ApiError> {
     let pool = state.registry.get(&model.name, model.version)?;
     let metadata = pool.metadata();
-    // The served version's config.toml, read again: the pool keeps only its metadata.
-    let dir = ModelDir::open(
+    // The served version's config.toml, read again (the pool keeps only its metadata),
+    // as the load request's config changed it.
+    let dir = ModelDir::open_with(
         &state.registry.root().join(&model.name),
         Some(metadata.version),
+        state.registry.config_override(&model.name).as_ref(),
     );
     let config = match dir {
         Ok(dir) => Some(dir.config),

@@ -6,6 +6,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
+use torchbridge_core::ConfigOverride;
 
 use super::error::ApiError;
 use super::extract::{Body, ModelRef, json_or_default};
@@ -47,25 +48,35 @@ struct LoadRequest {
     parameters: Map<String, Value>,
 }
 
-/// Loads (or reloads) a model from the repository; answers once it is ready or failed.
+/// Loads (or reloads) a model from the repository, with the `config` parameter's config
+/// where one is given; answers once it is ready or failed.
 pub async fn load(
     State(state): State<AppState>,
     model: ModelRef,
     Body(body): Body,
 ) -> Result<StatusCode, ApiError> {
     let request: LoadRequest = json_or_default(&body)?;
-    if let Some(key) = request
-        .parameters
-        .keys()
-        .find(|k| *k == "config" || k.starts_with("file:"))
-    {
+    if let Some(key) = request.parameters.keys().find(|k| k.starts_with("file:")) {
         return Err(ApiError::bad_request(format!(
-            "loading with an overriding `{key}` is not supported; edit the model's config.toml"
+            "loading with the files of a model (`{key}`) is not supported; put them in the \
+             model's directory in the repository"
         )));
     }
+    let config_override = match request.parameters.get("config") {
+        None => None,
+        Some(Value::String(text)) => Some(
+            ConfigOverride::parse(text)
+                .map_err(|e| ApiError::bad_request(format!("the `config` parameter {e}")))?,
+        ),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "the `config` parameter must be a string (the model config as JSON), got {other}"
+            )));
+        }
+    };
     let registry = state.registry.clone();
     let name = model.name.clone();
-    tokio::task::spawn_blocking(move || registry.load(&name))
+    tokio::task::spawn_blocking(move || registry.load_with(&name, config_override))
         .await
         .map_err(internal)??;
     tracing::info!(model = %model.name, "loaded through the repository API");

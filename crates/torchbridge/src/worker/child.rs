@@ -7,7 +7,7 @@ use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use torchbridge_core::{BackendKind, ModelDir, Result};
+use torchbridge_core::{BackendKind, ConfigOverride, Error, ModelDir, Result};
 
 use super::wire::{self, Decoder, Encoder, Reply};
 
@@ -31,6 +31,10 @@ pub struct WorkerArgs {
     /// Intra-op threads, as the server shared them out.
     #[arg(long)]
     threads: u32,
+    /// The config the model's load request gave, applied to config.toml as the server
+    /// applied it.
+    #[arg(long)]
+    config_override: Option<String>,
 }
 
 pub fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
@@ -59,7 +63,15 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn load(args: &WorkerArgs) -> Result<Box<dyn torchbridge_core::Backend>> {
-    let dir = ModelDir::open(&args.model_dir, Some(args.version))?;
+    let config_override = match &args.config_override {
+        Some(text) => Some(ConfigOverride::parse(text).map_err(Error::InvalidInput)?),
+        None => None,
+    };
+    let dir = ModelDir::open_with(
+        &args.model_dir,
+        Some(args.version),
+        config_override.as_ref(),
+    )?;
     let mut ctx = crate::load_context(&dir, args.bridge)?;
     ctx.model.clone_from(&args.name);
     ctx.instance = args.instance;

@@ -32,8 +32,8 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use torchbridge_core::{
-    Backend, BackendKind, Batch, CallTiming, Error, Interrupt, LoadContext, ModelMetadata, Result,
-    Tensor,
+    Backend, BackendKind, Batch, CallTiming, ConfigOverride, Error, Interrupt, LoadContext,
+    ModelMetadata, Result, Tensor,
 };
 
 pub use child::{WorkerArgs, run as run_worker};
@@ -68,6 +68,8 @@ struct WorkerCommand {
     program: PathBuf,
     ctx: LoadContext,
     bridge: BackendKind,
+    /// The config the load request gave instead of config.toml, for the child to apply.
+    config_override: Option<ConfigOverride>,
 }
 
 static PROGRAM: OnceLock<PathBuf> = OnceLock::new();
@@ -93,12 +95,17 @@ fn worker_program() -> std::io::Result<PathBuf> {
 
 impl WorkerBackend {
     /// Starts the child for instance `ctx.instance` and waits until it has loaded.
-    pub fn start(ctx: &LoadContext, bridge: BackendKind) -> Result<Self> {
+    pub fn start(
+        ctx: &LoadContext,
+        bridge: BackendKind,
+        config_override: Option<&ConfigOverride>,
+    ) -> Result<Self> {
         let program = worker_program().map_err(|e| load_error(ctx, bridge, e.to_string()))?;
         let command = WorkerCommand {
             program,
             ctx: ctx.clone(),
             bridge,
+            config_override: config_override.cloned(),
         };
         let (running, metadata) = command.ready(command.launch()?)?;
         Ok(WorkerBackend {
@@ -289,7 +296,8 @@ impl WorkerCommand {
             .try_clone_to_owned()
             .map_err(|e| fail(format!("cannot pass stderr to the worker: {e}")))?;
         let model_dir = ctx.version_dir.parent().unwrap_or(&ctx.version_dir);
-        let child = Command::new(&self.program)
+        let mut command = Command::new(&self.program);
+        command
             .arg("worker")
             .arg("--model-dir")
             .arg(model_dir)
@@ -297,7 +305,11 @@ impl WorkerCommand {
             .args(["--version", &ctx.version.to_string()])
             .args(["--bridge", self.bridge.as_str()])
             .args(["--instance", &ctx.instance.to_string()])
-            .args(["--threads", &ctx.config.threads.to_string()])
+            .args(["--threads", &ctx.config.threads.to_string()]);
+        if let Some(o) = &self.config_override {
+            command.args(["--config-override", o.text()]);
+        }
+        let child = command
             .stdin(Stdio::from(OwnedFd::from(theirs)))
             .stdout(Stdio::from(stdout))
             .spawn()

@@ -1,0 +1,171 @@
+use super::*;
+
+const BASE: &str = r#"
+backend = "onnx"
+max_batch_size = 8
+threads = 2
+[[input]]
+name = "INPUT0"
+datatype = "FP32"
+dims = [4]
+[[output]]
+name = "OUTPUT0"
+datatype = "FP32"
+dims = [3]
+[batching]
+max_queue_delay_us = 100
+preferred_batch_sizes = [4]
+"#;
+
+fn base() -> ModelConfig {
+    ModelConfig::from_toml(BASE).unwrap()
+}
+
+fn applied(json: &str) -> Result<ModelConfig, String> {
+    ConfigOverride::parse(json)?.apply(&base(), "net")
+}
+
+/// What the model-config endpoint answers for BASE, as a client would read it back.
+const SHOWN: &str = r#"{
+  "name": "net", "platform": "onnxruntime_onnx", "backend": "onnx",
+  "version_policy": {"latest": {"num_versions": 1}}, "max_batch_size": 8,
+  "input": [{"name": "INPUT0", "data_type": "TYPE_FP32", "format": "FORMAT_NONE", "dims": [4],
+             "is_shape_tensor": false, "allow_ragged_batch": false, "optional": false}],
+  "output": [{"name": "OUTPUT0", "data_type": "TYPE_FP32", "dims": [3], "label_filename": "",
+              "is_shape_tensor": false}],
+  "instance_group": [{"name": "net_0", "kind": "KIND_CPU", "count": 3, "gpus": []}],
+  "default_model_filename": "",
+  "dynamic_batching": {"preferred_batch_size": [4], "max_queue_delay_microseconds": 100,
+                       "preserve_ordering": false, "default_queue_policy": {"max_queue_size": 1024}},
+  "parameters": {}
+}"#;
+
+#[test]
+fn the_config_a_server_shows_loads_back_with_the_edit_made_to_it() {
+    let c = applied(SHOWN).unwrap();
+    let b = base();
+    assert_eq!(c.instances, 3);
+    assert_eq!((c.backend, c.max_batch_size, c.threads), (b.backend, 8, 2));
+    assert_eq!((c.inputs, c.outputs), (b.inputs, b.outputs));
+    assert_eq!(c.batching, b.batching);
+    assert_eq!(c.version_policy, VersionPolicy::Latest(1));
+}
+
+#[test]
+fn fields_left_out_keep_what_config_toml_says() {
+    let c =
+        applied(r#"{"max_batch_size": 16, "dynamic_batching": {"preferred_batch_size": [16]}}"#)
+            .unwrap();
+    assert_eq!(c.max_batch_size, 16);
+    let batching = c.batching.unwrap();
+    assert_eq!(batching.preferred_batch_sizes, vec![16]);
+    assert_eq!(batching.max_queue_delay_us, 100, "kept from [batching]");
+    assert_eq!(c.inputs, base().inputs);
+    assert_eq!(c.instances, 1);
+}
+
+#[test]
+fn batching_turns_on_with_defaults_and_off_with_null() {
+    let c = applied(r#"{"dynamic_batching": null}"#).unwrap();
+    assert!(c.batching.is_none());
+    let unbatched = ModelConfig::from_toml("backend = \"onnx\"\nmax_batch_size = 4").unwrap();
+    let o = ConfigOverride::parse(
+        r#"{"dynamic_batching": {"default_queue_policy": {"max_queue_size": 0}}}"#,
+    )
+    .unwrap();
+    let c = o.apply(&unbatched, "net").unwrap();
+    assert_eq!(
+        c.batching,
+        Some(BatchingConfig::default()),
+        "Triton's 0 (no limit) keeps a bound"
+    );
+}
+
+#[test]
+fn instance_groups_give_the_count_and_the_device() {
+    let c = applied(
+        r#"{"instance_group": [{"count": 2, "kind": "KIND_GPU", "gpus": [1]}, {"count": 1}]}"#,
+    )
+    .unwrap();
+    assert_eq!((c.instances, c.device), (3, Device::Cuda(1)));
+    let e =
+        applied(r#"{"instance_group": [{"kind": "KIND_GPU"}, {"kind": "KIND_CPU"}]}"#).unwrap_err();
+    assert!(
+        e.contains("`instance_group`") && e.contains("one device"),
+        "{e}"
+    );
+}
+
+#[test]
+fn versions_backend_and_tensors_map_from_triton_names() {
+    let c = applied(
+        r#"{"version_policy": {"specific": {"versions": [1, 3]}}, "backend": "pytorch",
+            "output": [{"name": "P", "data_type": "TYPE_STRING", "dims": [-1], "label_filename": "l.txt"}],
+            "parameters": {"scale": {"string_value": "2"}}}"#,
+    )
+    .unwrap();
+    assert_eq!(c.version_policy, VersionPolicy::Specific(vec![1, 3]));
+    assert_eq!(c.backend, BackendKind::Torchscript);
+    assert_eq!(c.outputs[0].datatype, DataType::Bytes);
+    assert_eq!(c.outputs[0].dims, vec![-1]);
+    assert_eq!(c.labels_file("P"), Some(std::path::Path::new("l.txt")));
+    assert_eq!(c.parameters["scale"].as_str(), Some("2"));
+}
+
+#[test]
+fn what_torchbridge_cannot_do_is_refused_by_name() {
+    for (json, named) in [
+        (
+            r#"{"sequence_batching": {"max_sequence_idle_microseconds": 5}}"#,
+            "`sequence_batching`",
+        ),
+        (r#"{"name": "other"}"#, "the model loading is `net`"),
+        (
+            r#"{"input": [{"name": "X", "data_type": "TYPE_FP32", "dims": [1], "is_shape_tensor": true}]}"#,
+            "`is_shape_tensor`",
+        ),
+        (
+            r#"{"input": [{"name": "X", "data_type": "FP32", "dims": [1]}]}"#,
+            "TYPE_",
+        ),
+        (
+            r#"{"input": [{"name": "X", "dims": [1]}]}"#,
+            "has no data_type",
+        ),
+        (r#"{"max_batch_size": -1}"#, "`max_batch_size`"),
+        (
+            r#"{"backend": "tensorflow"}"#,
+            "unknown bridge `tensorflow`",
+        ),
+        (
+            r#"{"dynamic_batching": {"priority_levels": 2}}"#,
+            "`priority_levels`",
+        ),
+        (r#"{"version_policy": {"newest": {}}}"#, "`newest`"),
+        // The merged config is checked as config.toml is.
+        (r#"{"max_batch_size": 2}"#, "preferred_batch_sizes"),
+    ] {
+        let e = applied(json).unwrap_err();
+        assert!(e.contains(named), "{json}: {e}");
+    }
+    // Unset fields, as clients send them, ask for nothing.
+    applied(r#"{"sequence_batching": {}, "optimization": null, "model_warmup": []}"#).unwrap();
+}
+
+#[test]
+fn a_text_that_is_not_json_is_a_whole_config_toml() {
+    let c = applied("backend = \"tract\"\nmax_batch_size = 2").unwrap();
+    assert_eq!(
+        (c.backend, c.max_batch_size, c.threads),
+        (BackendKind::Tract, 2, 0)
+    );
+    assert!(c.batching.is_none() && c.inputs.is_empty());
+    let e = ConfigOverride::parse("max_batch_size = 2").unwrap_err();
+    assert!(
+        e.contains("neither a JSON object") && e.contains("backend"),
+        "{e}"
+    );
+    let e = ConfigOverride::parse("{\"max_batch_size\": ").unwrap_err();
+    assert!(e.contains("not valid JSON"), "{e}");
+    assert_eq!(ConfigOverride::parse("{}").unwrap().text(), "{}");
+}
