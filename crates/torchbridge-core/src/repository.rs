@@ -60,11 +60,16 @@ impl ModelDir {
         if !root.is_dir() {
             return Err(Error::config(root, "no such model directory"));
         }
+        // The directory's own name, as the repository lists it (a symlink's, not its
+        // target's); a path without one (`.`) names the directory it resolves to.
         let name = root
-            .canonicalize()
-            .unwrap_or_else(|_| root.to_path_buf())
             .file_name()
-            .map_or_else(|| "model".to_string(), |n| n.to_string_lossy().into_owned());
+            .map(|n| n.to_string_lossy().into_owned())
+            .or_else(|| {
+                let resolved = root.canonicalize().ok()?;
+                Some(resolved.file_name()?.to_string_lossy().into_owned())
+            })
+            .unwrap_or_else(|| "model".to_string());
         let mut config = ModelConfig::from_file(&config_path)?;
         if let Some(o) = config_override {
             config = o.apply(&config, &name).map_err(|message| {
@@ -237,5 +242,15 @@ mod tests {
         std::fs::write(dir.path().join("config.toml"), "backend = \"onnx\"").unwrap();
         let err = ModelDir::open(dir.path(), None).unwrap_err().to_string();
         assert!(err.contains("holds no version directory"), "{err}");
+    }
+
+    #[test]
+    fn a_model_is_named_as_its_directory_is_listed() {
+        let dir = repo();
+        let current = dir.path().join("current");
+        std::os::unix::fs::symlink(dir.path().join("digits"), &current).unwrap();
+        assert_eq!(ModelDir::open(&current, None).unwrap().name, "current");
+        let inside = dir.path().join("digits/10/..");
+        assert_eq!(ModelDir::open(&inside, None).unwrap().name, "digits");
     }
 }
