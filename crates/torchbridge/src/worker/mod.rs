@@ -265,10 +265,14 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Drop for WorkerBackend {
     fn drop(&mut self) {
         *lock(&self.pid) = None;
-        for Running { mut child, socket } in
-            self.running.take().into_iter().chain(self.starting.take())
-        {
-            // End of input: the child finishes (or stops loading) and exits.
+        // A replacement still loading has nothing to finish: it would only notice the end
+        // of its input once loaded.
+        if let Some(Running { mut child, .. }) = self.starting.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if let Some(Running { mut child, socket }) = self.running.take() {
+            // End of input: the child returns from its loop and exits.
             drop(socket);
             let deadline = Instant::now() + Duration::from_secs(5);
             while Instant::now() < deadline {
