@@ -5,11 +5,13 @@ from .venv-clients, plain HTTP from here)."""
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from multiprocessing import shared_memory
@@ -331,7 +333,9 @@ def test_leaving_the_with_block_stops_the_server():
 
 
 def test_ctrl_c_stops_a_blocking_serve_cleanly():
-    script = ("import torchbridge\n"
+    # faulthandler: should the stop hang, SIGUSR1 makes the child print its Python stacks.
+    script = ("import faulthandler, signal, torchbridge\n"
+              "faulthandler.register(signal.SIGUSR1, all_threads=True)\n"
               "torchbridge.serve(lambda x: x[:, :3], name='net', "
               "inputs=[('INPUT0', 'FP32', [8])], outputs=[('OUTPUT0', 'FP32', [3])], "
               "http_port=0, grpc_port=0)\n")
@@ -344,13 +348,31 @@ def test_ctrl_c_stops_a_blocking_serve_cleanly():
         with urllib.request.urlopen(f"{url}/v2/health/ready", timeout=30) as reply:
             assert reply.status == 200
         process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=60)
+        try:
+            out, err = process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"no exit 60 s after ctrl-c:\n{stacks_of(process)}")
     finally:
         if process.poll() is None:
             process.kill()
             process.communicate()
     assert process.returncode == 0, err
     assert "torchbridge: stopped" in out and "Traceback" not in err, out + err
+
+
+def stacks_of(process: subprocess.Popen) -> str:
+    """What a hung child is doing: every native thread's stack (gdb, where installed) and
+    its Python threads' stacks (faulthandler on SIGUSR1), then it is killed."""
+    native = "gdb is not installed"
+    if shutil.which("gdb"):
+        native = subprocess.run(["gdb", "-batch", "-p", str(process.pid), "-ex",
+                                 "thread apply all bt"], capture_output=True, text=True,
+                                timeout=120).stdout
+    process.send_signal(signal.SIGUSR1)
+    time.sleep(1)
+    process.kill()
+    out, err = process.communicate()
+    return f"native stacks:\n{native}\nstdout:\n{out}\nstderr (Python stacks):\n{err}"
 
 
 @pytest.mark.parametrize("kwargs, error, message", [
