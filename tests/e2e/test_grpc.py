@@ -276,7 +276,7 @@ def test_errors(server, client):
         (lambda: client.infer("no_such_model", [infer_input("INPUT0", x)]),
          "NOT_FOUND", "unknown model `no_such_model`"),
         (lambda: client.infer("mlp", [infer_input("INPUT0", x)], model_version="7"),
-         "NOT_FOUND", "version `7`"),
+         "NOT_FOUND", "model `mlp` has no version 7 (versions served: [1])"),
         (lambda: client.infer("mlp", [infer_input("INPUT0", x)], model_version="latest"),
          "INVALID_ARGUMENT", "model version `latest` is not a version number"),
         (lambda: client.infer("mlp", [infer_input("INPUT0", x[:, :8])]),

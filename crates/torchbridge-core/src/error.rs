@@ -30,9 +30,17 @@ pub enum Error {
     #[error("model `{model}` raised {0}", .error)]
     Python { model: String, error: PythonError },
 
-    /// No such model (or version) in the repository.
+    /// No such model in the repository.
     #[error("unknown model `{0}`")]
     ModelNotFound(String),
+
+    /// The model serves, but not the version asked for.
+    #[error("model `{model}` has no version {version} (versions served: {served:?})")]
+    VersionNotFound {
+        model: String,
+        version: u64,
+        served: Vec<u64>,
+    },
 
     /// The model exists but is not loaded (it failed to load, or was unloaded).
     #[error("model `{model}` is not ready: {reason}")]

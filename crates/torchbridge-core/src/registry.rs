@@ -268,12 +268,10 @@ impl Registry {
                     None => versions.last_key_value().map(|(_, model)| model),
                     Some(v) => versions.get(&v),
                 };
-                found.cloned().ok_or_else(|| {
-                    let v = version.unwrap_or_default();
-                    Error::ModelNotFound(format!(
-                        "{name}` version `{v}` (versions served: {:?})",
-                        versions.keys().collect::<Vec<_>>()
-                    ))
+                found.cloned().ok_or_else(|| Error::VersionNotFound {
+                    model: name.into(),
+                    version: version.unwrap_or_default(),
+                    served: versions.keys().copied().collect(),
                 })
             }
         }
@@ -503,10 +501,7 @@ pub(crate) mod tests {
             .collect();
         assert_eq!(served, [2, 7]);
         let e = registry.get("m", Some(1)).unwrap_err().to_string();
-        assert!(
-            e.contains("version `1`") && e.contains("versions served: [2, 7]"),
-            "{e}"
-        );
+        assert_eq!(e, "model `m` has no version 1 (versions served: [2, 7])");
         let index: Vec<_> = registry
             .index()
             .iter()

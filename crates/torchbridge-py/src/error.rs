@@ -98,7 +98,9 @@ impl From<PyTbError> for PyErr {
             Error::Load { .. } => ModelError::new_err(message),
             Error::Inference { .. } | Error::Python { .. } => InferenceError::new_err(message),
             Error::InvalidInput(_) => InvalidInputError::new_err(message),
-            Error::ModelNotFound(_) => ModelNotFoundError::new_err(message),
+            Error::ModelNotFound(_) | Error::VersionNotFound { .. } => {
+                ModelNotFoundError::new_err(message)
+            }
             Error::NotReady { .. } | Error::Unavailable(_) => UnavailableError::new_err(message),
             Error::Overloaded { .. } => OverloadedError::new_err(message),
             Error::Timeout { .. } | Error::DeadlineExceeded { .. } => {

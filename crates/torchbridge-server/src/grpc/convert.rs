@@ -43,7 +43,8 @@ pub(crate) fn version(text: &str) -> Result<Option<u64>> {
 }
 
 /// The request's `timeout` parameter, in microseconds as Triton's clients send it: the
-/// time an instance has to start on the request before it is answered with a timeout.
+/// time an instance has to start on the request before it is answered with a timeout
+/// (0, as in Triton, is none).
 pub(crate) fn timeout(parameter: Option<&InferParameter>) -> Result<Option<Duration>> {
     let micros = match parameter.and_then(|p| p.parameter_choice.as_ref()) {
         None => return Ok(None),
@@ -52,7 +53,7 @@ pub(crate) fn timeout(parameter: Option<&InferParameter>) -> Result<Option<Durat
         Some(_) => None,
     };
     micros
-        .map(|us| Some(Duration::from_micros(us)))
+        .map(|us| Some(Duration::from_micros(us)).filter(|_| us > 0))
         .ok_or_else(|| {
             invalid("the `timeout` parameter must be a number of microseconds ≥ 0".into())
         })

@@ -7,7 +7,7 @@ use torchbridge_core::Error;
 pub(crate) fn code(err: &Error) -> Code {
     match err {
         Error::InvalidInput(_) | Error::Config { .. } => Code::InvalidArgument,
-        Error::ModelNotFound(_) => Code::NotFound,
+        Error::ModelNotFound(_) | Error::VersionNotFound { .. } => Code::NotFound,
         Error::NotReady { .. } | Error::Unavailable(_) => Code::Unavailable,
         Error::Overloaded { .. } => Code::ResourceExhausted,
         Error::Timeout { .. } | Error::DeadlineExceeded { .. } => Code::DeadlineExceeded,

@@ -62,7 +62,7 @@ impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
         let status = match &e {
             Error::InvalidInput(_) => StatusCode::BAD_REQUEST,
-            Error::ModelNotFound(_) => StatusCode::NOT_FOUND,
+            Error::ModelNotFound(_) | Error::VersionNotFound { .. } => StatusCode::NOT_FOUND,
             Error::NotReady { .. } | Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Overloaded { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::Timeout { .. } | Error::DeadlineExceeded { .. } => StatusCode::GATEWAY_TIMEOUT,

@@ -113,7 +113,8 @@ pub fn decode(
         .collect::<Result<Vec<_>, _>>()?;
     binary.finish()?;
     let mut outputs = OutputSelection {
-        requested: request.outputs,
+        // An empty list asks for nothing in particular: every output, as over gRPC.
+        requested: request.outputs.filter(|o| !o.is_empty()),
         binary_default: request.parameters.binary_data_output,
     };
     outputs.read_parameters()?;
@@ -121,7 +122,12 @@ pub fn decode(
         id: request.id,
         inputs,
         outputs,
-        timeout: request.parameters.timeout.map(Duration::from_micros),
+        // 0 is Triton's "no timeout".
+        timeout: request
+            .parameters
+            .timeout
+            .filter(|&us| us > 0)
+            .map(Duration::from_micros),
     })
 }
 

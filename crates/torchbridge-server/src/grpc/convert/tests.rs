@@ -389,6 +389,11 @@ fn the_timeout_parameter_is_in_microseconds() {
     };
     assert_eq!(timeout(None).unwrap(), None);
     assert_eq!(
+        timeout(Some(&param(ParameterChoice::Int64Param(0)))).unwrap(),
+        None,
+        "0 is Triton's no timeout"
+    );
+    assert_eq!(
         timeout(Some(&param(ParameterChoice::Int64Param(1500)))).unwrap(),
         Some(Duration::from_micros(1500))
     );

@@ -366,6 +366,25 @@ fn outputs_are_selected_by_name_and_flag() {
     let err =
         request(json!({"inputs": [], "outputs": [{"name": "Y"}, {"name": "Y"}]})).unwrap_err();
     assert!(err.contains("requested twice"), "{err}");
+    // An empty list, as no list: every output (gRPC's empty repeated field reads so).
+    let req = request(json!({"inputs": [], "outputs": []})).unwrap();
+    let picked = req
+        .outputs
+        .select(outputs(), &metadata(), &OutputLabels::default())
+        .unwrap();
+    let names: Vec<_> = picked.iter().map(|(t, _)| t.name.as_str()).collect();
+    assert_eq!(names, ["Y", "Z"]);
+}
+
+#[test]
+fn a_timeout_of_zero_is_none() {
+    let timeout = |us: u64| {
+        request(json!({"inputs": [], "parameters": {"timeout": us}}))
+            .unwrap()
+            .timeout
+    };
+    assert_eq!(timeout(0), None);
+    assert_eq!(timeout(250), Some(std::time::Duration::from_micros(250)));
 }
 
 #[test]
