@@ -108,3 +108,25 @@ def test_load_model_loads_only_the_named_models(repo, tmp_path):
                           "--metrics-port", "0"], capture_output=True, text=True, timeout=60)
     assert run.returncode != 0
     assert "--load-model nope: the repository has no model `nope`" in run.stderr, run.stderr
+
+
+def test_what_is_not_a_model_is_named_or_left_alone(repo, tmp_path):
+    require_models(repo, "mlp")
+    root = tmp_path / "repo"
+    root.mkdir()
+    (root / "mlp").symlink_to(repo / "mlp", target_is_directory=True)
+    # A hidden copy (a backup) is not a model; one without config.toml is warned about.
+    (root / ".mlp.bak").symlink_to(repo / "mlp", target_is_directory=True)
+    (root / "unconfigured" / "1").mkdir(parents=True)
+    server = start_server(root, tmp_path / "serve.log")
+    try:
+        assert set(index(server)) == {"mlp"}
+        assert "`unconfigured/` in the model repository holds no config.toml" in server.log_text()
+    finally:
+        assert stop_server(server) == 0, server.log_text()
+
+    run = subprocess.run([str(BINARY), "serve", "--model-repository", str(root / "mlp"),
+                          "--http-port", "0", "--grpc-port", "0", "--metrics-port", "0"],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode != 0
+    assert "this is a model directory (it holds config.toml)" in run.stderr, run.stderr

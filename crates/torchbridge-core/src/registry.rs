@@ -65,16 +65,37 @@ impl Registry {
         &self.root
     }
 
-    /// Model names in the repository: directories that hold a `config.toml`.
+    /// Model names in the repository: directories that hold a `config.toml`, but for
+    /// hidden ones (`.old/`: a backup, an editor's or a copy tool's scratch).
     pub fn scan(&self) -> Result<Vec<String>> {
+        Ok(self
+            .directories()?
+            .into_iter()
+            .filter(|name| self.root.join(name).join("config.toml").is_file())
+            .collect())
+    }
+
+    /// Directories of the repository that are not models for want of a `config.toml`,
+    /// for a warning: a model copied without its config is otherwise silently absent.
+    pub fn strays(&self) -> Result<Vec<String>> {
+        Ok(self
+            .directories()?
+            .into_iter()
+            .filter(|name| !self.root.join(name).join("config.toml").exists())
+            .collect())
+    }
+
+    /// The repository's directories that are not hidden, by name.
+    fn directories(&self) -> Result<Vec<String>> {
         let entries = std::fs::read_dir(&self.root).map_err(|e| Error::Config {
             path: self.root.clone(),
             message: format!("cannot read the model repository: {e}"),
         })?;
         let mut names: Vec<String> = entries
             .filter_map(|e| e.ok())
-            .filter(|e| e.path().join("config.toml").is_file())
+            .filter(|e| e.path().is_dir())
             .filter_map(|e| e.file_name().to_str().map(str::to_string))
+            .filter(|name| !name.starts_with('.'))
             .collect();
         names.sort();
         Ok(names)
@@ -150,12 +171,23 @@ impl Registry {
         keep_unchanged: bool,
         config_override: Option<ConfigOverride>,
     ) -> Result<()> {
-        if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
-            return Err(Error::ModelNotFound(name.to_string()));
-        }
         let path = self.root.join(name);
-        if !path.join("config.toml").is_file() {
-            return Err(Error::ModelNotFound(name.to_string()));
+        let valid = !(name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.'));
+        if !valid || !path.join("config.toml").is_file() {
+            let mut models = self.models.write().unwrap();
+            return Err(match models.get(name) {
+                Some(ModelState::Ready(_)) => Error::config(
+                    &path,
+                    "is no longer a model directory (it holds no config.toml); the loaded \
+                     versions serve on until the model is unloaded",
+                ),
+                // A name marked loading that is not a model must not hold readiness back.
+                Some(ModelState::Loading) => {
+                    models.remove(name);
+                    Error::ModelNotFound(name.to_string())
+                }
+                _ => Error::ModelNotFound(name.to_string()),
+            });
         }
         let loaded_now: BTreeMap<u64, Arc<ServedModel>> = match self
             .models
@@ -564,5 +596,39 @@ pub(crate) mod tests {
         assert_eq!(registry.versions("m"), [3]);
         assert!(registry.config_override("m").is_none());
         assert!(!Arc::ptr_eq(&three, &registry.get("m", Some(3)).unwrap()));
+    }
+
+    #[test]
+    fn hidden_and_configless_directories_are_not_models_and_never_hold_readiness_back() {
+        let repo = good_and_bad();
+        let root = repo.path();
+        std::fs::create_dir_all(root.join(".good.bak/3")).unwrap();
+        std::fs::copy(
+            root.join("good/config.toml"),
+            root.join(".good.bak/config.toml"),
+        )
+        .unwrap();
+        std::fs::create_dir_all(root.join("no_config/1")).unwrap();
+        let registry = Registry::new(root, loader());
+        assert_eq!(registry.scan().unwrap(), ["bad", "good"]);
+        assert_eq!(registry.strays().unwrap(), ["no_config"]);
+
+        // A name marked loading that turns out not to be a model is forgotten.
+        registry.mark_loading(&["good".into(), "no_config".into()]);
+        assert!(matches!(
+            registry.load("no_config"),
+            Err(Error::ModelNotFound(_))
+        ));
+        registry.load("good").unwrap();
+        assert!(registry.all_ready());
+
+        // A served model whose directory went away serves on, and a load says why.
+        std::fs::remove_file(root.join("good/config.toml")).unwrap();
+        let e = registry.load("good").unwrap_err().to_string();
+        assert!(
+            e.contains("is no longer a model directory") && e.contains("serve on"),
+            "{e}"
+        );
+        registry.get("good", None).unwrap();
     }
 }

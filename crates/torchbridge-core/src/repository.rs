@@ -125,15 +125,27 @@ impl ModelDir {
             .collect())
     }
 
-    /// The numeric version directories, ascending.
+    /// The numeric version directories, ascending. A number written otherwise than
+    /// plainly (`01/`) is an error naming it: it would be served as another directory.
     pub fn versions(root: &Path) -> Result<Vec<u64>> {
         let entries = std::fs::read_dir(root)
             .map_err(|e| Error::config(root, format!("cannot list: {e}")))?;
-        let mut versions: Vec<u64> = entries
-            .filter_map(|e| e.ok())
-            .filter(|e| e.path().is_dir())
-            .filter_map(|e| e.file_name().to_str()?.parse().ok())
-            .collect();
+        let mut versions = Vec::new();
+        for entry in entries.filter_map(|e| e.ok()).filter(|e| e.path().is_dir()) {
+            let name = entry.file_name();
+            let Some(version) = name.to_str().and_then(|n| n.parse::<u64>().ok()) else {
+                continue;
+            };
+            if name.to_str() != Some(version.to_string().as_str()) {
+                return Err(Error::config(
+                    entry.path(),
+                    format!(
+                        "a version directory is named by its number alone: rename it `{version}`"
+                    ),
+                ));
+            }
+            versions.push(version);
+        }
         versions.sort_unstable();
         Ok(versions)
     }
@@ -242,6 +254,12 @@ mod tests {
         std::fs::write(dir.path().join("config.toml"), "backend = \"onnx\"").unwrap();
         let err = ModelDir::open(dir.path(), None).unwrap_err().to_string();
         assert!(err.contains("holds no version directory"), "{err}");
+        std::fs::create_dir(dir.path().join("01")).unwrap();
+        let err = ModelDir::open(dir.path(), None).unwrap_err().to_string();
+        assert!(
+            err.contains("01: a version directory is named by its number alone: rename it `1`"),
+            "{err}"
+        );
     }
 
     #[test]

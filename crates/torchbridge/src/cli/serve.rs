@@ -210,6 +210,15 @@ async fn serve(
         &args.model_repository,
         Arc::new(|dir: &torchbridge::ModelDir| start_model(dir, dir.config.backend)),
     ));
+    anyhow::ensure!(
+        !args.model_repository.join("config.toml").exists(),
+        "--model-repository {}: this is a model directory (it holds config.toml); give the \
+         directory above it, which holds one directory per model",
+        args.model_repository.display()
+    );
+    for stray in registry.strays()? {
+        tracing::warn!("`{stray}/` in the model repository holds no config.toml: not served");
+    }
     let names = startup_models(registry.scan()?, &args.load_models)?;
     // Not ready until every one of them has loaded or failed.
     registry.mark_loading(&names);
