@@ -154,6 +154,17 @@ def test_every_datatype(client, server, datatype, binary):
         np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.parametrize("datatype", ["FP16", "FP32", "FP64"])
+def test_nan_and_infinities_survive_json_both_ways(client, server, datatype):
+    # tritonclient writes them as NaN / Infinity / -Infinity literals, as Triton does.
+    model = f"dtypes_{datatype}"
+    require_models(server.repo, model)
+    x = np.array([[np.nan, np.inf, -np.inf, 1.0]], dtype=httpclient.triton_to_np_dtype(datatype))
+    outputs = [httpclient.InferRequestedOutput("Y", binary_data=False)]
+    got = client.infer(model, [triton_input("X", x, datatype, False)], outputs=outputs)
+    np.testing.assert_array_equal(got.as_numpy("Y"), x + 1)
+
+
 def test_a_model_without_a_batch_dimension(client, server):
     x = ref(server, "no_batch", "inputs", "X")
     result = client.infer("no_batch", [triton_input("X", x, "FP32", False)])

@@ -33,6 +33,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 
 pub use error::ApiError;
+pub use tensor_json::quote_non_finite;
 
 use crate::AppState;
 

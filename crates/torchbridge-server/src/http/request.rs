@@ -17,7 +17,7 @@ use torchbridge_core::{DataType, ModelMetadata, OutputLabels, Tensor};
 
 use super::binary::{BinaryData, split_body};
 use super::error::ApiError;
-use super::tensor_json::{DataSeed, Decoded};
+use super::tensor_json::{DataSeed, Decoded, quote_non_finite};
 use crate::{Limits, Placement, SharedMemory, classification};
 
 /// A decoded inference request.
@@ -100,7 +100,9 @@ pub fn decode(
 ) -> Result<InferRequest, ApiError> {
     let (json, mut binary) = split_body(body, header_length)?;
     limits.check_json_depth(&json)?;
-    let request: RequestJson = serde_json::from_slice(&json)
+    // NaN and the infinities as Triton's clients write them, quoted for serde_json.
+    let quoted = quote_non_finite(&json);
+    let request: RequestJson = serde_json::from_slice(quoted.as_deref().unwrap_or(&json))
         .map_err(|e| ApiError::bad_request(format!("invalid inference request: {e}")))?;
     limits.check_count("inputs", request.inputs.len())?;
     if let Some(outputs) = &request.outputs {

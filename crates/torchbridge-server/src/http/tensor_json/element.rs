@@ -117,6 +117,11 @@ pub(super) trait Element {
     fn boolean(_: bool, _: &mut Vec<u8>) -> Result<(), Refusal> {
         Err(Refusal::WrongType("a boolean"))
     }
+
+    /// `NaN`, `Infinity` or `-Infinity`: floating-point datatypes only.
+    fn non_finite(_: f64, _: &mut Vec<u8>) -> Result<(), Refusal> {
+        Err(Refusal::WrongType("NaN or an infinity"))
+    }
 }
 
 macro_rules! integer_element {
@@ -139,7 +144,7 @@ macro_rules! integer_element {
 integer_element!(u8, u16, u32, u64, i8, i16, i32, i64);
 
 macro_rules! float_element {
-    ($($t:ty => |$n:ident| $value:expr),*) => {$(
+    ($($t:ty => |$n:ident| $value:expr, |$v:ident| $special:expr),*) => {$(
         impl Element for $t {
             #[inline]
             fn number($n: &Number, out: &mut Vec<u8>) -> Result<(), Refusal> {
@@ -151,15 +156,22 @@ macro_rules! float_element {
                 out.extend_from_slice(&x.to_le_bytes());
                 Ok(())
             }
+
+            #[inline]
+            fn non_finite($v: f64, out: &mut Vec<u8>) -> Result<(), Refusal> {
+                let x: $t = $special;
+                out.extend_from_slice(&x.to_le_bytes());
+                Ok(())
+            }
         }
     )*};
 }
 
 float_element!(
-    f32 => |n| n.to_f32()?,
-    f64 => |n| n.to_f64()?,
-    f16 => |n| f16::from_f64(n.to_f64()?),
-    bf16 => |n| bf16::from_f64(n.to_f64()?)
+    f32 => |n| n.to_f32()?, |v| v as f32,
+    f64 => |n| n.to_f64()?, |v| v,
+    f16 => |n| f16::from_f64(n.to_f64()?), |v| f16::from_f64(v),
+    bf16 => |n| bf16::from_f64(n.to_f64()?), |v| bf16::from_f64(v)
 );
 
 /// `BOOL`: `true`/`false`, or the integer literals 0 and 1.

@@ -62,27 +62,35 @@ fn int(out: &mut Vec<u8>, v: impl itoa::Integer) {
     out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
 }
 
+/// A float as JSON; NaN and the infinities as the literals `NaN`, `Infinity` and
+/// `-Infinity`, which JSON itself lacks but Triton writes and its clients read.
 #[inline]
-fn float<F: ryu::Float + Finite>(out: &mut Vec<u8>, v: F) {
-    if v.finite() {
-        out.extend_from_slice(ryu::Buffer::new().format_finite(v).as_bytes());
-    } else {
-        out.extend_from_slice(b"null");
+fn float<F: ryu::Float + NonFinite>(out: &mut Vec<u8>, v: F) {
+    match v.literal() {
+        None => out.extend_from_slice(ryu::Buffer::new().format_finite(v).as_bytes()),
+        Some(literal) => out.extend_from_slice(literal),
     }
 }
 
-trait Finite {
-    fn finite(self) -> bool;
+trait NonFinite: Copy {
+    /// The literal of a NaN or an infinity; `None` for a finite value.
+    fn literal(self) -> Option<&'static [u8]>;
 }
 
-impl Finite for f32 {
-    fn finite(self) -> bool {
-        self.is_finite()
-    }
+macro_rules! non_finite {
+    ($($t:ty),*) => {$(
+        impl NonFinite for $t {
+            #[inline]
+            fn literal(self) -> Option<&'static [u8]> {
+                match self {
+                    v if v.is_finite() => None,
+                    v if v.is_nan() => Some(b"NaN"),
+                    v if v > 0.0 => Some(b"Infinity"),
+                    _ => Some(b"-Infinity"),
+                }
+            }
+        }
+    )*};
 }
 
-impl Finite for f64 {
-    fn finite(self) -> bool {
-        self.is_finite()
-    }
-}
+non_finite!(f32, f64);

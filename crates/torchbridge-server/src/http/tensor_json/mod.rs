@@ -9,14 +9,19 @@
 //! [`Tensor`]; `FP16`/`BF16` are plain numbers.
 //!
 //! Encoding ([`write_data`]) prints the elements into the response buffer with `itoa` and
-//! `ryu` (non-finite floats, which JSON cannot hold, become `null`).
+//! `ryu`; NaN and the infinities as the literals `NaN`, `Infinity` and `-Infinity`, as
+//! Triton writes and reads them (JSON has none; Python's json and rapidjson read them).
+//! serde_json refuses those literals, so a request holding them has them quoted first
+//! ([`quote_non_finite`]), and the scanner takes both forms.
 //!
 //! [`Tensor`]: torchbridge_core::Tensor
 
 mod decode;
 mod element;
 mod encode;
+mod non_finite;
 mod scan;
 
 pub use decode::{DataSeed, Decoded};
 pub use encode::write_data;
+pub use non_finite::quote_non_finite;

@@ -36,6 +36,12 @@ pub(super) fn scan<E: Element>(
                 depth -= 1;
                 i += 1;
             }
+            Some(b'"' | b'N' | b'I' | b'-') if non_finite(&text[i..]).is_some() => {
+                let (value, len) = non_finite(&text[i..]).expect("matched just now");
+                E::non_finite(value, &mut out).map_err(|r| refused_bool(seed, r))?;
+                count += 1;
+                i += len;
+            }
             Some(b'-' | b'0'..=b'9') => {
                 let (number, end) =
                     lex_number(text, i).ok_or_else(|| malformed(seed, i, "a valid number"))?;
@@ -80,6 +86,25 @@ pub(super) fn scan<E: Element>(
             }
         }
     }
+}
+
+/// `NaN`, `Infinity` or `-Infinity` at the start of `text`, bare (as Triton's clients
+/// send them) or quoted (as [`super::quote_non_finite`] leaves them for serde_json): the
+/// value and the length of its text.
+#[inline]
+fn non_finite(text: &[u8]) -> Option<(f64, usize)> {
+    let (quote, rest) = match text.first() {
+        Some(b'"') => (1, &text[1..]),
+        _ => (0, text),
+    };
+    let (value, literal): (f64, &[u8]) = match rest.first()? {
+        b'N' => (f64::NAN, b"NaN"),
+        b'I' => (f64::INFINITY, b"Infinity"),
+        b'-' => (f64::NEG_INFINITY, b"-Infinity"),
+        _ => return None,
+    };
+    let closed = quote == 0 || rest.get(literal.len()) == Some(&b'"');
+    (rest.starts_with(literal) && closed).then_some((value, literal.len() + 2 * quote))
 }
 
 #[inline]
@@ -214,6 +239,7 @@ fn refused(seed: DataSeed, refusal: Refusal, number: &Number) -> String {
     }
 }
 
+/// A refused boolean, NaN or infinity (they have no literal text of their own to show).
 fn refused_bool(seed: DataSeed, refusal: Refusal) -> String {
     match refusal {
         Refusal::WrongType(got) => wrong_type(seed, got),

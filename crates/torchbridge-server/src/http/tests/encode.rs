@@ -19,7 +19,12 @@ fn json_responses_carry_every_datatype() {
         Tensor::from_slice("i64", vec![1], &[i64::MIN]).unwrap(),
         Tensor::from_slice("f16", vec![2], &[f16::from_f32(0.5), f16::from_f32(-3.0)]).unwrap(),
         Tensor::from_slice("bf16", vec![1], &[bf16::from_f32(1.5)]).unwrap(),
-        Tensor::from_slice("f32", vec![3], &[0.1f32, 1e-7, f32::INFINITY]).unwrap(),
+        Tensor::from_slice(
+            "f32",
+            vec![5],
+            &[0.1f32, 1e-7, f32::INFINITY, -f32::INFINITY, f32::NAN],
+        )
+        .unwrap(),
         Tensor::from_slice("f64", vec![1], &[0.1f64]).unwrap(),
         Tensor::from_strings("s", vec![2], &["a\"b", "ü"]).unwrap(),
         Tensor::from_slice("empty", vec![0, 4], &[0f32; 0]).unwrap(),
@@ -27,7 +32,15 @@ fn json_responses_carry_every_datatype() {
     let outputs: Vec<_> = tensors.into_iter().map(|t| (t, Delivery::Json)).collect();
     let encoded = encode("m", 3, Some("id-1"), &outputs).unwrap();
     assert_eq!(encoded.header_length, None);
-    let v: Value = serde_json::from_slice(&encoded.body).unwrap();
+    // Floats are written shortest-round-trip for their own width; NaN and the infinities
+    // as Triton writes them, which serde_json reads once quoted.
+    let body = String::from_utf8(encoded.body.to_vec()).unwrap();
+    assert!(
+        body.contains(r#""data":[0.1,1e-7,Infinity,-Infinity,NaN]"#),
+        "{body}"
+    );
+    let quoted = crate::http::tensor_json::quote_non_finite(&encoded.body).unwrap();
+    let v: Value = serde_json::from_slice(&quoted).unwrap();
     assert_eq!(
         (
             v["model_name"].as_str(),
@@ -52,17 +65,11 @@ fn json_responses_carry_every_datatype() {
             json!([i64::MIN]),
             json!([0.5, -3.0]),
             json!([1.5]),
-            json!([0.1, 1e-7, null]),
+            json!([0.1, 1e-7, "Infinity", "-Infinity", "NaN"]),
             json!([0.1]),
             json!(["a\"b", "ü"]),
             json!([]),
         ]
-    );
-    // Floats are written shortest-round-trip for their own width.
-    assert!(
-        std::str::from_utf8(&encoded.body)
-            .unwrap()
-            .contains("[0.1,1e-7,null]")
     );
     assert_eq!(v["outputs"][5]["datatype"], "FP16");
     assert_eq!(v["outputs"][10]["shape"], json!([0, 4]));

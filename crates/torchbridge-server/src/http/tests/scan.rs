@@ -119,6 +119,30 @@ fn nesting_whitespace_and_scalars() {
 }
 
 #[test]
+fn nan_and_the_infinities_are_read_bare_or_quoted_by_float_datatypes() {
+    use DataType::*;
+    let text = r#"[NaN, Infinity, -Infinity, "NaN", "Infinity", "-Infinity", 2]"#;
+    let f32s = values(Fp32, text, f32::from_le_bytes);
+    let f64s = values(Fp64, text, f64::from_le_bytes);
+    let f16s = values(Fp16, text, |b| f16::from_le_bytes(b).to_f64());
+    let bf16s = values(Bf16, text, |b| bf16::from_le_bytes(b).to_f64());
+    for got in [
+        f32s.iter().map(|&v| f64::from(v)).collect(),
+        f64s,
+        f16s,
+        bf16s,
+    ] {
+        assert!(got[0].is_nan() && got[3].is_nan(), "{got:?}");
+        assert_eq!(got[1..3], [f64::INFINITY, f64::NEG_INFINITY]);
+        assert_eq!(got[4..], [f64::INFINITY, f64::NEG_INFINITY, 2.0]);
+    }
+    let err = refusal(Int32, "[1, NaN]");
+    assert_eq!(err, "input `x`: INT32 data cannot hold NaN or an infinity");
+    let err = refusal(Fp32, r#"["nan"]"#);
+    assert_eq!(err, "input `x`: FP32 data cannot hold a string");
+}
+
+#[test]
 fn malformed_text_is_refused_where_it_breaks() {
     let cases = [
         ("[1,]", 3),
@@ -129,10 +153,10 @@ fn malformed_text_is_refused_where_it_breaks() {
         ("[1]]", 3),
         ("[1],", 3),
         ("", 0),
-        ("[NaN]", 1),
+        ("[NAN]", 1),
         ("[nan]", 1),
-        ("[Infinity]", 1),
-        ("[-Infinity]", 1),
+        ("[Inf]", 1),
+        ("[-Infinit]", 1),
         ("[+1]", 1),
         ("[01]", 2),
         ("[-]", 1),

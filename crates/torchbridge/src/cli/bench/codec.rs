@@ -166,8 +166,10 @@ pub fn check_http(
             body.len()
         )
     })?;
-    let reply: Value =
-        serde_json::from_slice(json).map_err(|e| format!("the reply is not JSON: {e}"))?;
+    // NaN and the infinities come as Triton writes them, bare; serde_json reads them quoted.
+    let quoted = torchbridge_server::http::quote_non_finite(json);
+    let reply: Value = serde_json::from_slice(quoted.as_deref().unwrap_or(json))
+        .map_err(|e| format!("the reply is not JSON: {e}"))?;
     let outputs = reply["outputs"]
         .as_array()
         .ok_or("the reply has no `outputs` array")?;
