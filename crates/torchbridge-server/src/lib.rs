@@ -20,6 +20,7 @@ pub mod fuzzing;
 pub mod grpc;
 mod halt_poll;
 pub mod http;
+mod http_connections;
 mod idle_poll;
 mod limits;
 mod request_metrics;

@@ -6,6 +6,7 @@ use tokio::sync::watch;
 
 use crate::AppState;
 use crate::grpc::GuardLayer;
+use crate::http_connections::serve_http;
 use crate::tls::TlsListener;
 
 /// Serves HTTP on `http` and gRPC on `grpc` until `shutdown` resolves; then both stop
@@ -39,22 +40,18 @@ pub async fn serve(
         false => state.with_idle_poll(Arc::new(crate::IdlePoll::start(settings.idle_poll)?)),
     };
     let app = crate::http::app(state.clone());
+    let client_timeout = settings.client_timeout;
     let http_server = async {
+        let stop = stopped(stop_rx.clone());
         match &settings.tls {
-            Some(tls) => {
-                axum::serve(TlsListener::new(http, tls)?, app)
-                    .with_graceful_shutdown(stopped(stop_rx.clone()))
-                    .await
-            }
+            Some(tls) => serve_http(TlsListener::new(http, tls)?, app, client_timeout, stop).await,
             None => {
                 // Small requests and replies: send each at once rather than wait for
                 // Nagle's timer.
                 let http = axum::serve::ListenerExt::tap_io(http, |tcp| {
                     let _ = tcp.set_nodelay(true);
                 });
-                axum::serve(http, app)
-                    .with_graceful_shutdown(stopped(stop_rx.clone()))
-                    .await
+                serve_http(http, app, client_timeout, stop).await
             }
         }
     };

@@ -17,6 +17,10 @@ pub struct ServerSettings {
     pub tls: Option<Arc<TlsSettings>>,
     /// Default time a request may take before it is answered with a timeout.
     pub request_timeout: Duration,
+    /// How long an HTTP client may take to send a request's headers (counted from when
+    /// the server waits for them, so also how long a keep-alive connection may idle), and
+    /// then its body; past it the connection is closed, or the request answered 408.
+    pub client_timeout: Duration,
     /// Engine versions reported in server metadata, e.g. `("onnxruntime", "1.31.1")`.
     pub runtime_versions: Vec<(&'static str, String)>,
     /// How long after each request [`serve`](crate::serve) keeps the CPUs awake
@@ -33,6 +37,7 @@ impl Default for ServerSettings {
             auth: None,
             tls: None,
             request_timeout: Duration::from_secs(60),
+            client_timeout: Duration::from_secs(60),
             runtime_versions: Vec::new(),
             idle_poll: Duration::ZERO,
             allow_client_shm: false,

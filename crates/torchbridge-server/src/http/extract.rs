@@ -18,7 +18,9 @@ use crate::AppState;
 const INFLATE_INLINE_MAX: usize = 256 << 10;
 
 /// The request body, at most `max_body_bytes` as sent and `max_inflated_bytes` once
-/// inflated (`Content-Encoding: gzip | deflate`).
+/// inflated (`Content-Encoding: gzip | deflate`), arriving within the client timeout.
+/// A declared `Content-Length` over the limit is refused before any of it is read, so a
+/// client waiting on `Expect: 100-continue` hears 413 instead of "continue".
 #[derive(Debug)]
 pub struct Body(pub Bytes);
 
@@ -29,8 +31,25 @@ impl FromRequest<AppState> for Body {
         let encoding = Encoding::of_request(req.headers())?;
         let limits = &state.settings.limits;
         let (sent_cap, cap) = (limits.max_body_bytes, limits.max_inflated_bytes);
-        let bytes = Bytes::from_request(req, state)
+        let declared = req
+            .headers()
+            .get(axum::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > sent_cap as u64) {
+            return Err(ApiError::too_large(sent_cap));
+        }
+        let within = state.settings.client_timeout;
+        let bytes = tokio::time::timeout(within, Bytes::from_request(req, state))
             .await
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!(
+                        "the request body did not arrive within {} s (--client-timeout-secs)",
+                        within.as_secs_f64()
+                    ),
+                )
+            })?
             .map_err(|r| body_rejection(r, sent_cap))?;
         let Some(encoding) = encoding else {
             return Ok(Body(bytes));

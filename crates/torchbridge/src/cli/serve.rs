@@ -33,6 +33,13 @@ pub struct ServeArgs {
     /// Default time a request may take, in milliseconds.
     #[arg(long, env = "TORCHBRIDGE_REQUEST_TIMEOUT_MS", default_value_t = 60_000)]
     request_timeout_ms: u64,
+    /// Seconds an HTTP client may take to send a request's headers (or, on a keep-alive
+    /// connection, to start its next request) and then its body: a connection that
+    /// stalls longer is closed (headers) or answered 408 (body), so stalled clients
+    /// cannot pile up and hold every file descriptor.
+    #[arg(long, env = "TORCHBRIDGE_CLIENT_TIMEOUT_SECS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    client_timeout_secs: u64,
     /// Keep the CPUs awake for this many microseconds after each inference request, so
     /// that the next one does not wait for a sleeping CPU to wake (tens of µs on a VM).
     /// Lowest-priority spinning threads, one per CPU: they cost CPU time, not latency.
@@ -238,6 +245,7 @@ async fn serve(
         auth,
         tls,
         request_timeout: Duration::from_millis(args.request_timeout_ms),
+        client_timeout: Duration::from_secs(args.client_timeout_secs),
         idle_poll: Duration::from_micros(args.idle_poll_us),
         allow_client_shm: args.allow_client_shm,
         runtime_versions: tokio::task::spawn_blocking(torchbridge::runtime_versions).await?,
