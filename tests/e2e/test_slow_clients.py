@@ -1,5 +1,5 @@
 """Clients that stall (slowloris): a connection that never finishes its request's headers,
-or never sends one, is closed after `--client-timeout-secs`; a body that stops arriving is
+or never sends one (HTTP or gRPC), is closed after `--client-timeout-secs`; a body that stops arriving is
 answered 408; a declared body over the limit is refused with 413 before it is sent, even
 to a client waiting on `Expect: 100-continue`. The server serves on."""
 
@@ -8,6 +8,7 @@ import time
 import urllib.request
 
 import pytest
+import tritonclient.grpc as grpcclient
 
 from conftest import require_models, start_server, stop_server
 
@@ -26,8 +27,8 @@ def served(repo, tmp_path_factory):
     assert stop_server(server) == 0, server.log_text()
 
 
-def connect(server) -> socket.socket:
-    host, port = server.http_url.split(":")
+def connect(server, url=None) -> socket.socket:
+    host, port = (url or server.http_url).split(":")
     sock = socket.create_connection((host, int(port)), timeout=30)
     return sock
 
@@ -51,6 +52,15 @@ def test_a_connection_that_never_finishes_its_headers_is_closed(served, sent):
         # Closed by the server's clock (the client would have waited 30 s).
         assert time.monotonic() - start < 25
     assert_serving(served)
+
+
+def test_a_grpc_connection_that_never_speaks_is_closed(served):
+    with connect(served, served.grpc_url) as sock:
+        start = time.monotonic()
+        assert reply_of(sock) == b""
+        assert time.monotonic() - start < 25
+    with grpcclient.InferenceServerClient(served.grpc_url) as client:
+        assert client.is_server_ready()
 
 
 def test_a_body_that_stops_arriving_is_answered_408(served):

@@ -1,5 +1,6 @@
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -62,6 +63,9 @@ pub async fn serve(
             .map_err(std::io::Error::other)?;
     }
     let grpc_server = grpc_builder
+        // Peers that stop answering pings are dropped (a long-lived channel idles legitimately).
+        .http2_keepalive_interval(Some(client_timeout))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
         .layer(GuardLayer::new(
             settings.auth.clone(),
             settings.limits.max_body_bytes,
@@ -69,7 +73,7 @@ pub async fn serve(
         .add_service(crate::grpc::health::service(state.clone()))
         .add_service(crate::grpc::service(state))
         .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true)),
+            crate::grpc::incoming::incoming(grpc, client_timeout),
             stopped(stop_rx.clone()),
         );
     let (h, g) = tokio::join!(http_server, grpc_server);

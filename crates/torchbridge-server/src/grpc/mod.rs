@@ -17,6 +17,7 @@ mod convert;
 mod error;
 mod guard;
 pub mod health;
+pub(crate) mod incoming;
 mod infer;
 mod models;
 mod repository;
