@@ -25,9 +25,11 @@ pub struct CheckArgs {
     /// Check this version instead of the highest.
     #[arg(long = "model-version")]
     version: Option<u64>,
-    /// Batch sizes of the generated inputs (ignored for models without a batch dimension).
-    #[arg(long, value_delimiter = ',', default_value = "1,8")]
-    batch_sizes: Vec<usize>,
+    /// Batch sizes of the generated inputs (ignored for models without a batch dimension;
+    /// one over the model's max_batch_size is checked at that size, with a note).
+    #[arg(long, value_delimiter = ',', default_value = "1,8",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    batch_sizes: Vec<u32>,
     /// Use these inputs (NAME=FILE.npy) instead of generated ones.
     #[arg(long = "input", value_name = "NAME=FILE")]
     inputs: Vec<InputFile>,
@@ -86,8 +88,21 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     } else {
         let mut rng = Rng::new(args.seed);
         let mut cases = Vec::new();
-        for &rows in &args.batch_sizes {
-            let rows = rows.clamp(1, meta.max_batch_size as usize);
+        let mut sizes = Vec::new();
+        for &asked in &args.batch_sizes {
+            let rows = asked.min(meta.max_batch_size);
+            if rows < asked {
+                eprintln!(
+                    "note: batch {asked} is over `{}`'s max_batch_size; checking batch {rows}",
+                    meta.name
+                );
+            }
+            if !sizes.contains(&rows) {
+                sizes.push(rows);
+            }
+        }
+        for rows in sizes {
+            let rows = rows as usize;
             cases.push((
                 format!("batch {rows}"),
                 torchbridge::random::inputs(&meta, rows, 8, &mut rng)?,

@@ -40,6 +40,35 @@ fn check_finds_the_forms_agree_and_names_the_fastest() {
 }
 
 #[test]
+fn check_says_which_batch_sizes_it_cannot_run_as_asked() {
+    let dir = model_dir("mlp");
+    let dir = dir.to_str().unwrap();
+    let out = torchbridge(&[
+        "check",
+        dir,
+        "--bridges",
+        "onnx",
+        "--batch-sizes",
+        "1,100",
+        "--iterations",
+        "1",
+    ]);
+    let shown = text(&out);
+    assert!(out.status.success(), "{shown}");
+    assert!(
+        shown.contains("note: batch 100 is over `mlp`'s max_batch_size; checking batch 8"),
+        "{shown}"
+    );
+    let out = torchbridge(&["check", dir, "--batch-sizes", "0,4"]);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{shown}");
+    assert!(
+        shown.contains("--batch-sizes") && shown.contains("0"),
+        "{shown}"
+    );
+}
+
+#[test]
 fn check_fails_when_a_form_disagrees() {
     let copy = tempfile::tempdir().unwrap();
     copy_dir(&model_dir("mlp"), copy.path());
