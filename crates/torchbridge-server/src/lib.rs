@@ -23,6 +23,7 @@ pub mod http;
 mod http_connections;
 mod idle_poll;
 mod limits;
+mod log_settings;
 mod request_metrics;
 mod serve;
 mod shared_memory;
@@ -34,6 +35,7 @@ mod tls;
 pub use auth::Auth;
 pub use idle_poll::IdlePoll;
 pub use limits::{JSON_DEPTH_CEILING, Limits};
+pub use log_settings::{LogLevels, LogSettings};
 pub use serve::serve;
 pub use shared_memory::{Placement, RegionStatus, SharedMemory};
 pub use state::{AppState, ServerSettings};
@@ -59,6 +61,9 @@ pub fn extensions(state: &AppState) -> Vec<&'static str> {
     ];
     if state.shared_memory.allowed() {
         all.push("system_shared_memory");
+    }
+    if state.settings.log.is_some() {
+        all.push("logging");
     }
     all
 }

@@ -28,6 +28,9 @@ pub struct ServerSettings {
     pub idle_poll: Duration,
     /// Whether clients may register system shared-memory regions ([`SharedMemory`]).
     pub allow_client_shm: bool,
+    /// The logger clients may read and change (Triton's logging extension); `None`: the
+    /// extension answers that it cannot.
+    pub log: Option<Arc<dyn crate::LogLevels>>,
 }
 
 impl Default for ServerSettings {
@@ -41,6 +44,7 @@ impl Default for ServerSettings {
             runtime_versions: Vec::new(),
             idle_poll: Duration::ZERO,
             allow_client_shm: false,
+            log: None,
         }
     }
 }

@@ -49,12 +49,13 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    init_logging(&args.log, args.log_format);
+    let logger =
+        cli::logger::Logger::install(&args.log, matches!(args.log_format, LogFormat::Json));
     let result = match args.command {
         Command::Infer(a) => cli::infer::run(a),
         Command::Check(a) => cli::check::run(a),
         #[cfg(feature = "server")]
-        Command::Serve(a) => cli::serve::run(a),
+        Command::Serve(a) => cli::serve::run(a, logger),
         #[cfg(feature = "server")]
         Command::Bench(a) => cli::bench::run(a),
         Command::Worker(a) => torchbridge::worker::run_worker(a),
@@ -65,15 +66,5 @@ fn main() -> std::process::ExitCode {
             eprintln!("error: {e:#}");
             std::process::ExitCode::from(2)
         }
-    }
-}
-
-fn init_logging(filter: &str, format: LogFormat) {
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
     }
 }

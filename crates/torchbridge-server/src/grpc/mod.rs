@@ -19,6 +19,7 @@ mod guard;
 pub mod health;
 pub(crate) mod incoming;
 mod infer;
+mod logging;
 mod models;
 mod repository;
 mod shared_memory;
@@ -228,6 +229,14 @@ impl GrpcInferenceService for Inference {
         let request = request.into_inner();
         let response = shared_memory::unregister(&self.state, &request);
         Ok(Response::new(response))
+    }
+
+    async fn log_settings(
+        &self,
+        request: Request<LogSettingsRequest>,
+    ) -> Result<Response<LogSettingsResponse>, Status> {
+        let request = request.into_inner();
+        reply("LogSettings", "", logging::settings(&self.state, request))
     }
 }
 

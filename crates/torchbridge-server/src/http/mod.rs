@@ -16,6 +16,7 @@ mod error;
 mod extract;
 mod health;
 mod infer;
+mod logging;
 mod metadata;
 mod metrics;
 mod model_config;
@@ -46,6 +47,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v2", get(health::server_metadata))
         .route("/v2/health/live", get(health::live))
         .route("/v2/health/ready", get(health::ready))
+        .route("/v2/logging", get(logging::get).post(logging::post))
         .route("/v2/models/stats", get(stats::all))
         .route("/v2/models/{model}", get(metadata::model))
         .route(

@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod check;
 pub mod infer;
+pub mod logger;
 #[cfg(feature = "server")]
 pub mod serve;
 

@@ -11,6 +11,8 @@ use anyhow::Context;
 use torchbridge::{Change, Registry, RepositoryWatch, start_model};
 use torchbridge_server::{AppState, Auth, Limits, ServerSettings, TlsSettings};
 
+use super::logger::Logger;
+
 /// Serve every model of a repository over HTTP and gRPC (KServe v2 / Open Inference Protocol).
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
@@ -195,14 +197,16 @@ impl SecurityArgs {
     }
 }
 
-pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+/// Serves until SIGTERM or ctrl-c; clients may change what `logger` logs.
+pub fn run(args: ServeArgs, logger: Arc<Logger>) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    runtime.block_on(serve(args, shutdown_signal()))?;
+    runtime.block_on(serve(args, logger, shutdown_signal()))?;
     Ok(ExitCode::SUCCESS)
 }
 
 async fn serve(
     args: ServeArgs,
+    logger: Arc<Logger>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let addr = |port| SocketAddr::new(args.host, port);
@@ -248,6 +252,7 @@ async fn serve(
         client_timeout: Duration::from_secs(args.client_timeout_secs),
         idle_poll: Duration::from_micros(args.idle_poll_us),
         allow_client_shm: args.allow_client_shm,
+        log: Some(logger),
         runtime_versions: tokio::task::spawn_blocking(torchbridge::runtime_versions).await?,
     };
     let http = tokio::net::TcpListener::bind(addr(args.http_port))

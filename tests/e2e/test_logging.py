@@ -1,0 +1,64 @@
+"""Triton's logging extension: tritonclient's get_log_settings / update_log_settings over
+HTTP and gRPC read and change what the running server logs."""
+
+import time
+
+import pytest
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
+from tritonclient.utils import InferenceServerException
+
+from conftest import require_models, start_server, stop_server
+
+
+@pytest.fixture(scope="module")
+def served(repo, tmp_path_factory):
+    require_models(repo, "mlp")
+    root = tmp_path_factory.mktemp("logging") / "repo"
+    root.mkdir()
+    (root / "mlp").symlink_to(repo / "mlp", target_is_directory=True)
+    server = start_server(root, root.parent / "serve.log")  # --log warn, the default
+    yield server
+    assert stop_server(server) == 0, server.log_text()
+
+
+def logged_after(server, action) -> str:
+    """What the server logs while `action` runs."""
+    before = len(server.log_text())
+    action()
+    time.sleep(0.3)
+    return server.log_text()[before:]
+
+
+def test_info_lines_appear_once_a_client_turns_them_on(served):
+    with httpclient.InferenceServerClient(served.http_url) as client:
+        assert "logging" in client.get_server_metadata()["extensions"]
+        settings = client.get_log_settings()
+        assert settings == {"log_file": "", "log_info": False, "log_warnings": True,
+                            "log_errors": True, "log_verbose_level": 0, "log_format": "default"}
+        load = lambda: client.load_model("mlp")  # noqa: E731
+        assert "loaded through the repository API" not in logged_after(served, load)
+
+        answer = client.update_log_settings({"log_info": True})
+        assert answer["log_info"] is True and answer["log_warnings"] is True
+        assert "loaded through the repository API" in logged_after(served, load)
+
+    with grpcclient.InferenceServerClient(served.grpc_url) as client:
+        got = client.get_log_settings(as_json=True)["settings"]
+        assert got["log_info"] == {"bool_param": True}
+        client.update_log_settings({"log_info": False, "log_verbose_level": 0})
+        assert "loaded through the repository API" not in logged_after(
+            served, lambda: client.load_model("mlp"))
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"log_file": "/tmp/torchbridge.log"}, "`log_file` can only be \"\""),
+    ({"log_info": 1}, "`log_info` must be true or false, got 1"),
+    ({"log_level": "debug"}, "unknown log setting `log_level`"),
+])
+def test_settings_that_cannot_be_made_are_refused_by_name(served, settings, message):
+    with httpclient.InferenceServerClient(served.http_url) as client:
+        with pytest.raises(InferenceServerException) as e:
+            client.update_log_settings(settings)
+        assert e.value.status() == "400" and message in e.value.message()
+        assert client.get_log_settings()["log_verbose_level"] == 0
