@@ -115,7 +115,7 @@ def load(served, body: dict) -> tuple[int, str]:
     ({"config": json.dumps({"max_batch_size": 1})}, "`batching.preferred_batch_sizes` holds"),
     ({"config": "{\"max_batch_size\": "}, "the `config` parameter is not valid JSON"),
     ({"config": {"max_batch_size": 4}}, "the `config` parameter must be a string"),
-    ({"config": "{}", "file:1/model.onnx": "AAAA"}, "`file:1/model.onnx`"),
+    ({"config": "{}", "file:1/model.onnx": "AAAA"}, "start the server with --allow-model-upload"),
 ])
 def test_a_config_that_cannot_load_is_refused_and_the_model_serves_on(served, parameters,
                                                                       message):

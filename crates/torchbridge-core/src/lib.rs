@@ -33,6 +33,7 @@ mod repository;
 mod served;
 mod stats;
 mod tensor;
+mod uploads;
 mod watch;
 
 pub use backend::{Backend, Batch, CallTiming, Interrupt, LoadContext};

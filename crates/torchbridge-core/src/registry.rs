@@ -2,6 +2,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
+use crate::uploads::{Uploads, discard};
 use crate::watch::{FileStamp, version_stamp};
 use crate::{ConfigOverride, Error, ModelDir, Result, ServedModel};
 
@@ -40,6 +41,8 @@ pub struct Registry {
     stamps: Mutex<BTreeMap<(String, u64), Vec<FileStamp>>>,
     /// The config each served model was loaded with instead of its `config.toml`.
     overrides: Mutex<BTreeMap<String, ConfigOverride>>,
+    /// The models that serve from files a load request carried, not from the repository.
+    uploads: Uploads,
 }
 
 impl std::fmt::Debug for Registry {
@@ -58,6 +61,7 @@ impl Registry {
             models: RwLock::default(),
             stamps: Mutex::default(),
             overrides: Mutex::default(),
+            uploads: Uploads::default(),
         }
     }
 
@@ -155,9 +159,53 @@ impl Registry {
     /// `config.toml` (Triton's `config` load parameter); it holds until the model is next
     /// loaded without one. Every version loads again when the config changes this way.
     pub fn load_with(&self, name: &str, config_override: Option<ConfigOverride>) -> Result<()> {
-        let keep_unchanged =
-            config_override.is_none() && !self.overrides.lock().unwrap().contains_key(name);
-        self.load_versions(name, keep_unchanged, config_override)
+        let keep_unchanged = config_override.is_none()
+            && !self.overrides.lock().unwrap().contains_key(name)
+            && self.uploads.dir(name).is_none();
+        let path = self.root.join(name);
+        self.load_versions(name, &path, keep_unchanged, config_override)?;
+        self.uploads.serve_from(name, None);
+        Ok(())
+    }
+
+    /// Loads `name` from `files` (paths inside the model directory, such as
+    /// `1/model.onnx`, with their contents) and `config`, written to a directory of the
+    /// server's own rather than the repository (Triton's `file:` load parameters, with its
+    /// `config`): a model deploys to a server whose file system its client cannot reach.
+    /// It serves from there until it is loaded again without files.
+    pub fn load_files(
+        &self,
+        name: &str,
+        config: ConfigOverride,
+        files: &[(String, Vec<u8>)],
+    ) -> Result<()> {
+        if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
+            return Err(Error::InvalidInput(format!(
+                "`{name}` cannot name a model: no '/' or '\\', and no leading '.'"
+            )));
+        }
+        let (config_toml, config_override) = config.for_files().map_err(|e| {
+            Error::InvalidInput(format!("model `{name}`: the config given with files {e}"))
+        })?;
+        let dir = self.uploads.write(name, files, &config_toml)?;
+        match self.load_versions(name, &dir, false, config_override) {
+            Ok(()) => {
+                self.uploads.serve_from(name, Some(dir));
+                Ok(())
+            }
+            Err(e) => {
+                discard(&dir);
+                Err(e)
+            }
+        }
+    }
+
+    /// The directory `name` loads from: its upload's, if it was loaded from files, else
+    /// its directory in the repository.
+    pub fn model_path(&self, name: &str) -> PathBuf {
+        self.uploads
+            .dir(name)
+            .unwrap_or_else(|| self.root.join(name))
     }
 
     /// The config `name` was loaded with instead of its `config.toml`, if any.
@@ -168,16 +216,16 @@ impl Registry {
     fn load_versions(
         &self,
         name: &str,
+        path: &Path,
         keep_unchanged: bool,
         config_override: Option<ConfigOverride>,
     ) -> Result<()> {
-        let path = self.root.join(name);
         let valid = !(name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.'));
         if !valid || !path.join("config.toml").is_file() {
             let mut models = self.models.write().unwrap();
             return Err(match models.get(name) {
                 Some(ModelState::Ready(_)) => Error::config(
-                    &path,
+                    path,
                     "is no longer a model directory (it holds no config.toml); the loaded \
                      versions serve on until the model is unloaded",
                 ),
@@ -199,12 +247,12 @@ impl Registry {
             ModelState::Ready(versions) if keep_unchanged => versions.clone(),
             _ => BTreeMap::new(),
         };
-        let loaded = ModelDir::open_served(&path, config_override.as_ref()).and_then(|dirs| {
+        let loaded = ModelDir::open_served(path, config_override.as_ref()).and_then(|dirs| {
             let several = dirs.len() > 1;
             dirs.iter()
                 .map(|dir| {
                     // Taken before loading, so a change made meanwhile is seen next time.
-                    let stamp = version_stamp(&path, &dir.version_dir);
+                    let stamp = version_stamp(path, &dir.version_dir);
                     let key = (name.to_string(), dir.version);
                     let unchanged = self.stamps.lock().unwrap().get(&key) == Some(&stamp);
                     if let Some(model) = loaded_now.get(&dir.version).filter(|_| unchanged) {
@@ -265,6 +313,7 @@ impl Registry {
             Some(state) => {
                 *state = ModelState::Unavailable("unloaded".into());
                 self.overrides.lock().unwrap().remove(name);
+                self.uploads.serve_from(name, None);
                 Ok(())
             }
             None => Err(Error::ModelNotFound(name.to_string())),
@@ -276,6 +325,7 @@ impl Registry {
     pub fn remove(&self, name: &str) {
         self.models.write().unwrap().remove(name);
         self.overrides.lock().unwrap().remove(name);
+        self.uploads.serve_from(name, None);
         self.stamps
             .lock()
             .unwrap()
@@ -630,5 +680,49 @@ pub(crate) mod tests {
             "{e}"
         );
         registry.get("good", None).unwrap();
+    }
+
+    #[test]
+    fn a_model_loads_from_the_files_a_load_carried_until_loaded_without_them() {
+        let repo = good_and_bad();
+        let registry = Registry::new(repo.path(), loader());
+        let files = vec![("1/model.onnx".to_string(), b"weights".to_vec())];
+        let onnx = ConfigOverride::parse("backend = \"onnx\"").unwrap();
+        registry.load_files("sent", onnx.clone(), &files).unwrap();
+        let dir = registry.model_path("sent");
+        assert_eq!(std::fs::read(dir.join("1/model.onnx")).unwrap(), b"weights");
+        assert_eq!(registry.versions("sent"), [1]);
+        assert!(
+            registry
+                .index()
+                .iter()
+                .any(|e| e.name == "sent" && e.state == "READY")
+        );
+
+        // A load the loader refuses leaves nothing behind and the upload serving.
+        let python = ConfigOverride::parse("backend = \"python\"").unwrap();
+        registry.load_files("sent", python, &files).unwrap_err();
+        assert_eq!(registry.model_path("sent"), dir);
+        registry.get("sent", Some(1)).unwrap();
+
+        // The same name in the repository: a load without files goes back to it.
+        registry.load_files("good", onnx, &files).unwrap();
+        let uploaded = registry.model_path("good");
+        registry.load("good").unwrap();
+        assert_eq!(registry.versions("good"), [3]);
+        assert_eq!(registry.model_path("good"), repo.path().join("good"));
+        assert!(
+            !uploaded.exists(),
+            "the upload it no longer serves from is removed"
+        );
+
+        registry.unload("sent").unwrap();
+        assert!(!dir.exists());
+        let e = registry.load_files(
+            "a/b",
+            ConfigOverride::parse("backend = \"onnx\"").unwrap(),
+            &files,
+        );
+        assert!(e.unwrap_err().to_string().contains("cannot name a model"));
     }
 }

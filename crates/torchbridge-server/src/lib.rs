@@ -23,6 +23,7 @@ pub mod http;
 mod http_connections;
 mod idle_poll;
 mod limits;
+mod load_request;
 mod log_settings;
 mod request_metrics;
 mod serve;

@@ -28,6 +28,9 @@ pub struct ServerSettings {
     pub idle_poll: Duration,
     /// Whether clients may register system shared-memory regions ([`SharedMemory`]).
     pub allow_client_shm: bool,
+    /// Whether a load request may carry the model's files (Triton's `file:` parameters).
+    /// Off by default: a python model's files are code the server runs.
+    pub allow_model_upload: bool,
     /// The logger clients may read and change (Triton's logging extension); `None`: the
     /// extension answers that it cannot.
     pub log: Option<Arc<dyn crate::LogLevels>>,
@@ -44,6 +47,7 @@ impl Default for ServerSettings {
             runtime_versions: Vec::new(),
             idle_poll: Duration::ZERO,
             allow_client_shm: false,
+            allow_model_upload: false,
             log: None,
         }
     }

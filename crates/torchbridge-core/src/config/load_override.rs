@@ -59,6 +59,34 @@ impl ConfigOverride {
         &self.text
     }
 
+    /// For a load that carries the model's files: the `config.toml` to write beside them,
+    /// and the override still to apply to it. A whole `config.toml` is written as it is;
+    /// Triton's JSON needs its `backend` (or `platform`) to make one, and is then merged
+    /// into it as usual.
+    pub fn for_files(&self) -> Result<(String, Option<ConfigOverride>), String> {
+        let Form::Triton(fields) = &self.form else {
+            return Ok((self.text.to_string(), None));
+        };
+        let named = |key: &str| {
+            fields
+                .get(key)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+        };
+        let bridge = match (named("backend"), named("platform")) {
+            (Some(b), _) => backend(b)?,
+            (None, Some("onnxruntime_onnx")) => BackendKind::Onnx,
+            (None, Some("pytorch_libtorch")) => BackendKind::Torchscript,
+            (None, Some(p)) => return Err(format!("names platform {p:?}, which no bridge serves")),
+            (None, None) => {
+                return Err(
+                    "names no `backend`: with the model's files, it is the whole config".into(),
+                );
+            }
+        };
+        Ok((format!("backend = \"{bridge}\"\n"), Some(self.clone())))
+    }
+
     /// The config model `name` loads with, given what its `config.toml` says.
     pub fn apply(&self, base: &ModelConfig, name: &str) -> Result<ModelConfig, String> {
         let config = match &self.form {

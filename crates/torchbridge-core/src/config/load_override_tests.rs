@@ -153,6 +153,28 @@ fn what_torchbridge_cannot_do_is_refused_by_name() {
 }
 
 #[test]
+fn with_files_a_config_makes_the_config_toml_it_is_merged_into() {
+    let o = ConfigOverride::parse(r#"{"backend": "onnxruntime", "max_batch_size": 4}"#).unwrap();
+    let (toml, rest) = o.for_files().unwrap();
+    assert_eq!(toml, "backend = \"onnx\"\n");
+    let c = rest
+        .unwrap()
+        .apply(&ModelConfig::from_toml(&toml).unwrap(), "m")
+        .unwrap();
+    assert_eq!((c.backend, c.max_batch_size), (BackendKind::Onnx, 4));
+    let o = ConfigOverride::parse(r#"{"platform": "pytorch_libtorch"}"#).unwrap();
+    assert_eq!(o.for_files().unwrap().0, "backend = \"torchscript\"\n");
+    let e = ConfigOverride::parse(r#"{"max_batch_size": 4}"#)
+        .unwrap()
+        .for_files()
+        .unwrap_err();
+    assert!(e.contains("names no `backend`"), "{e}");
+    let whole = ConfigOverride::parse("backend = \"tract\"").unwrap();
+    let (toml, rest) = whole.for_files().unwrap();
+    assert!(toml == "backend = \"tract\"" && rest.is_none());
+}
+
+#[test]
 fn a_text_that_is_not_json_is_a_whole_config_toml() {
     let c = applied("backend = \"tract\"\nmax_batch_size = 2").unwrap();
     assert_eq!(

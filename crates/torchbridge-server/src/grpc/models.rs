@@ -74,7 +74,7 @@ pub(super) async fn config(
     let pool = state.registry.get(&request.name, version)?;
     let metadata = pool.metadata().clone();
     let instances = pool.instances();
-    let root = state.registry.root().join(&request.name);
+    let root = state.registry.model_path(&request.name);
     let v = metadata.version;
     let loaded_with = state.registry.config_override(&request.name);
     let dir = super::blocking(&request.name, move || {

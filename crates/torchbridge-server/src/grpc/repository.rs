@@ -1,7 +1,7 @@
 //! The model repository: index, load, unload. Loading and unloading block (a model loads,
 //! or its workers finish their queue), so both run off the async threads.
 
-use torchbridge_core::{ConfigOverride, Error, Result};
+use torchbridge_core::Result;
 
 use super::proto::model_repository_parameter::ParameterChoice;
 use super::proto::repository_index_response::ModelIndex;
@@ -10,6 +10,7 @@ use super::proto::{
     RepositoryModelLoadResponse, RepositoryModelUnloadRequest, RepositoryModelUnloadResponse,
 };
 use crate::AppState;
+use crate::load_request::{LoadParameter, LoadRequest};
 
 /// Every model of the repository, or only the ready ones.
 pub(super) async fn index(
@@ -31,40 +32,25 @@ pub(super) async fn index(
     Ok(RepositoryIndexResponse { models })
 }
 
-/// Loads or reloads a model from its directory, with the `config` parameter's config where
-/// one is given; the old version serves until then.
+/// Loads or reloads a model from its directory — or from the files the request carries —
+/// with the `config` parameter's config where one is given; the old version serves until
+/// then.
 pub(super) async fn load(
     state: &AppState,
     request: RepositoryModelLoadRequest,
 ) -> Result<RepositoryModelLoadResponse> {
-    let mut config_override = None;
-    for (key, value) in request.parameters {
-        let choice = value.parameter_choice;
-        config_override = match (key.as_str(), choice) {
-            ("config", Some(ParameterChoice::StringParam(text))) => Some(
-                ConfigOverride::parse(&text)
-                    .map_err(|e| Error::InvalidInput(format!("the `config` parameter {e}")))?,
-            ),
-            ("config", other) => {
-                return Err(Error::InvalidInput(format!(
-                    "the `config` parameter must be a string (the model config as JSON), got \
-                     {other:?}"
-                )));
-            }
-            _ => {
-                return Err(Error::InvalidInput(format!(
-                    "load parameter `{key}` is not supported: torchbridge loads a model's files \
-                     from its directory in the repository (`config` may override its config)"
-                )));
-            }
+    let parameters = request.parameters.into_iter().map(|(key, value)| {
+        let value = match value.parameter_choice {
+            Some(ParameterChoice::StringParam(text)) => LoadParameter::Text(text),
+            Some(ParameterChoice::BytesParam(bytes)) => LoadParameter::Bytes(bytes),
+            other => LoadParameter::Other(format!("{other:?}")),
         };
-    }
+        (key, value)
+    });
+    let load = LoadRequest::read(parameters, state.settings.allow_model_upload)?;
     let registry = state.registry.clone();
     let name = request.model_name;
-    super::blocking(&name.clone(), move || {
-        registry.load_with(&name, config_override)
-    })
-    .await?;
+    super::blocking(&name.clone(), move || load.load(&registry, &name)).await?;
     Ok(RepositoryModelLoadResponse {})
 }
 

@@ -22,7 +22,7 @@ pub async fn config(
     // The served version's config.toml, read again (the pool keeps only its metadata),
     // as the load request's config changed it.
     let dir = ModelDir::open_with(
-        &state.registry.root().join(&model.name),
+        &state.registry.model_path(&model.name),
         Some(metadata.version),
         state.registry.config_override(&model.name).as_ref(),
     );

@@ -6,11 +6,11 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
-use torchbridge_core::ConfigOverride;
 
 use super::error::ApiError;
 use super::extract::{Body, ModelRef, json_or_default};
 use crate::AppState;
+use crate::load_request::{LoadParameter, LoadRequest};
 
 #[derive(Debug, Default, Deserialize)]
 struct IndexRequest {
@@ -43,40 +43,31 @@ pub async fn index(
 }
 
 #[derive(Debug, Default, Deserialize)]
-struct LoadRequest {
+struct LoadRequestJson {
     #[serde(default)]
     parameters: Map<String, Value>,
 }
 
-/// Loads (or reloads) a model from the repository, with the `config` parameter's config
-/// where one is given; answers once it is ready or failed.
+/// Loads (or reloads) a model from the repository — or from the files the request
+/// carries — with the `config` parameter's config where one is given; answers once it is
+/// ready or failed.
 pub async fn load(
     State(state): State<AppState>,
     model: ModelRef,
     Body(body): Body,
 ) -> Result<StatusCode, ApiError> {
-    let request: LoadRequest = json_or_default(&body)?;
-    if let Some(key) = request.parameters.keys().find(|k| k.starts_with("file:")) {
-        return Err(ApiError::bad_request(format!(
-            "loading with the files of a model (`{key}`) is not supported; put them in the \
-             model's directory in the repository"
-        )));
-    }
-    let config_override = match request.parameters.get("config") {
-        None => None,
-        Some(Value::String(text)) => Some(
-            ConfigOverride::parse(text)
-                .map_err(|e| ApiError::bad_request(format!("the `config` parameter {e}")))?,
-        ),
-        Some(other) => {
-            return Err(ApiError::bad_request(format!(
-                "the `config` parameter must be a string (the model config as JSON), got {other}"
-            )));
-        }
-    };
+    let request: LoadRequestJson = json_or_default(&body)?;
+    let parameters = request.parameters.into_iter().map(|(key, value)| {
+        let value = match value {
+            Value::String(text) => LoadParameter::Text(text),
+            other => LoadParameter::Other(other.to_string()),
+        };
+        (key, value)
+    });
+    let request = LoadRequest::read(parameters, state.settings.allow_model_upload)?;
     let registry = state.registry.clone();
     let name = model.name.clone();
-    tokio::task::spawn_blocking(move || registry.load_with(&name, config_override))
+    tokio::task::spawn_blocking(move || request.load(&registry, &name))
         .await
         .map_err(internal)??;
     tracing::info!(model = %model.name, "loaded through the repository API");

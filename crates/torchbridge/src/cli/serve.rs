@@ -54,6 +54,12 @@ pub struct ServeArgs {
     /// server's user: only for clients on the same host that you trust.
     #[arg(long, env = "TORCHBRIDGE_ALLOW_CLIENT_SHM")]
     allow_client_shm: bool,
+    /// Let a repository load request carry the model's files (Triton's `file:` load
+    /// parameters, tritonclient's `load_model(name, config=..., files=...)`), written to a
+    /// directory of the server's own. Any client that reaches the server (with a token,
+    /// when tokens are required) may then run code in it: a python model is code.
+    #[arg(long, env = "TORCHBRIDGE_ALLOW_MODEL_UPLOAD")]
+    allow_model_upload: bool,
     /// Look at the repository every this many seconds and follow it: load a model
     /// directory that appears, reload one whose files change (its loaded versions serve
     /// on if that fails), remove one that disappears. 0: off.
@@ -252,6 +258,7 @@ async fn serve(
         client_timeout: Duration::from_secs(args.client_timeout_secs),
         idle_poll: Duration::from_micros(args.idle_poll_us),
         allow_client_shm: args.allow_client_shm,
+        allow_model_upload: args.allow_model_upload,
         log: Some(logger),
         runtime_versions: tokio::task::spawn_blocking(torchbridge::runtime_versions).await?,
     };
