@@ -3,6 +3,7 @@ HTTP and gRPC read and change what the running server logs."""
 
 import time
 
+import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
@@ -42,6 +43,16 @@ def test_info_lines_appear_once_a_client_turns_them_on(served):
         answer = client.update_log_settings({"log_info": True})
         assert answer["log_info"] is True and answer["log_warnings"] is True
         assert "loaded through the repository API" in logged_after(served, load)
+
+        # Verbose level 1: a line for each inference request.
+        x = httpclient.InferInput("INPUT0", [1, 16], "FP32")
+        x.set_data_from_numpy(np.zeros((1, 16), dtype=np.float32))
+        infer = lambda: client.infer("mlp", [x])  # noqa: E731
+        assert "inference request" not in logged_after(served, infer)
+        assert client.update_log_settings({"log_verbose_level": 1})["log_verbose_level"] == 1
+        line = logged_after(served, infer)
+        assert "inference request" in line and "model=\"mlp\"" in line, line
+        client.update_log_settings({"log_verbose_level": 0})
 
     with grpcclient.InferenceServerClient(served.grpc_url) as client:
         got = client.get_log_settings(as_json=True)["settings"]

@@ -96,7 +96,8 @@ impl RequestMetrics {
     }
 
     /// Counts one inference request (`torchbridge_inference_requests_total`) and records
-    /// its time (`torchbridge_inference_duration_seconds`): one lookup.
+    /// its time (`torchbridge_inference_duration_seconds`): one lookup. At verbose log
+    /// levels (debug), each request is a log line too.
     pub fn inference(
         &self,
         model: &str,
@@ -105,6 +106,14 @@ impl RequestMetrics {
         protocol: Protocol,
         elapsed: Duration,
     ) {
+        tracing::debug!(
+            model,
+            version,
+            outcome = outcome.label(),
+            protocol = ?protocol,
+            micros = elapsed.as_micros() as u64,
+            "inference request"
+        );
         let key = (version, outcome, protocol);
         let found = read(&self.models)
             .get(model)

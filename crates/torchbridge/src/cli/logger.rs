@@ -3,6 +3,7 @@
 //! stays the base; torchbridge's own targets get the level the settings ask for, and the
 //! info/warning/error switches drop whole levels for every target.
 
+use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
@@ -61,7 +62,10 @@ impl Logger {
         };
         let (filter_layer, handle) = reload::Layer::new(base);
         let allowed = switches.clone();
-        let lines = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+        // Colours only on a terminal: a log file or collector gets plain text.
+        let lines = tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal());
         let lines = match json {
             true => lines.json().boxed(),
             false => lines.boxed(),
