@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use crossbeam_channel::Receiver;
 
+use crate::trace::RanCall;
 use crate::{Backend, Batch, Error, ModelStats, Result, Tensor};
 
 /// Whoever waits for a job: asked before it runs, answered once after. A caller's own
@@ -15,8 +16,8 @@ use crate::{Backend, Batch, Error, ModelStats, Result, Tensor};
 pub(crate) trait Waiter: Send {
     /// Nobody waits any more: the job is skipped.
     fn is_closed(&self) -> bool;
-    /// The outcome; `started` is when an instance took the job (`None`: it never ran).
-    fn complete(self: Box<Self>, result: Result<Vec<Tensor>>, started: Option<Instant>);
+    /// The outcome, and the call that produced it (`None`: the job never ran).
+    fn complete(self: Box<Self>, result: Result<Vec<Tensor>>, ran: Option<RanCall>);
 }
 
 pub(crate) struct Job {
@@ -91,7 +92,7 @@ fn run_job(instance: &Instance, job: Job, stats: &ModelStats) {
     if job.waiter.is_closed() {
         return;
     }
-    let mut backend = instance.lock();
+    let backend = instance.lock();
     let started = Instant::now();
     if job.deadline.is_some_and(|d| started >= d) {
         let waited_ms = (started - job.enqueued).as_millis() as u64;
@@ -100,21 +101,21 @@ fn run_job(instance: &Instance, job: Job, stats: &ModelStats) {
             .complete(Err(Error::Timeout { model, waited_ms }), None);
         return;
     }
-    let result = call(instance, &mut **backend, job.batch, job.answer_by, stats);
-    drop(backend);
-    job.waiter.complete(result, Some(started));
+    let (result, ran) = call(instance, backend, job.batch, job.answer_by, stats);
+    job.waiter.complete(result, Some(ran));
 }
 
 /// One backend call: a panic becomes an error, the outputs are checked against the
 /// metadata, and the call is counted. While it runs, the instance's slot in
-/// [`ModelStats::health`] says so.
+/// [`ModelStats::health`] says so. The backend's lock is released before the caller
+/// hears of the call.
 pub(crate) fn call(
     instance: &Instance,
-    backend: &mut dyn Backend,
+    mut backend: MutexGuard<'_, Box<dyn Backend>>,
     batch: Batch,
     answer_by: Option<Instant>,
     stats: &ModelStats,
-) -> Result<Vec<Tensor>> {
+) -> (Result<Vec<Tensor>>, RanCall) {
     let (index, rows) = (instance.index, batch.rows);
     let started = Instant::now();
     stats.health.started(index, started, answer_by);
@@ -143,10 +144,18 @@ pub(crate) fn call(
             backend.metadata().name
         );
     }
-    let took = started.elapsed();
+    let ended = Instant::now();
+    let took = ended - started;
     let took_ns = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
     instance.last_call_ns.store(took_ns, Relaxed);
     instance.last_rows.store(rows, Relaxed);
-    stats.computed(rows, took, backend.last_timing());
-    result
+    let timing = backend.last_timing();
+    drop(backend);
+    stats.computed(rows, took, timing);
+    let ran = RanCall {
+        started,
+        timing,
+        ended,
+    };
+    (result, ran)
 }

@@ -33,6 +33,7 @@ mod repository;
 mod served;
 mod stats;
 mod tensor;
+mod trace;
 mod uploads;
 mod watch;
 
@@ -52,4 +53,5 @@ pub use repository::{ModelDir, ModelForm};
 pub use served::ServedModel;
 pub use stats::{BatchSizeStat, BatchSizes, DurationStat, InstanceHealth, ModelStats};
 pub use tensor::Tensor;
+pub use trace::{CallTimes, CallTrace, RanCall};
 pub use watch::{Change, RepositoryWatch};

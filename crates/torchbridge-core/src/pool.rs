@@ -8,6 +8,7 @@ use crossbeam_channel::{RecvTimeoutError, Sender};
 use tokio::sync::oneshot;
 
 use crate::instance::{Instance, Job, Turn, Waiter, Work, call, serve};
+use crate::trace::{self, CallTimes, CallTrace, RanCall};
 use crate::{Backend, Batch, Error, ModelMetadata, ModelStats, Result, Tensor};
 
 /// A call that took longer than this is not run on an async runtime's thread: it goes
@@ -28,6 +29,7 @@ struct Direct {
     reply: oneshot::Sender<Result<Vec<Tensor>>>,
     enqueued: Instant,
     stats: Arc<ModelStats>,
+    trace: Option<Arc<CallTrace>>,
 }
 
 impl Waiter for Direct {
@@ -35,10 +37,12 @@ impl Waiter for Direct {
         self.reply.is_closed()
     }
 
-    fn complete(self: Box<Self>, result: Result<Vec<Tensor>>, started: Option<Instant>) {
-        if let Some(started) = started {
-            self.stats.queued(started - self.enqueued);
+    fn complete(self: Box<Self>, result: Result<Vec<Tensor>>, ran: Option<RanCall>) {
+        if let Some(ran) = ran {
+            self.stats.queued(ran.started - self.enqueued);
         }
+        let queued = self.enqueued;
+        trace::record(&self.trace, CallTimes { queued, call: ran });
         self.stats.answered(result.is_ok(), self.enqueued.elapsed());
         let _ = self.reply.send(result);
     }
@@ -176,12 +180,23 @@ impl InstancePool {
         batch: Batch,
         deadline: Option<Instant>,
     ) -> Result<oneshot::Receiver<Result<Vec<Tensor>>>> {
+        self.submit_traced(batch, deadline, None)
+    }
+
+    /// As [`InstancePool::submit`], recording into `trace` when the call has run.
+    pub(crate) fn submit_traced(
+        &self,
+        batch: Batch,
+        deadline: Option<Instant>,
+        trace: Option<Arc<CallTrace>>,
+    ) -> Result<oneshot::Receiver<Result<Vec<Tensor>>>> {
         let (reply, rx) = oneshot::channel();
         let enqueued = Instant::now();
         let waiter = Direct {
             reply,
             enqueued,
             stats: self.stats.clone(),
+            trace,
         };
         let jobs = self.jobs.as_ref().ok_or_else(|| self.unavailable())?;
         jobs.send(Work::Job(Job {
@@ -232,6 +247,7 @@ impl InstancePool {
         &self,
         batch: Batch,
         caller: Caller,
+        trace: &Option<Arc<CallTrace>>,
     ) -> std::result::Result<Result<Vec<Tensor>>, Batch> {
         if !self.alone()
             || !self.any_thread
@@ -240,7 +256,7 @@ impl InstancePool {
             return Err(batch);
         }
         for instance in &self.instances {
-            let Ok(mut backend) = instance.backend.try_lock() else {
+            let Ok(backend) = instance.backend.try_lock() else {
                 continue;
             };
             let last = Duration::from_nanos(instance.last_call_ns.load(Relaxed));
@@ -251,8 +267,16 @@ impl InstancePool {
             }
             let arrived = Instant::now();
             self.stats.queued(Duration::ZERO);
-            let result = call(instance, &mut **backend, batch, None, &self.stats);
+            let (result, ran) = call(instance, backend, batch, None, &self.stats);
             self.stats.answered(result.is_ok(), arrived.elapsed());
+            let call = Some(ran);
+            trace::record(
+                trace,
+                CallTimes {
+                    queued: arrived,
+                    call,
+                },
+            );
             return Ok(result);
         }
         Err(batch)
@@ -269,7 +293,7 @@ impl InstancePool {
     /// Runs a batch and waits, blocking this thread (never call it on an async runtime).
     pub fn run_blocking(&self, batch: Batch) -> Result<Vec<Tensor>> {
         let _waiting = self.waiting();
-        let batch = match self.run_here(batch, Caller::Blocking) {
+        let batch = match self.run_here(batch, Caller::Blocking, &None) {
             Ok(result) => return result,
             Err(batch) => batch,
         };
@@ -281,7 +305,7 @@ impl InstancePool {
     /// Runs a batch and awaits its outputs.
     pub async fn run(&self, batch: Batch) -> Result<Vec<Tensor>> {
         let _waiting = self.waiting();
-        let batch = match self.run_here(batch, Caller::Async) {
+        let batch = match self.run_here(batch, Caller::Async, &None) {
             Ok(result) => return result,
             Err(batch) => batch,
         };

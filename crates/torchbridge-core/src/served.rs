@@ -7,8 +7,8 @@ use crate::batching::Scheduler;
 use crate::company::CompanyProbe;
 use crate::pool::{Caller, Waiting};
 use crate::{
-    Batch, BatchingConfig, Error, InstancePool, ModelMetadata, ModelStats, OutputLabels, Result,
-    Tensor,
+    Batch, BatchingConfig, CallTrace, Error, InstancePool, ModelMetadata, ModelStats, OutputLabels,
+    Result, Tensor,
 };
 
 /// A model ready to serve: its instance pool, behind a dynamic-batching scheduler when
@@ -102,7 +102,7 @@ impl ServedModel {
         deadline: Option<Instant>,
     ) -> Result<oneshot::Receiver<Result<Vec<Tensor>>>> {
         self.check_not_stuck()?;
-        self.enqueue(batch, deadline)
+        self.enqueue(batch, deadline, None)
     }
 
     /// [`ServedModel::submit`] once the stuck check is done.
@@ -110,10 +110,11 @@ impl ServedModel {
         &self,
         batch: Batch,
         deadline: Option<Instant>,
+        trace: Option<Arc<CallTrace>>,
     ) -> Result<oneshot::Receiver<Result<Vec<Tensor>>>> {
         match &self.batching {
-            None => self.pool.submit(batch, deadline),
-            Some((scheduler, _)) => scheduler.submit(batch, deadline),
+            None => self.pool.submit_traced(batch, deadline, trace),
+            Some((scheduler, _)) => scheduler.submit_traced(batch, deadline, trace),
         }
     }
 
@@ -157,11 +158,12 @@ impl ServedModel {
         batch: Batch,
         deadline: Option<Instant>,
         caller: Caller,
+        trace: &Option<Arc<CallTrace>>,
     ) -> std::result::Result<Result<Vec<Tensor>>, Batch> {
         if !self.may_run_here(deadline) {
             return Err(batch);
         }
-        self.pool.run_here(batch, caller)
+        self.pool.run_here(batch, caller, trace)
     }
 
     /// Runs a checked batch and awaits its outputs.
@@ -175,6 +177,17 @@ impl ServedModel {
         batch: Batch,
         deadline: Option<Instant>,
     ) -> Result<Vec<Tensor>> {
+        self.run_traced(batch, deadline, None).await
+    }
+
+    /// As [`ServedModel::run_with_deadline`]; with a `trace`, records in it when the
+    /// request was queued and the call that carried it (see [`CallTrace`]).
+    pub async fn run_traced(
+        &self,
+        batch: Batch,
+        deadline: Option<Instant>,
+        trace: Option<Arc<CallTrace>>,
+    ) -> Result<Vec<Tensor>> {
         self.check_not_stuck()?;
         let _waiting = InFlight::new(self);
         if self.may_run_here(deadline) && self.company.should_yield() {
@@ -182,11 +195,11 @@ impl ServedModel {
             tokio::task::yield_now().await;
             self.company.found(!self.may_run_here(deadline));
         }
-        let batch = match self.run_here(batch, deadline, Caller::Async) {
+        let batch = match self.run_here(batch, deadline, Caller::Async, &trace) {
             Ok(result) => return result,
             Err(batch) => batch,
         };
-        let rx = self.enqueue(batch, deadline)?;
+        let rx = self.enqueue(batch, deadline, trace)?;
         rx.await.unwrap_or_else(|_| Err(self.unavailable()))
     }
 
@@ -204,11 +217,11 @@ impl ServedModel {
     ) -> Result<Vec<Tensor>> {
         self.check_not_stuck()?;
         let _waiting = InFlight::new(self);
-        let batch = match self.run_here(batch, deadline, Caller::Blocking) {
+        let batch = match self.run_here(batch, deadline, Caller::Blocking, &None) {
             Ok(result) => return result,
             Err(batch) => batch,
         };
-        let rx = self.enqueue(batch, deadline)?;
+        let rx = self.enqueue(batch, deadline, None)?;
         rx.blocking_recv()
             .unwrap_or_else(|_| Err(self.unavailable()))
     }

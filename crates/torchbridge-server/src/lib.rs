@@ -32,6 +32,7 @@ mod state;
 #[cfg(test)]
 mod test_tensors;
 mod tls;
+mod trace;
 
 pub use auth::Auth;
 pub use idle_poll::IdlePoll;
@@ -41,6 +42,7 @@ pub use serve::serve;
 pub use shared_memory::{Placement, RegionStatus, SharedMemory};
 pub use state::{AppState, ServerSettings};
 pub use tls::TlsSettings;
+pub use trace::{TraceSettings, Tracer};
 
 /// A server setting that cannot be used (a token file with no token, a certificate that
 /// does not parse); the message names the flag and file at fault.
@@ -66,5 +68,6 @@ pub fn extensions(state: &AppState) -> Vec<&'static str> {
     if state.settings.log.is_some() {
         all.push("logging");
     }
+    all.push("trace");
     all
 }

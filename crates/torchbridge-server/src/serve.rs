@@ -16,6 +16,7 @@ use crate::tls::TlsListener;
 /// require a bearer token. With `state.settings.idle_poll` the CPUs are kept awake for
 /// that long after each request ([`IdlePoll`](crate::IdlePoll)) while serving; without
 /// it, a warning is logged on a virtual machine whose idle CPUs halt without polling.
+/// Request traces still kept in memory are written once both have stopped.
 pub async fn serve(
     state: AppState,
     http: TcpListener,
@@ -40,6 +41,7 @@ pub async fn serve(
         }
         false => state.with_idle_poll(Arc::new(crate::IdlePoll::start(settings.idle_poll)?)),
     };
+    let tracer = state.tracer.clone();
     let app = crate::http::app(state.clone());
     let client_timeout = settings.client_timeout;
     let http_server = async {
@@ -77,6 +79,8 @@ pub async fn serve(
             stopped(stop_rx.clone()),
         );
     let (h, g) = tokio::join!(http_server, grpc_server);
+    // Every admitted request has been answered: the traces kept are complete.
+    tracer.flush();
     h?;
     g.map_err(std::io::Error::other)
 }

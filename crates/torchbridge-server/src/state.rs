@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 use torchbridge_core::{Error, Registry, Result, ServedModel, Tensor};
 
 use crate::request_metrics::RequestMetrics;
-use crate::{Auth, IdlePoll, Limits, SharedMemory, TlsSettings};
+use crate::{Auth, IdlePoll, Limits, SharedMemory, TlsSettings, Tracer};
 
 /// Settings every transport reads.
 #[derive(Debug, Clone)]
@@ -34,6 +34,9 @@ pub struct ServerSettings {
     /// The logger clients may read and change (Triton's logging extension); `None`: the
     /// extension answers that it cannot.
     pub log: Option<Arc<dyn crate::LogLevels>>,
+    /// Request tracing at startup (Triton's trace extension); clients may change all of
+    /// it but the file. Tracing without a file is never turned on.
+    pub trace: crate::TraceSettings,
 }
 
 impl Default for ServerSettings {
@@ -49,6 +52,7 @@ impl Default for ServerSettings {
             allow_client_shm: false,
             allow_model_upload: false,
             log: None,
+            trace: crate::TraceSettings::default(),
         }
     }
 }
@@ -62,6 +66,8 @@ pub struct AppState {
     pub(crate) metrics: Arc<RequestMetrics>,
     /// The clients' registered shared-memory regions.
     pub shared_memory: Arc<SharedMemory>,
+    /// Which requests are traced, and the traces not yet written.
+    pub tracer: Arc<Tracer>,
     /// Told of every inference request while [`serve`](crate::serve) runs with
     /// `settings.idle_poll`.
     idle_poll: Option<Arc<IdlePoll>>,
@@ -71,6 +77,7 @@ impl AppState {
     pub fn new(registry: Arc<Registry>, settings: ServerSettings) -> Self {
         AppState {
             registry,
+            tracer: Arc::new(Tracer::new(settings.trace.clone())),
             shared_memory: Arc::new(SharedMemory::new(settings.allow_client_shm)),
             settings: Arc::new(settings),
             metrics: Arc::default(),
@@ -108,21 +115,31 @@ impl AppState {
         inputs: Vec<Tensor>,
         timeout: Option<Duration>,
     ) -> Result<(Arc<ServedModel>, Vec<Tensor>)> {
+        let arrived = Instant::now();
         let _in_flight = self.idle_poll.as_ref().map(|p| p.request());
         let limit = timeout.map_or(self.settings.request_timeout, |t| {
             t.min(self.settings.request_timeout)
         });
-        let deadline = Instant::now().checked_add(limit);
+        let deadline = arrived.checked_add(limit);
         let served = self.registry.get(model, version)?;
-        let batch = served.metadata().prepare(inputs)?;
-        // A call that started in time may still run past the limit (a hung handler):
-        // the caller is answered at the limit all the same.
-        let outputs = tokio::time::timeout(limit, served.run_with_deadline(batch, deadline))
-            .await
-            .map_err(|_| Error::DeadlineExceeded {
-                model: model.to_string(),
-                limit_ms: u64::try_from(limit.as_millis()).unwrap_or(u64::MAX),
-            })??;
-        Ok((served, outputs))
+        let sampled = self.tracer.sample(model, arrived);
+        let call = sampled.as_ref().map(|s| s.call.clone());
+        let run = async {
+            let batch = served.metadata().prepare(inputs)?;
+            // A call that started in time may still run past the limit (a hung
+            // handler): the caller is answered at the limit all the same.
+            tokio::time::timeout(limit, served.run_traced(batch, deadline, call))
+                .await
+                .map_err(|_| Error::DeadlineExceeded {
+                    model: model.to_string(),
+                    limit_ms: u64::try_from(limit.as_millis()).unwrap_or(u64::MAX),
+                })?
+        };
+        let outputs = run.await;
+        if let Some(sampled) = sampled {
+            self.tracer
+                .finish(sampled, model, served.metadata().version);
+        }
+        Ok((served, outputs?))
     }
 }

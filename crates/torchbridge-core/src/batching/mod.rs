@@ -36,11 +36,22 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use crate::instance::{Job, Turn, Waiter};
+use crate::trace::{self, CallTimes, CallTrace, RanCall};
 use crate::{Batch, BatchingConfig, Error, InstancePool, ModelStats, Result, Tensor};
 use pace::{Pace, Running};
 use state::{Overloaded, Request, State};
 
-pub(crate) type Reply = oneshot::Sender<Result<Vec<Tensor>>>;
+/// Who a queued request answers: its caller, and its trace when it is traced.
+pub(crate) struct Reply {
+    caller: oneshot::Sender<Result<Vec<Tensor>>>,
+    trace: Option<Arc<CallTrace>>,
+}
+
+impl state::Reply for Reply {
+    fn is_closed(&self) -> bool {
+        self.caller.is_closed()
+    }
+}
 
 /// A model's batching queue, as its [`crate::ServedModel`] holds it. Dropping it runs
 /// what is queued, then lets the timer thread stop.
@@ -114,20 +125,22 @@ impl Scheduler {
         Ok(Scheduler { queue, pool })
     }
 
-    /// Queues a checked batch; the receiver yields its outputs. A full queue, or a
-    /// predicted wait over `max_queue_wait_us`, answers [`Error::Overloaded`] at once.
-    pub fn submit(
+    /// Queues a checked batch; the receiver yields its outputs, and `trace` (when given)
+    /// what became of the request. A full queue, or a predicted wait over
+    /// `max_queue_wait_us`, answers [`Error::Overloaded`] at once.
+    pub fn submit_traced(
         &self,
         batch: Batch,
         deadline: Option<Instant>,
+        trace: Option<Arc<CallTrace>>,
     ) -> Result<oneshot::Receiver<Result<Vec<Tensor>>>> {
-        let (reply, rx) = oneshot::channel();
+        let (caller, rx) = oneshot::channel();
         let request_time = Instant::now();
         let request = Request {
             batch,
             enqueued: request_time,
             deadline,
-            reply,
+            reply: Reply { caller, trace },
         };
         let queue = &self.queue;
         let mut inner = queue.lock();
@@ -244,7 +257,9 @@ impl Queue {
         for request in late {
             let waited = now - request.enqueued;
             self.stats.answered(false, waited);
-            let _ = request.reply.send(Err(Error::Timeout {
+            let queued = request.enqueued;
+            trace::record(&request.reply.trace, CallTimes { queued, call: None });
+            let _ = request.reply.caller.send(Err(Error::Timeout {
                 model: self.model.clone(),
                 waited_ms: waited.as_millis() as u64,
             }));
@@ -342,12 +357,12 @@ struct Group {
 
 impl Waiter for Group {
     fn is_closed(&self) -> bool {
-        self.members.iter().all(|m| m.reply.is_closed())
+        self.members.iter().all(|m| m.reply.caller.is_closed())
     }
 
-    fn complete(mut self: Box<Self>, result: Result<Vec<Tensor>>, started: Option<Instant>) {
+    fn complete(mut self: Box<Self>, result: Result<Vec<Tensor>>, ran: Option<RanCall>) {
         if let Some(running) = &mut self.running {
-            running.ran = started.is_some();
+            running.ran = ran.is_some();
         }
         let members = std::mem::take(&mut self.members);
         let rows: Vec<usize> = members.iter().map(|m| m.rows).collect();
@@ -363,12 +378,14 @@ impl Waiter for Group {
                 Ok(shares) => Ok(shares.next().expect("one share per request")),
                 Err(e) => Err(e.clone()),
             };
-            if let Some(started) = started {
-                self.stats.queued(started - member.enqueued);
+            if let Some(ran) = ran {
+                self.stats.queued(ran.started - member.enqueued);
             }
             self.stats
                 .answered(result.is_ok(), member.enqueued.elapsed());
-            let _ = member.reply.send(result);
+            let queued = member.enqueued;
+            trace::record(&member.reply.trace, CallTimes { queued, call: ran });
+            let _ = member.reply.caller.send(result);
         }
     }
 }

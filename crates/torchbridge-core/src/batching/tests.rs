@@ -4,8 +4,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::{
-    Backend, Batch, BatchingConfig, DataType, Error, InstancePool, ModelMetadata, Result,
-    ServedModel, Tensor, TensorSpec,
+    Backend, Batch, BatchingConfig, CallTimes, CallTrace, DataType, Error, InstancePool,
+    ModelMetadata, Result, ServedModel, Tensor, TensorSpec,
 };
 
 /// Doubles FP32 `X` (any width) into `Y`; logs each call's rows; sleeps `pause` per
@@ -360,4 +360,39 @@ fn a_request_predicted_to_wait_too_long_is_refused_and_a_later_one_taken() {
         vec![1, 1, 1],
         "the refused request never ran"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_traced_request_records_the_call_that_carried_it_or_none() {
+    // One instance, busy 300 ms with the first request; two more queue behind it and
+    // share the next call; a fourth may wait only 20 ms and never runs.
+    let Setup { model, calls } = served(1, 300, config(0, &[], 16));
+    let model = Arc::new(model);
+    let traces: Vec<Arc<CallTrace>> = (0..4).map(|_| Arc::default()).collect();
+    let mut tasks = Vec::new();
+    for (i, trace) in traces.iter().enumerate() {
+        let (m, trace) = (model.clone(), trace.clone());
+        let deadline = (i == 3).then(|| std::time::Instant::now() + Duration::from_millis(20));
+        tasks.push(tokio::spawn(async move {
+            let x = batch(&m, i as f32, 1, 1);
+            m.run_traced(x, deadline, Some(trace)).await
+        }));
+        while i == 0 && calls.lock().unwrap().is_empty() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    let mut results = Vec::new();
+    for task in tasks {
+        results.push(task.await.unwrap());
+    }
+    assert!(matches!(results[3], Err(Error::Timeout { .. })));
+    assert_eq!(*calls.lock().unwrap(), [1, 2]);
+    let times: Vec<CallTimes> = traces.iter().map(|t| t.times().unwrap()).collect();
+    for t in &times[..3] {
+        let call = t.call.unwrap();
+        assert!(t.queued <= call.started && call.started < call.ended);
+    }
+    assert_eq!(times[1].call, times[2].call, "one call carried both");
+    assert!(times[0].call.unwrap().ended <= times[1].call.unwrap().started);
+    assert_eq!(times[3].call, None);
 }

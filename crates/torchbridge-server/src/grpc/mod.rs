@@ -24,6 +24,7 @@ mod models;
 mod repository;
 mod shared_memory;
 mod stats;
+mod trace;
 
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::codec::CompressionEncoding;
@@ -229,6 +230,15 @@ impl GrpcInferenceService for Inference {
         let request = request.into_inner();
         let response = shared_memory::unregister(&self.state, &request);
         Ok(Response::new(response))
+    }
+
+    async fn trace_setting(
+        &self,
+        request: Request<TraceSettingRequest>,
+    ) -> Result<Response<TraceSettingResponse>, Status> {
+        let request = request.into_inner();
+        let model = request.model_name.clone();
+        reply("TraceSetting", &model, trace::setting(&self.state, request))
     }
 
     async fn log_settings(

@@ -28,6 +28,7 @@ mod stats;
 mod tensor_json;
 #[cfg(test)]
 mod tests;
+mod trace;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -35,6 +36,7 @@ use axum::routing::{get, post};
 
 pub use error::ApiError;
 pub use tensor_json::quote_non_finite;
+pub(crate) use trace::known_model;
 
 use crate::AppState;
 
@@ -48,6 +50,11 @@ pub fn app(state: AppState) -> Router {
         .route("/v2/health/live", get(health::live))
         .route("/v2/health/ready", get(health::ready))
         .route("/v2/logging", get(logging::get).post(logging::post))
+        .route("/v2/trace/setting", get(trace::get).post(trace::post))
+        .route(
+            "/v2/models/{model}/trace/setting",
+            get(trace::get_model).post(trace::post_model),
+        )
         .route("/v2/models/stats", get(stats::all))
         .route("/v2/models/{model}", get(metadata::model))
         .route(

@@ -7,6 +7,8 @@ pub mod infer;
 pub mod logger;
 #[cfg(feature = "server")]
 pub mod serve;
+#[cfg(feature = "server")]
+mod trace_args;
 
 use std::path::PathBuf;
 

@@ -12,6 +12,7 @@ use torchbridge::{Change, Registry, RepositoryWatch, start_model};
 use torchbridge_server::{AppState, Auth, Limits, ServerSettings, TlsSettings};
 
 use super::logger::Logger;
+use super::trace_args::TraceArgs;
 
 /// Serve every model of a repository over HTTP and gRPC (KServe v2 / Open Inference Protocol).
 #[derive(Debug, clap::Args)]
@@ -80,6 +81,8 @@ pub struct ServeArgs {
     security: SecurityArgs,
     #[command(flatten)]
     limits: LimitArgs,
+    #[command(flatten)]
+    trace: TraceArgs,
 }
 
 /// Authentication and TLS, both off unless asked for.
@@ -219,6 +222,7 @@ async fn serve(
     let limits = args.limits.limits()?;
     let auth = args.security.auth()?;
     let tls = args.security.tls()?;
+    let trace = args.trace.settings()?;
     metrics_exporter_prometheus::PrometheusBuilder::new()
         .with_http_listener(addr(args.metrics_port))
         .install()
@@ -260,6 +264,7 @@ async fn serve(
         allow_client_shm: args.allow_client_shm,
         allow_model_upload: args.allow_model_upload,
         log: Some(logger),
+        trace,
         runtime_versions: tokio::task::spawn_blocking(torchbridge::runtime_versions).await?,
     };
     let http = tokio::net::TcpListener::bind(addr(args.http_port))

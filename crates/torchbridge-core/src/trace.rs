@@ -1,0 +1,52 @@
+//! When one request's backend call ran, for a server that traces requests (Triton's trace
+//! extension). A request asks for it by handing a [`CallTrace`] to
+//! [`ServedModel::run_traced`](crate::ServedModel::run_traced); whoever runs the call —
+//! an instance thread, a dynamic batch, the caller itself — fills it in once. Untraced
+//! requests carry `None` and pay nothing more.
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use crate::CallTiming;
+
+/// Filled in once, when the traced request's call has run (or was given up).
+#[derive(Debug, Default)]
+pub struct CallTrace(OnceLock<CallTimes>);
+
+/// A traced request's path through the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallTimes {
+    /// Queued (for a call on the caller's own thread: when it started).
+    pub queued: Instant,
+    /// The backend call that carried it: when it started, where its time went (for
+    /// bridges that measure it), when it ended. `None`: it never ran (timed out, or its
+    /// caller left).
+    pub call: Option<RanCall>,
+}
+
+/// One backend call, as seen by every request it carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RanCall {
+    pub started: Instant,
+    pub timing: Option<CallTiming>,
+    pub ended: Instant,
+}
+
+impl CallTrace {
+    /// What was recorded; `None` until the call has been answered.
+    pub fn times(&self) -> Option<CallTimes> {
+        self.0.get().copied()
+    }
+
+    /// Records the request's times; only the first record counts.
+    pub(crate) fn record(&self, times: CallTimes) {
+        let _ = self.0.set(times);
+    }
+}
+
+/// Records `times` into a request's trace when it has one.
+pub(crate) fn record(trace: &Option<std::sync::Arc<CallTrace>>, times: CallTimes) {
+    if let Some(trace) = trace {
+        trace.record(times);
+    }
+}
