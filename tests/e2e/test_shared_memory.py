@@ -157,6 +157,13 @@ def test_off_without_the_flag(server, regions):
     with pytest.raises(InferenceServerException) as cuda:
         client.get_cuda_shared_memory_status()
     assert "CUDA shared memory is not supported" in str(cuda.value)
+    with grpcclient.InferenceServerClient(server.grpc_url) as grpc:
+        for call in (grpc.get_cuda_shared_memory_status, grpc.unregister_cuda_shared_memory,
+                     lambda: grpc.register_cuda_shared_memory("r", b"aGFuZGxl", 0, 64)):
+            with pytest.raises(InferenceServerException) as cuda:
+                call()
+            assert "CUDA shared memory is not supported" in str(cuda.value)
+            assert cuda.value.status() == "StatusCode.INVALID_ARGUMENT"
 
 
 def test_extension_listed_with_the_flag(shm_server):

@@ -76,6 +76,15 @@ fn reply<T>(rpc: &'static str, model: &str, result: Result<T>) -> Result<Respons
         .map_err(|e| error::failed(rpc, model, &e))
 }
 
+/// Every CUDA shared-memory call is answered this, as over HTTP.
+fn no_cuda_shared_memory() -> Error {
+    Error::InvalidInput(
+        "CUDA shared memory is not supported by torchbridge; use system shared memory \
+         (SystemSharedMemoryRegister) or send the tensors in the request"
+            .into(),
+    )
+}
+
 /// Runs blocking work (files, model loading) off the async threads.
 async fn blocking<T: Send + 'static>(
     model: &str,
@@ -230,6 +239,31 @@ impl GrpcInferenceService for Inference {
         let request = request.into_inner();
         let response = shared_memory::unregister(&self.state, &request);
         Ok(Response::new(response))
+    }
+
+    async fn cuda_shared_memory_status(
+        &self,
+        _: Request<CudaSharedMemoryStatusRequest>,
+    ) -> Result<Response<CudaSharedMemoryStatusResponse>, Status> {
+        reply("CudaSharedMemoryStatus", "", Err(no_cuda_shared_memory()))
+    }
+
+    async fn cuda_shared_memory_register(
+        &self,
+        _: Request<CudaSharedMemoryRegisterRequest>,
+    ) -> Result<Response<CudaSharedMemoryRegisterResponse>, Status> {
+        reply("CudaSharedMemoryRegister", "", Err(no_cuda_shared_memory()))
+    }
+
+    async fn cuda_shared_memory_unregister(
+        &self,
+        _: Request<CudaSharedMemoryUnregisterRequest>,
+    ) -> Result<Response<CudaSharedMemoryUnregisterResponse>, Status> {
+        reply(
+            "CudaSharedMemoryUnregister",
+            "",
+            Err(no_cuda_shared_memory()),
+        )
     }
 
     async fn trace_setting(
