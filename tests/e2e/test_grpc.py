@@ -195,26 +195,36 @@ def test_typed_contents(server, stub):
     assert "raw_input_contents has 1 entries for 2 inputs" in info.value.details()
 
 
-def test_streaming(server, client):
+def test_streaming_answers_in_request_order(server, client):
+    """As Triton for a model that is not decoupled: tritonclient's stream callback pairs
+    replies with requests by order (it sends no id unless asked)."""
     x = ref(server, "mlp", "inputs", "INPUT0")
     want = ref(server, "mlp", "outputs", "OUTPUT0")
     replies = queue.Queue()
     client.start_stream(callback=lambda result, error: replies.put((result, error)))
+    sent = []
     try:
-        for i in range(8):
-            client.async_stream_infer("mlp", [infer_input("INPUT0", x)], request_id=f"s{i}")
-        client.async_stream_infer("no_such_model", [infer_input("INPUT0", x)], request_id="bad")
+        for i in range(40):
+            model = ["mlp", "mlp_batched"][i % 2]
+            client.async_stream_infer(model, [infer_input("INPUT0", x)], request_id=f"s{i}")
+            sent.append(f"s{i}")
+            if i == 20:
+                client.async_stream_infer("no_such_model", [infer_input("INPUT0", x)],
+                                          request_id="bad")
+                sent.append("bad")
         client.async_stream_infer("mlp", [infer_input("INPUT0", x[:1])], request_id="last")
-        got = [replies.get(timeout=60) for _ in range(10)]
+        sent.append("last")
+        got = [replies.get(timeout=60) for _ in sent]
     finally:
         client.stop_stream()
     errors = [e for _, e in got if e is not None]
     assert len(errors) == 1 and "unknown model `no_such_model`" in errors[0].message()
-    results = {r.get_response().id: r for r, e in got if e is None}
-    assert set(results) == {f"s{i}" for i in range(8)} | {"last"}
-    for i in range(8):
-        assert_close(results[f"s{i}"].as_numpy("OUTPUT0"), want)
-    assert_close(results["last"].as_numpy("OUTPUT0"), want[:1])
+    order = [r.get_response().id if e is None else "bad" for r, e in got]
+    assert order == sent
+    for r, e in got:
+        if e is None and r.get_response().id != "last":
+            assert_close(r.as_numpy("OUTPUT0"), want)
+    assert_close(got[-1][0].as_numpy("OUTPUT0"), want[:1])
 
 
 # Statistics and the repository.

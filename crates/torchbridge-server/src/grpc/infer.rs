@@ -2,8 +2,9 @@
 
 use std::time::Instant;
 
+use futures_util::StreamExt;
+use futures_util::stream::FuturesOrdered;
 use tokio::sync::mpsc;
-use tokio::task::JoinSet;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Status, Streaming};
 use torchbridge_core::Result;
@@ -83,9 +84,12 @@ async fn run(state: &AppState, request: ModelInferRequest) -> Result<ModelInferR
     )
 }
 
-/// Answers each request of the stream as it completes, so requests on one stream batch
-/// together and replies may come back out of order (clients match them by `id`). A
-/// failed request is answered on the stream with its error; the stream goes on.
+/// Answers the requests of a stream in the order they came, as Triton does for a model
+/// that is not decoupled (tritonclient's stream callback sends no `id` unless asked, so
+/// order is how its clients match replies). Up to `STREAM_IN_FLIGHT` requests run at
+/// once, started in arrival order, so they still batch together; a reply that is ready
+/// waits only for those before it. A failed request is answered on the stream with its
+/// error; the stream goes on.
 pub(super) fn stream(
     state: AppState,
     requests: Streaming<ModelInferRequest>,
@@ -98,32 +102,33 @@ pub(super) fn stream(
 type Replies = mpsc::Sender<Result<ModelStreamInferResponse, Status>>;
 
 async fn serve_stream(state: AppState, mut requests: Streaming<ModelInferRequest>, tx: Replies) {
-    let mut running = JoinSet::new();
-    loop {
+    // Dropping it (the client left, or its stream broke) drops the requests not yet
+    // answered: the pool skips those still queued.
+    let mut running = FuturesOrdered::new();
+    let mut reading = true;
+    while reading || !running.is_empty() {
         tokio::select! {
-            // The client went away: drop its queued requests (the pool skips them).
-            () = tx.closed() => return running.abort_all(),
-            Some(_) = running.join_next(), if !running.is_empty() => {}
-            next = requests.message(), if running.len() < STREAM_IN_FLIGHT => match next {
-                Ok(Some(request)) => {
-                    let (state, tx) = (state.clone(), tx.clone());
-                    running.spawn(async move {
-                        let reply = stream_reply(&state, request).await;
-                        let _ = tx.send(Ok(reply)).await;
-                    });
+            () = tx.closed() => return,
+            Some(reply) = running.next(), if !running.is_empty() => {
+                if tx.send(Ok(reply)).await.is_err() {
+                    return;
                 }
-                // The client is done sending: answer what is running, then end.
-                Ok(None) => break,
-                Err(status) => {
-                    tracing::info!(rpc = "ModelStreamInfer", "stream ended: {status}");
-                    return running.abort_all();
+            }
+            next = requests.message(), if reading && running.len() < STREAM_IN_FLIGHT => {
+                match next {
+                    Ok(Some(request)) => {
+                        let state = state.clone();
+                        running.push_back(async move { stream_reply(&state, request).await });
+                    }
+                    // The client is done sending: answer what is running, then end.
+                    Ok(None) => reading = false,
+                    Err(status) => {
+                        tracing::info!(rpc = "ModelStreamInfer", "stream ended: {status}");
+                        return;
+                    }
                 }
-            },
+            }
         }
-    }
-    tokio::select! {
-        () = tx.closed() => running.abort_all(),
-        () = async { while running.join_next().await.is_some() {} } => {}
     }
 }
 
