@@ -165,6 +165,14 @@ def test_nan_and_infinities_survive_json_both_ways(client, server, datatype):
     np.testing.assert_array_equal(got.as_numpy("Y"), x + 1)
 
 
+def test_any_nonzero_bool_byte_is_true(client, server):
+    # perf_analyzer's random data sends random bytes for BOOL; Triton reads nonzero as true.
+    require_models(server.repo, "dtypes_BOOL")
+    x = np.array([[0, 1, 2, 255]], dtype=np.uint8).view(np.bool_)
+    got = client.infer("dtypes_BOOL", [triton_input("X", x, "BOOL", True)])
+    np.testing.assert_array_equal(got.as_numpy("Y"), [[True, False, False, False]])
+
+
 def test_a_model_without_a_batch_dimension(client, server):
     x = ref(server, "no_batch", "inputs", "X")
     result = client.infer("no_batch", [triton_input("X", x, "FP32", False)])

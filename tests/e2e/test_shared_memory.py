@@ -154,16 +154,21 @@ def test_off_without_the_flag(server, regions):
         client.register_system_shared_memory(name, f"/{name}", 64)
     assert "--allow-client-shm" in str(off.value)
     assert "system_shared_memory" not in client.get_server_metadata()["extensions"]
+    # CUDA shared memory: nothing is ever registered (as on a CPU-only Triton), so the
+    # status is empty and unregistering all succeeds (perf_analyzer does it as it ends);
+    # registering is refused by name.
+    assert client.get_cuda_shared_memory_status() == []
+    client.unregister_cuda_shared_memory()
     with pytest.raises(InferenceServerException) as cuda:
-        client.get_cuda_shared_memory_status()
+        client.register_cuda_shared_memory("r", b"aGFuZGxl", 0, 64)
     assert "CUDA shared memory is not supported" in str(cuda.value)
     with grpcclient.InferenceServerClient(server.grpc_url) as grpc:
-        for call in (grpc.get_cuda_shared_memory_status, grpc.unregister_cuda_shared_memory,
-                     lambda: grpc.register_cuda_shared_memory("r", b"aGFuZGxl", 0, 64)):
-            with pytest.raises(InferenceServerException) as cuda:
-                call()
-            assert "CUDA shared memory is not supported" in str(cuda.value)
-            assert cuda.value.status() == "StatusCode.INVALID_ARGUMENT"
+        assert not grpc.get_cuda_shared_memory_status().regions
+        grpc.unregister_cuda_shared_memory()
+        with pytest.raises(InferenceServerException) as cuda:
+            grpc.register_cuda_shared_memory("r", b"aGFuZGxl", 0, 64)
+        assert "CUDA shared memory is not supported" in str(cuda.value)
+        assert cuda.value.status() == "StatusCode.INVALID_ARGUMENT"
 
 
 def test_extension_listed_with_the_flag(shm_server):

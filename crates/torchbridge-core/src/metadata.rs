@@ -67,8 +67,9 @@ impl ModelMetadata {
                         names(&self.inputs)
                     ))
                 })?;
-            let tensor = tensors.swap_remove(at);
+            let mut tensor = tensors.swap_remove(at);
             let r = self.check_input(spec, &tensor)?;
+            tensor.normalize_bools();
             if let (Some(a), Some(b)) = (rows, r)
                 && a != b
             {

@@ -36,6 +36,17 @@ pub(crate) fn element_count(shape: &[i64]) -> Option<usize> {
 }
 
 impl Tensor {
+    /// Makes every BOOL element the byte 0 or 1: a client may send any nonzero byte for
+    /// true (perf_analyzer's random data does; Triton takes it as true), and the engines
+    /// assume 0 or 1. Other datatypes, and BOOL data already 0/1, are left as they are.
+    pub fn normalize_bools(&mut self) {
+        if self.datatype != DataType::Bool || self.data.iter().all(|&b| b <= 1) {
+            return;
+        }
+        let normalized: Vec<u8> = self.data.iter().map(|&b| u8::from(b != 0)).collect();
+        self.data = Bytes::from(normalized);
+    }
+
     /// A tensor over `data`, checked to hold exactly what `datatype` and `shape` say.
     pub fn new(
         name: impl Into<String>,
@@ -207,6 +218,16 @@ pub(crate) fn split_strings(mut data: &[u8]) -> Option<Vec<&[u8]>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn any_nonzero_bool_byte_is_true() {
+        let mut t = Tensor::new("b", DataType::Bool, vec![4], vec![0u8, 1, 2, 255]).unwrap();
+        t.normalize_bools();
+        assert_eq!(&t.data[..], [0, 1, 1, 1]);
+        let mut bytes = Tensor::new("u", DataType::Uint8, vec![2], vec![0u8, 7]).unwrap();
+        bytes.normalize_bools();
+        assert_eq!(&bytes.data[..], [0, 7], "only BOOL is touched");
+    }
 
     #[test]
     fn numbers_round_trip() {

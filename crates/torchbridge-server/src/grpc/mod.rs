@@ -76,7 +76,7 @@ fn reply<T>(rpc: &'static str, model: &str, result: Result<T>) -> Result<Respons
         .map_err(|e| error::failed(rpc, model, &e))
 }
 
-/// Every CUDA shared-memory call is answered this, as over HTTP.
+/// A CUDA shared-memory registration is answered this, as over HTTP.
 fn no_cuda_shared_memory() -> Error {
     Error::InvalidInput(
         "CUDA shared memory is not supported by torchbridge; use system shared memory \
@@ -245,7 +245,8 @@ impl GrpcInferenceService for Inference {
         &self,
         _: Request<CudaSharedMemoryStatusRequest>,
     ) -> Result<Response<CudaSharedMemoryStatusResponse>, Status> {
-        reply("CudaSharedMemoryStatus", "", Err(no_cuda_shared_memory()))
+        // No CUDA region is ever registered (a CPU-only Triton answers the same).
+        Ok(Response::new(CudaSharedMemoryStatusResponse::default()))
     }
 
     async fn cuda_shared_memory_register(
@@ -259,11 +260,8 @@ impl GrpcInferenceService for Inference {
         &self,
         _: Request<CudaSharedMemoryUnregisterRequest>,
     ) -> Result<Response<CudaSharedMemoryUnregisterResponse>, Status> {
-        reply(
-            "CudaSharedMemoryUnregister",
-            "",
-            Err(no_cuda_shared_memory()),
-        )
+        // Nothing to unregister (perf_analyzer unregisters every CUDA region as it ends).
+        Ok(Response::new(CudaSharedMemoryUnregisterResponse::default()))
     }
 
     async fn trace_setting(

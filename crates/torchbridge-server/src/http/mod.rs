@@ -107,19 +107,25 @@ pub fn app(state: AppState) -> Router {
             "/v2/systemsharedmemory/region/{name}/unregister",
             post(shared_memory::unregister),
         )
-        .route("/v2/cudasharedmemory/status", get(shared_memory::cuda))
+        .route(
+            "/v2/cudasharedmemory/status",
+            get(shared_memory::cuda_status),
+        )
         .route(
             "/v2/cudasharedmemory/region/{name}/status",
-            get(shared_memory::cuda),
+            get(shared_memory::cuda_status),
         )
         .route(
             "/v2/cudasharedmemory/region/{name}/register",
-            post(shared_memory::cuda),
+            post(shared_memory::cuda_register),
         )
-        .route("/v2/cudasharedmemory/unregister", post(shared_memory::cuda))
+        .route(
+            "/v2/cudasharedmemory/unregister",
+            post(shared_memory::cuda_unregister),
+        )
         .route(
             "/v2/cudasharedmemory/region/{name}/unregister",
-            post(shared_memory::cuda),
+            post(shared_memory::cuda_unregister),
         )
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),

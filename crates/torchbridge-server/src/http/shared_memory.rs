@@ -7,6 +7,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
+use serde_json::Value;
 
 use super::error::ApiError;
 use super::extract::Body;
@@ -61,8 +62,19 @@ pub async fn unregister(State(state): State<AppState>, Path(name): Path<String>)
     StatusCode::OK
 }
 
-/// Every `v2/cudasharedmemory` route.
-pub async fn cuda() -> ApiError {
+/// No CUDA region is ever registered: the status is empty (as a CPU-only Triton answers).
+pub async fn cuda_status() -> Json<Value> {
+    Json(Value::Array(Vec::new()))
+}
+
+/// Unregistering succeeds: there is nothing to unregister (perf_analyzer unregisters every
+/// CUDA region when it ends, whatever memory it used).
+pub async fn cuda_unregister() -> StatusCode {
+    StatusCode::OK
+}
+
+/// Registering a CUDA region is refused.
+pub async fn cuda_register() -> ApiError {
     ApiError::bad_request(
         "CUDA shared memory is not supported by torchbridge; use system shared memory \
          (v2/systemsharedmemory) or send the tensors in the request",
