@@ -237,7 +237,7 @@ def test_repository_index_load_and_unload(client, server):
 
     with pytest.raises(InferenceServerException) as e:
         client.load_model("pickled")
-    assert e.value.status() == "500" and "pickled" in e.value.message()
+    assert e.value.status() == "400" and "pickled" in e.value.message()
     with pytest.raises(InferenceServerException) as e:
         client.load_model("no_such_model")
     assert e.value.status() == "404"

@@ -116,6 +116,14 @@ def load(served, body: dict) -> tuple[int, str]:
     ({"config": "{\"max_batch_size\": "}, "the `config` parameter is not valid JSON"),
     ({"config": {"max_batch_size": 4}}, "the `config` parameter must be a string"),
     ({"config": "{}", "file:1/model.onnx": "AAAA"}, "start the server with --allow-model-upload"),
+    # A client may not read the server's files through labels, nor trust a pickle.
+    ({"config": json.dumps({"output": [{"name": "OUTPUT0", "data_type": "TYPE_FP32",
+                                        "dims": [4], "label_filename": "/etc/passwd"}]})},
+     "must be a path inside the model directory"),
+    ({"config": json.dumps({"output": [{"name": "OUTPUT0", "data_type": "TYPE_FP32",
+                                        "dims": [4], "label_filename": "../../x"}]})},
+     "must be a path inside the model directory"),
+    ({"config": "trust_pickle = true\nbackend = \"onnx\""}, "`trust_pickle` is the operator's"),
 ])
 def test_a_config_that_cannot_load_is_refused_and_the_model_serves_on(served, parameters,
                                                                       message):
@@ -124,6 +132,18 @@ def test_a_config_that_cannot_load_is_refused_and_the_model_serves_on(served, pa
     with httpclient.InferenceServerClient(served.http_url) as client:
         assert client.get_model_config("mlp_batched")["instance_group"][0]["count"] == 2
         client.infer("mlp_batched", [mlp_input(1)])
+
+
+def test_the_config_grpc_shows_loads_back(served):
+    # Protobuf's JSON: 64-bit integers as strings (and MessageToJson's camelCase names).
+    with grpcclient.InferenceServerClient(served.grpc_url) as client:
+        config = client.get_model_config("mlp_batched", as_json=True)["config"]
+        assert config["input"][0]["dims"] == ["16"]
+        config["instance_group"][0]["count"] = 3
+        client.load_model("mlp_batched", config=json.dumps(config))
+        assert client.get_model_config("mlp_batched").config.instance_group[0].count == 3
+        client.load_model("mlp_batched")
+        assert client.get_model_config("mlp_batched").config.instance_group[0].count == 2
 
 
 def test_grpc_refuses_a_config_it_cannot_load_by_name(served):

@@ -162,7 +162,7 @@ async fn a_model_that_failed_to_load_reports_why() {
     assert_eq!(ready_only.json, json!([]));
 
     let load = post(&app, "/v2/repository/models/broken/load", "{}").await;
-    assert_eq!(load.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(load.status, StatusCode::BAD_REQUEST);
     assert!(
         error_of(&load).contains("failed to load through the onnx bridge"),
         "{}",

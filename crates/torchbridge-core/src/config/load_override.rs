@@ -37,7 +37,7 @@ impl ConfigOverride {
     /// The error says what is wrong with it.
     pub fn parse(text: &str) -> Result<Self, String> {
         let form = if text.trim_start().starts_with('{') {
-            match serde_json::from_str::<Value>(text) {
+            match serde_json::from_str::<Value>(text).map(|v| as_proto_json(v, "")) {
                 Ok(Value::Object(fields)) => Form::Triton(fields),
                 Ok(_) => unreachable!("text starting with '{{' parsed as a JSON object"),
                 Err(e) => return Err(format!("is not valid JSON: {e}")),
@@ -93,9 +93,95 @@ impl ConfigOverride {
             Form::Toml(config) => (**config).clone(),
             Form::Triton(fields) => merge(base.clone(), fields, name)?,
         };
+        keeps_the_operators_trust(base, &config)?;
         config.check()?;
         Ok(config)
     }
+}
+
+/// Integer fields of Triton's model config. Protobuf's JSON (what tritonclient's gRPC
+/// `get_model_config(as_json=True)` gives back) writes 64-bit integers as strings.
+const INTEGER_FIELDS: [&str; 9] = [
+    "dims",
+    "max_batch_size",
+    "count",
+    "gpus",
+    "max_queue_delay_microseconds",
+    "preferred_batch_size",
+    "max_queue_size",
+    "num_versions",
+    "versions",
+];
+
+/// Reads Triton's config JSON as protobuf's JSON parser (Triton's own) does: field names
+/// in lowerCamelCase as well as snake_case, and integers as strings as well as numbers.
+/// The names of `parameters` are the user's own and are left alone.
+fn as_proto_json(value: Value, key: &str) -> Value {
+    match value {
+        Value::Object(fields) => Value::Object(
+            fields
+                .into_iter()
+                .map(|(k, v)| {
+                    let k = if key == "parameters" {
+                        k
+                    } else {
+                        snake_case(&k)
+                    };
+                    let v = as_proto_json(v, &k);
+                    (k, v)
+                })
+                .collect(),
+        ),
+        Value::Array(items) => {
+            Value::Array(items.into_iter().map(|v| as_proto_json(v, key)).collect())
+        }
+        Value::String(text) if INTEGER_FIELDS.contains(&key) => match text.parse::<i64>() {
+            Ok(n) => Value::from(n),
+            Err(_) => Value::String(text),
+        },
+        other => other,
+    }
+}
+
+fn snake_case(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() + 4);
+    for c in name.chars() {
+        if c.is_ascii_uppercase() {
+            out.push('_');
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// A config sent with a load comes from a client: it may not decide what the operator
+/// decides — whether a pickle may run, which virtualenv's code is imported — nor make the
+/// model read files outside its directory.
+fn keeps_the_operators_trust(base: &ModelConfig, config: &ModelConfig) -> Result<(), String> {
+    let operators = "is the operator's to set in the repository's config.toml, not a load's";
+    if config.trust_pickle != base.trust_pickle {
+        return Err(format!("`trust_pickle` {operators}"));
+    }
+    if config.python_env != base.python_env {
+        return Err(format!("`python_env` {operators}"));
+    }
+    if let Some(tokenizer) = &config.tokenizer {
+        let inside = tokenizer.file.components().all(|c| {
+            matches!(
+                c,
+                std::path::Component::Normal(_) | std::path::Component::CurDir
+            )
+        });
+        if !inside {
+            return Err(format!(
+                "`tokenizer.file` {:?} must be a path inside the version directory",
+                tokenizer.file
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Fields that describe the model rather than configure it, or whose only value here is

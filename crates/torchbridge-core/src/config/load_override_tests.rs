@@ -191,3 +191,48 @@ fn a_text_that_is_not_json_is_a_whole_config_toml() {
     assert!(e.contains("not valid JSON"), "{e}");
     assert_eq!(ConfigOverride::parse("{}").unwrap().text(), "{}");
 }
+
+#[test]
+fn protobufs_json_loads_back_too() {
+    // tritonclient's gRPC get_model_config(as_json=True): integers as strings, and
+    // MessageToJson's lowerCamelCase names.
+    let c = applied(
+        r#"{"maxBatchSize": "4", "input": [{"name": "INPUT0", "dataType": "TYPE_FP32",
+            "dims": ["4"]}], "dynamic_batching": {"maxQueueDelayMicroseconds": "2000",
+            "preferred_batch_size": [2, "4"]}, "parameters": {"myKey": {"stringValue": "7"}}}"#,
+    )
+    .unwrap();
+    assert_eq!(c.max_batch_size, 4);
+    assert_eq!(c.inputs[0].dims, [4]);
+    let b = c.batching.unwrap();
+    assert_eq!(
+        (b.max_queue_delay_us, b.preferred_batch_sizes),
+        (2000, vec![2, 4])
+    );
+    assert_eq!(
+        c.parameters["myKey"].as_str(),
+        Some("7"),
+        "names and strings of parameters kept"
+    );
+}
+
+#[test]
+fn a_loads_config_may_not_decide_what_the_operator_trusts() {
+    let whole =
+        |extra: &str| ConfigOverride::parse(&format!("{extra}\n{BASE}"))?.apply(&base(), "net");
+    for (extra, refused) in [
+        ("trust_pickle = true", "`trust_pickle` is the operator's"),
+        (
+            "python_env = \"/tmp/venv\"",
+            "`python_env` is the operator's",
+        ),
+    ] {
+        let e = whole(extra).unwrap_err();
+        assert!(e.contains(refused), "{extra}: {e}");
+    }
+    let tokenizer = format!("{BASE}\n[tokenizer]\nfile = \"/dev/zero\"");
+    let e = ConfigOverride::parse(&tokenizer)
+        .unwrap()
+        .apply(&base(), "net");
+    assert!(e.unwrap_err().contains("`tokenizer.file`"));
+}

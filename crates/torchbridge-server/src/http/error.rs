@@ -61,15 +61,16 @@ impl std::fmt::Display for ApiError {
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
         let status = match &e {
-            Error::InvalidInput(_) => StatusCode::BAD_REQUEST,
+            // A config or model files that cannot be loaded are the caller's to fix (gRPC
+            // answers INVALID_ARGUMENT and FAILED_PRECONDITION, both 400 in HTTP terms).
+            Error::InvalidInput(_) | Error::Config { .. } | Error::Load { .. } => {
+                StatusCode::BAD_REQUEST
+            }
             Error::ModelNotFound(_) | Error::VersionNotFound { .. } => StatusCode::NOT_FOUND,
             Error::NotReady { .. } | Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Overloaded { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::Timeout { .. } | Error::DeadlineExceeded { .. } => StatusCode::GATEWAY_TIMEOUT,
-            Error::Inference { .. }
-            | Error::Python { .. }
-            | Error::Load { .. }
-            | Error::Config { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            Error::Inference { .. } | Error::Python { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         };
         match e {
             // The client sees the exception; the traceback goes to the log only.
