@@ -304,7 +304,6 @@ def test_errors(server, client):
          "NOT_FOUND", "unknown model `no_such_model`"),
         (lambda: client.get_model_config("no_such_model"),
          "NOT_FOUND", "unknown model `no_such_model`"),
-        (lambda: client.get_cuda_shared_memory_status(), "UNIMPLEMENTED", ""),
     ]
     for call, status, message in cases:
         e = error_of(call)

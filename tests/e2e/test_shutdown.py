@@ -1,11 +1,13 @@
 """SIGTERM under load: every request the server admitted is answered, then it exits 0."""
 
 import concurrent.futures
+import queue
 import signal
 import time
 
 import numpy as np
 import pytest
+import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
@@ -88,3 +90,62 @@ def test_sigterm_under_continuous_load_answers_every_admitted_request(repo, tmp_
     lost = [(o[2], str(o[3])) for o in surely_admitted if o[0] != "ok"]
     assert not lost, f"requests sent before the signal and not answered: {lost}"
     assert len(answered) >= 16, f"only {len(answered)} answered: the load did not run"
+
+
+def test_sigterm_ends_an_open_grpc_stream_after_answering_it(repo, tmp_path):
+    """A client that keeps a stream open (as tritonclient's start_stream does) must not
+    hold the server up: the stream's requests are answered, then it ends."""
+    require_models(repo, "slow")
+    server = start_server(repo, tmp_path / "serve.log")
+    replies = queue.Queue()
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    try:
+        client.start_stream(callback=lambda result, error: replies.put((result, error)))
+        x = grpcclient.InferInput("X", [1, 2], "FP32")
+        x.set_data_from_numpy(np.full((1, 2), 5.0, dtype=np.float32))
+        client.async_stream_infer("slow", [x], request_id="first")
+        assert replies.get(timeout=30)[1] is None
+        client.async_stream_infer("slow", [x], request_id="in flight")
+        time.sleep(0.1)
+        server.process.send_signal(signal.SIGTERM)
+        result, error = replies.get(timeout=30)
+        assert error is None and result.get_response().id == "in flight"
+        assert server.process.wait(timeout=30) == 0, server.log_text()
+    finally:
+        client.close()
+        if server.process.poll() is None:
+            server.process.kill()
+
+
+def test_an_unreadable_stream_message_ends_the_stream_after_the_earlier_replies(repo, tmp_path):
+    require_models(repo, "slow")
+    server = start_server(repo, tmp_path / "serve.log", "--max-body-bytes", "100000")
+    replies = queue.Queue()
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    try:
+        client.start_stream(callback=lambda result, error: replies.put((result, error)))
+        x = grpcclient.InferInput("X", [1, 2], "FP32")
+        x.set_data_from_numpy(np.full((1, 2), 5.0, dtype=np.float32))
+        for i in range(3):
+            client.async_stream_infer("slow", [x], request_id=f"r{i}")
+        big = grpcclient.InferInput("X", [1, 50_000], "FP32")
+        big.set_data_from_numpy(np.zeros((1, 50_000), dtype=np.float32))
+        client.async_stream_infer("slow", [big], request_id="too big")
+        got = [replies.get(timeout=30) for _ in range(4)]
+        assert [r.get_response().id for r, e in got[:3] if e is None] == ["r0", "r1", "r2"]
+        error = got[3][1]
+        assert error is not None and error.status() == "StatusCode.RESOURCE_EXHAUSTED"
+        assert "over the limit of 100000 bytes (--max-body-bytes)" in error.message()
+        assert client.is_server_live()
+    finally:
+        client.stop_stream()
+        client.close()
+        stop_server_quietly(server)
+
+
+def stop_server_quietly(server):
+    server.process.send_signal(signal.SIGTERM)
+    try:
+        server.process.wait(timeout=30)
+    except Exception:
+        server.process.kill()

@@ -68,6 +68,9 @@ pub struct AppState {
     pub shared_memory: Arc<SharedMemory>,
     /// Which requests are traced, and the traces not yet written.
     pub tracer: Arc<Tracer>,
+    /// Turns true when the server starts to stop: long-lived calls (gRPC streams) stop
+    /// taking requests, answer those they hold and end.
+    stopping: Arc<tokio::sync::watch::Sender<bool>>,
     /// Told of every inference request while [`serve`](crate::serve) runs with
     /// `settings.idle_poll`.
     idle_poll: Option<Arc<IdlePoll>>,
@@ -78,11 +81,22 @@ impl AppState {
         AppState {
             registry,
             tracer: Arc::new(Tracer::new(settings.trace.clone())),
+            stopping: Arc::new(tokio::sync::watch::Sender::new(false)),
             shared_memory: Arc::new(SharedMemory::new(settings.allow_client_shm)),
             settings: Arc::new(settings),
             metrics: Arc::default(),
             idle_poll: None,
         }
+    }
+
+    /// Tells long-lived calls that the server is stopping.
+    pub(crate) fn stop(&self) {
+        self.stopping.send_replace(true);
+    }
+
+    /// Becomes true once [`AppState::stop`] is called.
+    pub(crate) fn stopping(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.stopping.subscribe()
     }
 
     /// This state with `idle_poll` told of each inference request from now on.

@@ -102,10 +102,13 @@ pub(super) fn stream(
 type Replies = mpsc::Sender<Result<ModelStreamInferResponse, Status>>;
 
 async fn serve_stream(state: AppState, mut requests: Streaming<ModelInferRequest>, tx: Replies) {
-    // Dropping it (the client left, or its stream broke) drops the requests not yet
-    // answered: the pool skips those still queued.
+    // Dropping it (the client left) drops the requests not yet answered: the pool skips
+    // those still queued.
     let mut running = FuturesOrdered::new();
+    let mut stopping = state.stopping();
     let mut reading = true;
+    // Why reading stopped early: told to the client once what was read is answered.
+    let mut broken = None;
     while reading || !running.is_empty() {
         tokio::select! {
             () = tx.closed() => return,
@@ -114,6 +117,8 @@ async fn serve_stream(state: AppState, mut requests: Streaming<ModelInferRequest
                     return;
                 }
             }
+            // The server is stopping: answer what was read, then end the stream.
+            () = stopped(&mut stopping), if reading => reading = false,
             next = requests.message(), if reading && running.len() < STREAM_IN_FLIGHT => {
                 match next {
                     Ok(Some(request)) => {
@@ -122,14 +127,45 @@ async fn serve_stream(state: AppState, mut requests: Streaming<ModelInferRequest
                     }
                     // The client is done sending: answer what is running, then end.
                     Ok(None) => reading = false,
+                    // A message that cannot be read (too large, not protobuf): the requests
+                    // before it are still answered, then the stream ends with its status.
                     Err(status) => {
                         tracing::info!(rpc = "ModelStreamInfer", "stream ended: {status}");
-                        return;
+                        reading = false;
+                        broken = Some(unreadable(status, &state));
                     }
                 }
             }
         }
     }
+    if let Some(status) = broken {
+        let _ = tx.send(Err(status)).await;
+    }
+}
+
+/// Why a stream message could not be read, in the words unary calls use for the limit.
+fn unreadable(status: Status, state: &AppState) -> Status {
+    match status.code() {
+        Code::OutOfRange => Status::resource_exhausted(format!(
+            "a stream message is over the limit of {} bytes (--max-body-bytes); the stream \
+             ends after the replies to the requests before it ({})",
+            state.settings.limits.max_body_bytes,
+            status.message()
+        )),
+        _ => Status::new(
+            status.code(),
+            format!(
+                "a stream message could not be read; the stream ends after the replies to \
+                 the requests before it ({})",
+                status.message()
+            ),
+        ),
+    }
+}
+
+/// Resolves once the server is stopping (the guard `wait_for` holds is not `Send`).
+async fn stopped(stopping: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = stopping.wait_for(|&stop| stop).await;
 }
 
 async fn stream_reply(state: &AppState, request: ModelInferRequest) -> ModelStreamInferResponse {
