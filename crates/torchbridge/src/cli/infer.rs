@@ -87,25 +87,55 @@ pub fn run(args: InferArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The first `show` values of `t`, each as its datatype prints: integers exactly (an
+/// INT64 through f64 loses digits), BOOL as true/false, floats with six decimals.
 fn preview(t: &torchbridge::Tensor, show: usize) -> String {
-    let items: Vec<String> = match torchbridge::compare::to_f64(t) {
-        Some(values) => values
+    use torchbridge::DataType as D;
+    fn each<T: torchbridge::Element>(
+        t: &torchbridge::Tensor,
+        show: usize,
+        text: impl Fn(T) -> String,
+    ) -> Vec<String> {
+        t.to_vec::<T>()
+            .unwrap_or_default()
+            .into_iter()
+            .take(show)
+            .map(text)
+            .collect()
+    }
+    let items: Vec<String> = match t.datatype {
+        D::Int8 => each(t, show, |v: i8| v.to_string()),
+        D::Int16 => each(t, show, |v: i16| v.to_string()),
+        D::Int32 => each(t, show, |v: i32| v.to_string()),
+        D::Int64 => each(t, show, |v: i64| v.to_string()),
+        D::Uint8 => each(t, show, |v: u8| v.to_string()),
+        D::Uint16 => each(t, show, |v: u16| v.to_string()),
+        D::Uint32 => each(t, show, |v: u32| v.to_string()),
+        D::Uint64 => each(t, show, |v: u64| v.to_string()),
+        D::Bool => t
+            .data
             .iter()
             .take(show)
-            .map(|v| format!("{v:.6}"))
+            .map(|&b| (b != 0).to_string())
             .collect(),
-        None => t
+        D::Bytes => t
             .strings()
             .unwrap_or_default()
             .iter()
             .take(show)
             .map(|s| format!("{:?}", String::from_utf8_lossy(s)))
             .collect(),
+        _ => torchbridge::compare::to_f64(t)
+            .unwrap_or_default()
+            .iter()
+            .take(show)
+            .map(|v| format!("{v:.6}"))
+            .collect(),
     };
-    let more = if t.element_count() > show {
-        ", …"
-    } else {
-        ""
+    let more = match (t.element_count() > show, items.is_empty()) {
+        (false, _) => "",
+        (true, true) => "…",
+        (true, false) => ", …",
     };
     format!("[{}{more}]", items.join(", "))
 }

@@ -236,6 +236,15 @@ fn names_what_is_wrong() {
         &format!("cannot connect to {nobody}: connection refused"),
     );
 
+    // Takes connections (the kernel's backlog) and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap();
+    let out = bench(
+        &format!("--model mlp --url {addr} --requests 3 --request-timeout 1s"),
+        &[],
+    );
+    shows(&out, "did not answer the model metadata request within 1s");
+
     let server = Server::start();
     let url = server.url();
     let out = bench(&format!("--model nope --url {url} --requests 5"), &[]);

@@ -116,6 +116,24 @@ fn infer_reads_npy_inputs_and_saves_npy_outputs() {
 }
 
 #[test]
+fn infer_prints_integers_exactly() {
+    // Through f64, 2^60 + 2 printed as 1152921504606846976.000000.
+    let dir = model_dir("dtypes_INT64");
+    let input = tempfile::tempdir().unwrap();
+    let x = torchbridge::Tensor::from_slice("X", vec![1, 4], &[1i64 << 60, -3, 7, 0]).unwrap();
+    let path = input.path().join("x.npy");
+    torchbridge::npy::write(&path, &x).unwrap();
+    let arg = format!("X={}", path.display());
+    let out = torchbridge(&["infer", dir.to_str().unwrap(), "--input", &arg]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("Y INT64 [1, 4] = [1152921504606846977, -2, 8, 1]"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
 fn infer_errors_name_what_is_wrong() {
     let dir = model_dir("mlp");
     let dir = dir.to_str().unwrap();

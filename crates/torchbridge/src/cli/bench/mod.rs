@@ -84,6 +84,24 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             println!("plot: {}", path.display());
         }
     }
+    // A run in which no request succeeded measured nothing: say so in the exit status.
+    let failed: Vec<String> = report
+        .server
+        .iter()
+        .filter(|r| r.latency_ms.is_none())
+        .map(|r| {
+            format!(
+                "{} at batch {} with {} clients",
+                r.name(),
+                r.batch,
+                r.concurrency
+            )
+        })
+        .collect();
+    if !failed.is_empty() {
+        eprintln!("no request succeeded in: {}", failed.join("; "));
+        return Ok(ExitCode::FAILURE);
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -28,7 +28,9 @@ fn series(report: &Report) -> Vec<Series<'_>> {
         .server
         .iter()
         .map(|r| (r, ""))
-        .chain(report.in_process.iter().map(|r| (r, " in process")));
+        .chain(report.in_process.iter().map(|r| (r, " in process")))
+        // A run where no request succeeded has no latency to draw.
+        .filter(|(r, _)| r.latency_ms.is_some());
     for (run, place) in all {
         let name = run.protocol.or(run.bridge).unwrap_or_default();
         let label = format!("{name}{place}, batch {}", run.batch);
@@ -50,7 +52,8 @@ pub fn svg(report: &Report) -> String {
     let lines = series(report);
     let runs = || lines.iter().flat_map(|s| s.runs.iter());
     let (x_step, x_max) = axis(runs().map(|r| r.rows_per_s).fold(0.0, f64::max));
-    let (y_step, y_max) = axis(runs().map(|r| r.latency_ms.p99).fold(0.0, f64::max));
+    let p99 = |r: &Run| r.latency_ms.as_ref().map_or(0.0, |l| l.p99);
+    let (y_step, y_max) = axis(runs().map(|r| p99(r)).fold(0.0, f64::max));
     let (plot_w, plot_h) = (WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM);
     let x = |v: f64| LEFT + v / x_max * plot_w;
     let y = |v: f64| TOP + plot_h - v / y_max * plot_h;
@@ -107,10 +110,10 @@ pub fn svg(report: &Report) -> String {
                 .runs
                 .iter()
                 .map(|r| {
-                    let l = if value == 0 {
-                        r.latency_ms.p50
-                    } else {
-                        r.latency_ms.p99
+                    let l = match (&r.latency_ms, value) {
+                        (Some(l), 0) => l.p50,
+                        (Some(l), _) => l.p99,
+                        (None, _) => 0.0,
                     };
                     format!("{:.1},{:.1}", x(r.rows_per_s), y(l))
                 })

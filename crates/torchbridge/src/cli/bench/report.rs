@@ -31,7 +31,8 @@ pub struct Run {
     pub rows: u64,
     pub requests_per_s: f64,
     pub rows_per_s: f64,
-    pub latency_ms: Latency,
+    /// Latency of the requests that succeeded; `None` (null) when none did.
+    pub latency_ms: Option<Latency>,
     /// Latency of the failures the server answered (how fast a 429 comes back).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_latency_ms: Option<Latency>,
@@ -95,13 +96,13 @@ impl Run {
             rows: ok * rows as u64,
             requests_per_s: ok as f64 / seconds,
             rows_per_s: (ok * rows as u64) as f64 / seconds,
-            latency_ms: Latency {
+            latency_ms: (ok > 0).then(|| Latency {
                 p50: m.ms_at(0.5),
                 p90: m.ms_at(0.9),
                 p99: m.ms_at(0.99),
                 max: m.max_ms(),
                 mean: m.mean_ms(),
-            },
+            }),
             error_latency_ms: (!m.tally.error_latency.is_empty()).then(|| {
                 let h = &m.tally.error_latency;
                 let ms = |q: f64| h.value_at_quantile(q) as f64 / 1e6;
@@ -119,7 +120,7 @@ impl Run {
         }
     }
 
-    fn name(&self) -> &'static str {
+    pub(super) fn name(&self) -> &'static str {
         self.protocol.or(self.bridge).unwrap_or_default()
     }
 }
@@ -239,18 +240,23 @@ fn table(runs: &[Run], what: &str, who: &str, rate: &str, note: impl Fn(&Run) ->
         "batch", "rows/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "errors"
     );
     for r in runs {
-        let l = &r.latency_ms;
+        // No request succeeded: no latency to show.
+        let ms = |pick: fn(&Latency) -> f64| {
+            r.latency_ms
+                .as_ref()
+                .map_or("–".to_string(), |l| format!("{:.3}", pick(l)))
+        };
         println!(
-            "{:<12} {:>5} {:>8} {:>10} {:>10} {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>7}{}",
+            "{:<12} {:>5} {:>8} {:>10} {:>10} {:>8} {:>8} {:>8} {:>8} {:>7}{}",
             r.name(),
             r.batch,
             r.concurrency,
             thousands(r.requests_per_s),
             thousands(r.rows_per_s),
-            l.p50,
-            l.p90,
-            l.p99,
-            l.max,
+            ms(|l| l.p50),
+            ms(|l| l.p90),
+            ms(|l| l.p99),
+            ms(|l| l.max),
             r.errors,
             note(r)
         );

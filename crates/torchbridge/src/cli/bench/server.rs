@@ -22,7 +22,18 @@ use super::open_loop;
 use super::report::{Run, Subject};
 
 pub async fn run(plan: &Plan, target: &Target) -> anyhow::Result<Vec<Run>> {
-    let meta = metadata::fetch(target).await?;
+    // A server that takes connections but never answers must not hold the bench forever.
+    let meta = tokio::time::timeout(plan.request_timeout, metadata::fetch(target))
+        .await
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "the server did not answer the model metadata request within {:?} \
+                 (--request-timeout; HTTP {}, gRPC {})",
+                plan.request_timeout,
+                target.http,
+                target.grpc
+            )
+        })??;
     let prefix = target.path();
     let mut runs = Vec::new();
     for &batch in &plan.batches {
