@@ -298,6 +298,11 @@ def test_metrics_are_exported(client, server):
     assert 'route="/v2/models/{model}/infer"' in text
     assert 'torchbridge_inference_requests_total{' in text
     assert "torchbridge_inference_duration_seconds" in text
+    # Histograms with buckets, not summaries: Prometheus takes quantiles across replicas.
+    for histogram in ["torchbridge_inference_duration_seconds", "torchbridge_batch_size",
+                      "torchbridge_compute_duration_seconds"]:
+        assert f"# TYPE {histogram} histogram" in text, histogram
+        assert f'{histogram}_bucket{{' in text and 'le="+Inf"' in text, histogram
 
 
 def test_perf_analyzer_runs_against_the_server(server):

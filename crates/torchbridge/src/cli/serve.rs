@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use metrics_exporter_prometheus::Matcher;
 use torchbridge::{Change, Registry, RepositoryWatch, start_model};
 use torchbridge_server::{AppState, Auth, Limits, ServerSettings, TlsSettings};
 
@@ -213,6 +214,16 @@ pub fn run(args: ServeArgs, logger: Arc<Logger>) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// From 50 µs (a small model's whole request) to 10 s, about three to a decade.
+const SECONDS_BUCKETS: [f64; 17] = [
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 5.0, 10.0,
+];
+/// Rows in a backend call: powers of two to 1024.
+const ROWS_BUCKETS: [f64; 11] = [
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
+];
+
 async fn serve(
     args: ServeArgs,
     logger: Arc<Logger>,
@@ -223,8 +234,16 @@ async fn serve(
     let auth = args.security.auth()?;
     let tls = args.security.tls()?;
     let trace = args.trace.settings()?;
+    // Histograms with buckets (not the exporter's default summaries), so that Prometheus
+    // can take quantiles over time and across replicas (`histogram_quantile`).
+    let (seconds, rows) = (
+        Matcher::Suffix("_seconds".into()),
+        Matcher::Full("torchbridge_batch_size".into()),
+    );
     metrics_exporter_prometheus::PrometheusBuilder::new()
         .with_http_listener(addr(args.metrics_port))
+        .set_buckets_for_metric(seconds, &SECONDS_BUCKETS)?
+        .set_buckets_for_metric(rows, &ROWS_BUCKETS)?
         .install()
         .with_context(|| format!("cannot serve metrics on {}", addr(args.metrics_port)))?;
     let registry = Arc::new(Registry::new(
