@@ -5,6 +5,7 @@ of tests/fixtures/make_fixtures.py. Outputs are compared with the eager-torch re
 
 import gzip
 import json
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -67,6 +68,15 @@ def test_health_and_server_metadata(client, server):
             assert metadata["runtimes"][runtime].startswith(version), metadata["runtimes"]
     assert raw(server, "GET", "/v2/health/live")[::2] == (200, {"live": True})
     assert raw(server, "GET", "/v2/health/ready")[::2] == (200, {"ready": True})
+
+
+def test_not_ready_is_an_answer_not_an_error_in_the_log(client, server):
+    # Probes ask every few seconds while a model loads; each "no" is not an ERROR line.
+    require_models(server.repo, "pickled")
+    assert not client.is_model_ready("pickled")  # its pickle is not trusted: not loaded
+    time.sleep(0.2)
+    logged = [line for line in server.log_text().splitlines() if "/ready" in line]
+    assert not [line for line in logged if "ERROR" in line or "WARN" in line], logged
 
 
 def test_model_metadata_reports_full_shapes(client):

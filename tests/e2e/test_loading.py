@@ -10,6 +10,7 @@ import textwrap
 import numpy as np
 import pytest
 import tritonclient.http as httpclient
+from tritonclient.utils import InferenceServerException
 
 from conftest import BINARY, require_bridges, require_models, start_server, stop_server
 
@@ -98,6 +99,10 @@ def test_load_model_loads_only_the_named_models(repo, tmp_path):
         assert (models["mlp"]["state"], models["mlp"]["reason"]) == ("UNAVAILABLE", "not loaded")
         with httpclient.InferenceServerClient(server.http_url) as client:
             assert client.is_server_ready() and not client.is_model_ready("mlp")
+            with pytest.raises(InferenceServerException) as e:
+                client.get_model_metadata("mlp")
+            assert e.value.status() == "503", e.value
+            assert "not loaded; load it through the repository API" in e.value.message()
             client.load_model("mlp")
             assert client.is_model_ready("mlp")
     finally:

@@ -67,10 +67,10 @@ pub enum Error {
     )]
     Timeout { model: String, waited_ms: u64 },
 
-    /// The request was started but its call had not returned by the request's time
-    /// limit; the caller is answered now, the call may still be running.
+    /// The request had no answer by its time limit: still queued behind busy instances
+    /// (it will not run), or its call still running. The caller is answered now.
     #[error(
-        "model `{model}` did not answer within {limit_ms} ms, the request's time limit (its call may still be running)"
+        "model `{model}` did not answer within {limit_ms} ms, the request's time limit (it was still waiting for a busy instance, and will not run, or its call was still running)"
     )]
     DeadlineExceeded { model: String, limit_ms: u64 },
 }

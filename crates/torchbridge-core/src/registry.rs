@@ -336,6 +336,12 @@ impl Registry {
     pub fn get(&self, name: &str, version: Option<u64>) -> Result<Arc<ServedModel>> {
         let models = self.models.read().unwrap();
         match models.get(name) {
+            None if self.on_disk(name) => Err(Error::NotReady {
+                model: name.into(),
+                reason: "not loaded; load it through the repository API \
+                         (POST /v2/repository/models/{name}/load)"
+                    .replace("{name}", name),
+            }),
             None => Err(Error::ModelNotFound(name.to_string())),
             Some(ModelState::Loading) => Err(Error::NotReady {
                 model: name.into(),
@@ -357,6 +363,15 @@ impl Registry {
                 })
             }
         }
+    }
+
+    /// Whether `name` is a model directory of the repository (for an unknown model's
+    /// error only: it reads the disk).
+    fn on_disk(&self, name: &str) -> bool {
+        !name.is_empty()
+            && !name.starts_with('.')
+            && !name.contains(['/', '\\'])
+            && self.root.join(name).join("config.toml").is_file()
     }
 
     /// Version `version` of `name`, or every version being served when `None`

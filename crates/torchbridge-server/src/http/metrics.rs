@@ -39,7 +39,11 @@ fn record(
     }
     let reason = response.extensions().get::<Failure>().map_or("", |f| &f.0);
     let status = status.as_u16();
-    if status >= 500 {
+    if route.ends_with("/ready") {
+        // "Not ready" is the answer to a readiness probe, asked every few seconds while
+        // a model loads: not a failure to log as one.
+        tracing::debug!(%method, route, status, "not ready: {reason}");
+    } else if status >= 500 {
         tracing::error!(%method, route, status, "request failed: {reason}");
     } else {
         tracing::warn!(%method, route, status, "request refused: {reason}");
