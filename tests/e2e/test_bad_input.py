@@ -235,6 +235,19 @@ def grpc_input(name, array, datatype="FP32"):
     return tensor
 
 
+def test_a_body_over_the_limit_from_tritonclient_is_answered_413(limited):
+    # tritonclient sends the whole body without waiting for a reply: refused unread, it
+    # met a closed socket and raised BrokenPipeError instead of reading the 413.
+    client = httpclient.InferenceServerClient(limited.http_url)
+    big = httpclient.InferInput("INPUT0", [1, 10_000_000], "FP32")
+    big.set_data_from_numpy(np.zeros((1, 10_000_000), np.float32))
+    with pytest.raises(InferenceServerException) as e:
+        client.infer("mlp", [big])
+    assert e.value.status() == "413", e.value
+    assert "over the limit of 1048576 bytes (--max-body-bytes)" in e.value.message()
+    assert client.is_server_live()
+
+
 def test_grpc_message_over_the_limit(grpc_client):
     big = np.zeros((1, 300_000), np.float32)
     grpc_refused(grpc_client, [grpc_input("INPUT0", big)], "RESOURCE_EXHAUSTED",

@@ -8,6 +8,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
+use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 
 use super::compression::{Encoding, decompress};
@@ -19,8 +20,9 @@ const INFLATE_INLINE_MAX: usize = 256 << 10;
 
 /// The request body, at most `max_body_bytes` as sent and `max_inflated_bytes` once
 /// inflated (`Content-Encoding: gzip | deflate`), arriving within the client timeout.
-/// A declared `Content-Length` over the limit is refused before any of it is read, so a
-/// client waiting on `Expect: 100-continue` hears 413 instead of "continue".
+/// A declared `Content-Length` over the limit is refused without keeping any of it: a
+/// client waiting on `Expect: 100-continue` hears 413 instead of "continue", one already
+/// sending has its body read and dropped (up to 1 GiB) and then hears 413.
 #[derive(Debug)]
 pub struct Body(pub Bytes);
 
@@ -35,10 +37,20 @@ impl FromRequest<AppState> for Body {
             .headers()
             .get(axum::http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > sent_cap as u64) {
+        let within = state.settings.client_timeout;
+        if let Some(declared) = declared.filter(|&n| n > sent_cap as u64) {
+            // A client that did not ask to wait (`Expect: 100-continue`) is sending the body
+            // anyway; refused unread, it meets a closed socket (tritonclient reports a
+            // broken pipe) before it reads the 413. So the body is read and dropped first.
+            let waits = req
+                .headers()
+                .get(axum::http::header::EXPECT)
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+            if !waits && declared <= DRAIN_MAX {
+                drain(req.into_body(), within).await;
+            }
             return Err(ApiError::too_large(sent_cap));
         }
-        let within = state.settings.client_timeout;
         let bytes = tokio::time::timeout(within, Bytes::from_request(req, state))
             .await
             .map_err(|_| {
@@ -68,6 +80,18 @@ impl FromRequest<AppState> for Body {
         };
         Ok(Body(Bytes::from(inflated)))
     }
+}
+
+/// The most of a refused body read (and dropped) so that its sender hears why.
+const DRAIN_MAX: u64 = 1 << 30;
+
+/// Reads `body` to its end, keeping none of it, for at most `within`.
+async fn drain(body: axum::body::Body, within: std::time::Duration) {
+    let mut frames = body.into_data_stream();
+    let _ = tokio::time::timeout(within, async {
+        while let Some(Ok(_)) = frames.next().await {}
+    })
+    .await;
 }
 
 fn body_rejection(rejection: BytesRejection, cap: usize) -> ApiError {
