@@ -1,7 +1,7 @@
 //! Following a model repository as it changes on disk (`serve --poll-repository-secs`,
 //! Triton's poll mode): a model directory that appears is loaded, one whose files change
-//! is reloaded (its loaded versions serve on if that fails), one that disappears is
-//! removed. A change is seen through each file's size and modification time, so a
+//! is reloaded (its loaded versions serve on if that fails, or while its config.toml is
+//! missing), one whose directory disappears is removed. A change is seen through each file's size and modification time, so a
 //! repository of large weights costs one `stat` a file per poll.
 
 use std::collections::BTreeMap;
@@ -53,10 +53,13 @@ impl RepositoryWatch {
             return vec![];
         };
         let mut changes = Vec::new();
+        // Gone means its directory is gone. A directory whose config.toml is missing for a
+        // moment (a deploy that deletes, then writes) serves on as it was, as a broken
+        // config.toml does; the config's return is a change like any other.
         let gone: Vec<String> = self
             .seen
             .keys()
-            .filter(|name| !names.contains(name))
+            .filter(|name| !names.contains(name) && !registry.root().join(name).is_dir())
             .cloned()
             .collect();
         for name in gone {
@@ -198,6 +201,13 @@ mod tests {
             watch.poll(&registry).is_empty(),
             "bytecode caches and hidden files are not the model"
         );
+
+        // Without its config.toml for a while, b serves on; back, it reloads.
+        std::fs::remove_file(root.join("b/config.toml")).unwrap();
+        assert!(watch.poll(&registry).is_empty());
+        assert!(registry.get("b", None).is_ok());
+        std::fs::write(root.join("b/config.toml"), "backend = \"onnx\"\n").unwrap();
+        assert_eq!(summary(&watch.poll(&registry)), ["reloaded b"]);
 
         std::fs::remove_dir_all(root.join("b")).unwrap();
         assert_eq!(summary(&watch.poll(&registry)), ["removed b"]);
