@@ -9,6 +9,7 @@ import grpc
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
@@ -112,6 +113,12 @@ def test_model_config(server, client):
     assert config["instance_group"][0]["kind"] == "KIND_CPU"
     assert config["default_model_filename"] == {"torchscript": "model.pt",
                                                 "tract": "model.onnx"}[backend]
+    # HTTP answers the same.
+    with httpclient.InferenceServerClient(server.http_url) as http:
+        shown = http.get_model_config("mlp")
+    for key in ["default_model_filename", "max_batch_size", "backend"]:
+        assert shown[key] == config[key], key
+    assert shown["instance_group"][0]["name"] == config["instance_group"][0]["name"] == "mlp_0"
     config = client.get_model_config("no_batch").config
     assert config.max_batch_size == 0 and list(config.input[0].dims) == [2, 3]
 

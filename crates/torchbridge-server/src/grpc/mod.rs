@@ -33,6 +33,7 @@ use torchbridge_core::{Error, Result};
 
 use crate::AppState;
 pub use guard::GuardLayer;
+pub(crate) use models::default_model_filename;
 use proto::grpc_inference_service_server::{GrpcInferenceService, GrpcInferenceServiceServer};
 use proto::*;
 

@@ -117,20 +117,13 @@ fn model_config(m: &ModelMetadata, dir: &ModelDir, instances: usize) -> proto::M
         Device::Cuda(i) => (Kind::Gpu, vec![i32::try_from(i).unwrap_or(i32::MAX)]),
     };
     let instance_group = vec![ModelInstanceGroup {
-        name: m.name.clone(),
+        name: format!("{}_0", m.name),
         count: i32::try_from(instances).unwrap_or(i32::MAX),
         gpus,
         kind: kind as i32,
         ..Default::default()
     }];
-    let default_model_filename = match dir.form_for(c.backend) {
-        Ok(ModelForm::Directory(_)) | Err(_) => String::new(),
-        Ok(form) => form
-            .path()
-            .file_name()
-            .map(|f| f.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-    };
+    let default_model_filename = default_model_filename(dir);
     let scheduling_choice = c.batching.as_ref().map(|b| {
         SchedulingChoice::DynamicBatching(ModelDynamicBatching {
             preferred_batch_size: b
@@ -207,6 +200,19 @@ fn data_type(d: DataType) -> proto::DataType {
         DataType::Fp64 => P::TypeFp64,
         DataType::Bf16 => P::TypeBf16,
         DataType::Bytes => P::TypeString,
+    }
+}
+
+/// The file the model's bridge loads (Triton's `default_model_filename`); empty for a
+/// directory form. One answer for HTTP and gRPC.
+pub(crate) fn default_model_filename(dir: &ModelDir) -> String {
+    match dir.form_for(dir.config.backend) {
+        Ok(ModelForm::Directory(_)) | Err(_) => String::new(),
+        Ok(form) => form
+            .path()
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default(),
     }
 }
 

@@ -12,6 +12,7 @@ use torchbridge_core::{
 use super::error::ApiError;
 use super::extract::ModelRef;
 use crate::AppState;
+use crate::grpc::default_model_filename;
 
 pub async fn config(
     State(state): State<AppState>,
@@ -26,18 +27,18 @@ pub async fn config(
         Some(metadata.version),
         state.registry.config_override(&model.name).as_ref(),
     );
-    let config = match dir {
-        Ok(dir) => Some(dir.config),
+    let dir = match dir {
+        Ok(dir) => Some(dir),
         Err(e) => {
             tracing::warn!(model = %model.name, "model config: cannot reread config.toml: {e}");
             None
         }
     };
-    Ok(Json(config_json(
-        metadata,
-        config.as_ref(),
-        pool.instances(),
-    )))
+    let mut shown = config_json(metadata, dir.as_ref().map(|d| &d.config), pool.instances());
+    if let Some(dir) = &dir {
+        shown["default_model_filename"] = default_model_filename(dir).into();
+    }
+    Ok(Json(shown))
 }
 
 /// Triton's `TYPE_…` name of a datatype (`BYTES` is `TYPE_STRING`).
