@@ -43,7 +43,11 @@ pub(super) async fn load(
         let value = match value.parameter_choice {
             Some(ParameterChoice::StringParam(text)) => LoadParameter::Text(text),
             Some(ParameterChoice::BytesParam(bytes)) => LoadParameter::Bytes(bytes),
-            other => LoadParameter::Other(format!("{other:?}")),
+            Some(ParameterChoice::BoolParam(b)) => LoadParameter::Other(format!("bool_param {b}")),
+            Some(ParameterChoice::Int64Param(n)) => {
+                LoadParameter::Other(format!("int64_param {n}"))
+            }
+            None => LoadParameter::Other("no value".into()),
         };
         (key, value)
     });

@@ -34,10 +34,10 @@ pub struct CheckArgs {
     #[arg(long = "input", value_name = "NAME=FILE")]
     inputs: Vec<InputFile>,
     /// Relative tolerance.
-    #[arg(long, default_value_t = 1e-4)]
+    #[arg(long, default_value_t = 1e-4, value_parser = tolerance)]
     rtol: f64,
     /// Absolute tolerance.
-    #[arg(long, default_value_t = 1e-5)]
+    #[arg(long, default_value_t = 1e-5, value_parser = tolerance)]
     atol: f64,
     /// Timed calls per bridge and batch size (after 3 untimed ones).
     #[arg(long, default_value_t = 20)]
@@ -220,4 +220,13 @@ fn time(
     }
     times.sort_unstable();
     Ok((out, times[times.len() / 2]))
+}
+
+/// A tolerance: a finite number ≥ 0 (NaN compares false with everything, so every output
+/// would "disagree").
+fn tolerance(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(t) if t.is_finite() && t >= 0.0 => Ok(t),
+        _ => Err(format!("must be a finite number ≥ 0, got {text:?}")),
+    }
 }

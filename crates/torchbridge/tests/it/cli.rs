@@ -66,6 +66,10 @@ fn check_says_which_batch_sizes_it_cannot_run_as_asked() {
         shown.contains("--batch-sizes") && shown.contains("0"),
         "{shown}"
     );
+    // NaN compares false with everything: every output would "disagree".
+    let out = torchbridge(&["check", dir, "--atol", "nan"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("must be a finite number ≥ 0, got \"nan\""));
 }
 
 #[test]
