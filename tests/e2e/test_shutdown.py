@@ -97,12 +97,8 @@ def test_sigterm_ends_an_open_grpc_stream_after_answering_it(repo, tmp_path):
     hold the server up: the stream's requests are answered, then it ends."""
     require_models(repo, "slow")
     server = start_server(repo, tmp_path / "serve.log")
-    replies = queue.Queue()
-    client = grpcclient.InferenceServerClient(server.grpc_url)
+    client, replies, x = open_stream(server)
     try:
-        client.start_stream(callback=lambda result, error: replies.put((result, error)))
-        x = grpcclient.InferInput("X", [1, 2], "FP32")
-        x.set_data_from_numpy(np.full((1, 2), 5.0, dtype=np.float32))
         client.async_stream_infer("slow", [x], request_id="first")
         assert replies.get(timeout=30)[1] is None
         client.async_stream_infer("slow", [x], request_id="in flight")
@@ -120,12 +116,8 @@ def test_sigterm_ends_an_open_grpc_stream_after_answering_it(repo, tmp_path):
 def test_an_unreadable_stream_message_ends_the_stream_after_the_earlier_replies(repo, tmp_path):
     require_models(repo, "slow")
     server = start_server(repo, tmp_path / "serve.log", "--max-body-bytes", "100000")
-    replies = queue.Queue()
-    client = grpcclient.InferenceServerClient(server.grpc_url)
+    client, replies, x = open_stream(server)
     try:
-        client.start_stream(callback=lambda result, error: replies.put((result, error)))
-        x = grpcclient.InferInput("X", [1, 2], "FP32")
-        x.set_data_from_numpy(np.full((1, 2), 5.0, dtype=np.float32))
         for i in range(3):
             client.async_stream_infer("slow", [x], request_id=f"r{i}")
         big = grpcclient.InferInput("X", [1, 50_000], "FP32")
@@ -141,6 +133,17 @@ def test_an_unreadable_stream_message_ends_the_stream_after_the_earlier_replies(
         client.stop_stream()
         client.close()
         stop_server_quietly(server)
+
+
+def open_stream(server):
+    """A gRPC client with a stream open, the queue its replies go to, and an input for
+    `slow`."""
+    replies = queue.Queue()
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    client.start_stream(callback=lambda result, error: replies.put((result, error)))
+    x = grpcclient.InferInput("X", [1, 2], "FP32")
+    x.set_data_from_numpy(np.full((1, 2), 5.0, dtype=np.float32))
+    return client, replies, x
 
 
 def stop_server_quietly(server):

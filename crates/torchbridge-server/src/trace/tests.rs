@@ -15,6 +15,18 @@ fn tracer(dir: &tempfile::TempDir) -> Tracer {
     })
 }
 
+/// A tracer that traces every request, with `more` settings.
+fn tracing_all(dir: &tempfile::TempDir, more: &[(&str, &str)]) -> Tracer {
+    let t = tracer(dir);
+    let mut changes = vec![
+        change("trace_level", "TIMESTAMPS"),
+        change("trace_rate", "1"),
+    ];
+    changes.extend(more.iter().map(|(k, v)| change(k, v)));
+    t.update(None, changes).unwrap();
+    t
+}
+
 /// Which of `n` requests to `model` are picked.
 fn picked(tracer: &Tracer, model: &str, n: usize) -> Vec<usize> {
     (1..=n)
@@ -105,16 +117,7 @@ fn a_refused_change_changes_nothing() {
 #[test]
 fn traces_are_written_every_log_frequency_and_the_rest_at_the_end() {
     let dir = tempfile::tempdir().unwrap();
-    let t = tracer(&dir);
-    t.update(
-        None,
-        vec![
-            change("trace_level", "TIMESTAMPS"),
-            change("trace_rate", "1"),
-            change("log_frequency", "2"),
-        ],
-    )
-    .unwrap();
+    let t = tracing_all(&dir, &[("log_frequency", "2")]);
     for _ in 0..3 {
         let sampled = t.sample("m", Instant::now()).unwrap();
         t.finish(sampled, "m", 4);
@@ -138,15 +141,7 @@ fn traces_are_written_every_log_frequency_and_the_rest_at_the_end() {
 #[test]
 fn a_request_that_never_reached_a_model_has_its_start_and_end_only() {
     let dir = tempfile::tempdir().unwrap();
-    let t = tracer(&dir);
-    t.update(
-        None,
-        vec![
-            change("trace_level", "TIMESTAMPS"),
-            change("trace_rate", "1"),
-        ],
-    )
-    .unwrap();
+    let t = tracing_all(&dir, &[]);
     let sampled = t.sample("m", Instant::now()).unwrap();
     t.finish(sampled, "m", 1);
     t.flush();
