@@ -90,6 +90,12 @@ pub(crate) fn serve(instance: Arc<Instance>, queue: Receiver<Work>, stats: &Mode
 
 fn run_job(instance: &Instance, job: Job, stats: &ModelStats) {
     if job.waiter.is_closed() {
+        // Its caller left (timed out, or disconnected): never run, counted as failed. The
+        // answer reaches nobody, so it names no model.
+        let waited_ms = job.enqueued.elapsed().as_millis() as u64;
+        let model = String::new();
+        job.waiter
+            .complete(Err(Error::Timeout { model, waited_ms }), None);
         return;
     }
     let backend = instance.lock();

@@ -92,6 +92,24 @@ fn a_job_past_its_deadline_is_answered_and_not_run() {
 }
 
 #[test]
+fn a_job_whose_caller_left_is_not_run_and_counts_as_failed() {
+    // Sleeper sleeps its input in ms: the first call holds the one instance for 200 ms,
+    // while the second request's caller gives up.
+    let pool = InstancePool::start("sleeper", 1, sleeper).unwrap();
+    let busy = |ms: f32| batch(&pool, ms);
+    let first = pool.submit(busy(200.0), None).unwrap();
+    drop(pool.submit(busy(1.0), None).unwrap());
+    assert!(first.blocking_recv().unwrap().is_ok());
+    let stats = pool.stats();
+    let until = Instant::now() + Duration::from_secs(10);
+    while stats.fail.count() == 0 && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!((stats.success.count(), stats.fail.count()), (1, 1));
+    assert_eq!(stats.compute_infer.count(), 1, "the second never ran");
+}
+
+#[test]
 fn a_load_error_is_returned() {
     let err = InstancePool::start("broken", 2, |i| {
         if i == 1 {

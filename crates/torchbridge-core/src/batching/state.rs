@@ -107,7 +107,7 @@ impl<R: Reply> State<R> {
         self.draining = true;
     }
 
-    /// Drops requests nobody waits for; sets aside those past their deadline. (A scan
+    /// Sets aside the requests nobody waits for and those past their deadline. (A scan
     /// without moving anything when, as usual, there is nothing to take out: it runs under
     /// the queue's lock each time an instance asks for a batch.)
     pub fn purge(&mut self, now: Instant) {
@@ -120,10 +120,9 @@ impl<R: Reply> State<R> {
         }
         let mut kept = VecDeque::with_capacity(self.queue.len());
         for request in self.queue.drain(..) {
-            if request.reply.is_closed() {
-                continue;
-            }
-            if request.expired(now) {
+            // A request whose caller left is set aside with the expired ones: never run,
+            // and counted as failed, as the caller was answered (a timeout, or nothing).
+            if request.reply.is_closed() || request.expired(now) {
                 self.expired.push(request);
             } else {
                 kept.push_back(request);
@@ -132,8 +131,8 @@ impl<R: Reply> State<R> {
         self.queue = kept;
     }
 
-    /// Requests whose deadline passed before they could run (found by [`State::purge`]
-    /// and [`State::next_batch`]); answer them with a timeout.
+    /// Requests whose deadline passed before they could run, or whose caller left (found
+    /// by [`State::purge`] and [`State::next_batch`]); answer them with a timeout.
     pub fn take_expired(&mut self) -> Vec<Request<R>> {
         std::mem::take(&mut self.expired)
     }
