@@ -114,5 +114,5 @@ def test_settings_that_cannot_be_made_are_refused_by_name(traced, settings, mess
 def test_serve_refuses_trace_flags_it_cannot_follow(tmp_path, flags, message):
     run = subprocess.run([str(BINARY), "serve", "--model-repository", str(tmp_path),
                           "--http-port", "0", "--grpc-port", "0", "--metrics-port", "0",
-                          *flags], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+                          *flags], capture_output=True, text=True, timeout=60)
     assert run.returncode != 0 and message in run.stderr, run.stderr
