@@ -27,8 +27,8 @@ pub struct InferArgs {
     #[arg(long, conflicts_with = "inputs")]
     random: bool,
     /// Rows of random input, for models with a batch dimension.
-    #[arg(long, default_value_t = 1)]
-    batch: usize,
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    batch: u32,
     /// Seed of the random inputs.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -45,8 +45,19 @@ pub fn run(args: InferArgs) -> anyhow::Result<ExitCode> {
     let bridge = args.bridge.unwrap_or(dir.config.backend);
     let model = Model::from_dir(dir, bridge)?;
     let meta = model.metadata();
+    if !args.random && args.batch != 1 {
+        bail!("--batch shapes the inputs --random makes; inputs from --input keep their shape");
+    }
+    if meta.max_batch_size == 0 && args.batch > 1 {
+        bail!(
+            "--batch {}: model `{}` has no batch dimension (max_batch_size 0); leave --batch out",
+            args.batch,
+            meta.name
+        );
+    }
     let inputs = if args.random {
-        torchbridge::random::inputs(meta, args.batch, 8, &mut Rng::new(args.seed))?
+        let rows = args.batch as usize;
+        torchbridge::random::inputs(meta, rows, 8, &mut Rng::new(args.seed))?
     } else if args.inputs.is_empty() {
         bail!("give each input as --input NAME=FILE.npy, or --random");
     } else {

@@ -170,4 +170,24 @@ fn infer_errors_name_what_is_wrong() {
         "{}",
         text(&out)
     );
+    // --batch shapes random inputs only, and only where the model has a batch dimension.
+    let out = torchbridge(&["infer", dir, "--input", "INPUT0=x.npy", "--batch", "3"]);
+    assert!(
+        !out.status.success() && text(&out).contains("--batch shapes the inputs --random makes"),
+        "{}",
+        text(&out)
+    );
+    let no_batch = model_dir("no_batch");
+    let out = torchbridge(&[
+        "infer",
+        no_batch.to_str().unwrap(),
+        "--random",
+        "--batch",
+        "3",
+    ]);
+    assert!(
+        text(&out).contains("model `no_batch` has no batch dimension (max_batch_size 0)"),
+        "{}",
+        text(&out)
+    );
 }
