@@ -104,18 +104,22 @@ impl Tracer {
                     settings.set(key, values.as_deref(), &inner.startup)?;
                 }
                 settings.check()?;
-                inner.global.settings = settings.clone();
-                let models = std::mem::take(&mut inner.models);
-                for (name, (own, scope)) in models {
-                    let (own, follows) = (own, inner.global.settings.clone());
-                    let mut settings = resolve(&follows, &own)?;
-                    if !own.iter().any(|(key, _)| key == "trace_count") {
-                        settings.count = scope.settings.count;
+                // Models follow the server in what they do not set themselves; a count a
+                // model set keeps counting down where it is.
+                let mut models = HashMap::with_capacity(inner.models.len());
+                for (name, (own, scope)) in &inner.models {
+                    let mut resolved = resolve(&settings, own)?;
+                    if own.iter().any(|(key, _)| key == "trace_count") {
+                        resolved.count = scope.settings.count;
                     }
-                    inner
-                        .models
-                        .insert(name, (own, Scope { settings, ..scope }));
+                    let scope = Scope {
+                        settings: resolved,
+                        seen: scope.seen,
+                    };
+                    models.insert(name.clone(), (own.clone(), scope));
                 }
+                inner.global.settings = settings.clone();
+                inner.models = models;
                 settings
             }
             Some(model) if changes.is_empty() => {

@@ -80,8 +80,23 @@ fn a_model_with_settings_of_its_own_counts_apart_and_follows_the_rest() {
         picked(&t, "b", 5).is_empty(),
         "b follows the server, which is off"
     );
-    // A server-wide change reaches what `a` did not set itself.
-    t.update(None, vec![change("log_frequency", "7")]).unwrap();
+    // A server-wide change reaches what `a` did not set itself; a count `a` set keeps
+    // counting down where it is.
+    t.update(Some("a"), vec![change("trace_count", "3")])
+        .unwrap();
+    assert_eq!(picked(&t, "a", 1).len(), 1);
+    t.update(
+        None,
+        vec![change("log_frequency", "7"), change("trace_count", "9")],
+    )
+    .unwrap();
+    assert_eq!(t.settings(Some("a")).count, 2);
+    t.update(Some("a"), vec![clear("trace_count")]).unwrap();
+    assert_eq!(
+        t.settings(Some("a")).count,
+        9,
+        "cleared, it follows the server's"
+    );
     let a = t.settings(Some("a"));
     assert_eq!((a.log_frequency, a.rate, a.timestamps), (7, 1, true));
     // Clearing one of a's settings takes the server's; an empty change clears them all.
