@@ -146,6 +146,10 @@ impl Default for BatchingConfig {
     }
 }
 
+/// The longest `max_queue_delay_us` accepted: a longer wait for companions is a unit
+/// mistake (milliseconds or seconds written as microseconds), not a batching policy.
+const MAX_QUEUE_DELAY_US: u64 = 10_000_000;
+
 fn default_queue_delay() -> u64 {
     500
 }
@@ -289,6 +293,16 @@ impl ModelConfig {
             return Err("`[batching]` needs `max_batch_size` > 0".into());
         }
         if let Some(b) = &self.batching
+            && b.max_queue_delay_us > MAX_QUEUE_DELAY_US
+        {
+            return Err(format!(
+                "`batching.max_queue_delay_us = {}` would hold a lone request for over {} s; \
+                 it is in microseconds (500 = 0.5 ms), at most {MAX_QUEUE_DELAY_US}",
+                b.max_queue_delay_us,
+                MAX_QUEUE_DELAY_US / 1_000_000
+            ));
+        }
+        if let Some(b) = &self.batching
             && let Some(p) = b
                 .preferred_batch_sizes
                 .iter()
@@ -416,6 +430,13 @@ max_queue_wait_us = 20000
         assert!(e.contains("unknown datatype `FLOAT`"), "{e}");
         let e = error_of("backend = \"onnx\"\n[batching]\nmax_queue_delay_us = 5");
         assert!(e.contains("max_batch_size"), "{e}");
+        let e = error_of(
+            "backend = \"onnx\"\nmax_batch_size = 8\n[batching]\nmax_queue_delay_us = 30000000",
+        );
+        assert!(
+            e.contains("`batching.max_queue_delay_us = 30000000`") && e.contains("microseconds"),
+            "{e}"
+        );
     }
 
     #[test]

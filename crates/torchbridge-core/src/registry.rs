@@ -224,10 +224,25 @@ impl Registry {
         if !valid || !path.join("config.toml").is_file() {
             let mut models = self.models.write().unwrap();
             return Err(match models.get(name) {
+                Some(ModelState::Ready(_)) if self.uploads.dir(name).is_some() => {
+                    Error::InvalidInput(format!(
+                        "model `{name}` serves from files sent with an earlier load and is not \
+                         in the repository: send its files again (with `config`) to reload it; \
+                         the loaded versions serve on"
+                    ))
+                }
                 Some(ModelState::Ready(_)) => Error::config(
                     path,
                     "is no longer a model directory (it holds no config.toml); the loaded \
                      versions serve on until the model is unloaded",
+                ),
+                Some(ModelState::Unavailable(_)) => Error::config(
+                    path,
+                    format!(
+                        "holds no config.toml, so model `{name}` cannot load from the \
+                         repository (it is listed because it was loaded before, from files \
+                         sent with a load or a directory since removed)"
+                    ),
                 ),
                 // A name marked loading that is not a model must not hold readiness back.
                 Some(ModelState::Loading) => {
@@ -265,6 +280,25 @@ impl Registry {
                     }
                 })
                 .collect::<Result<BTreeMap<_, _>>>()
+        });
+        // A bridge names the config it was given "config.toml"; say it came with the load.
+        let loaded = loaded.map_err(|e| match (&config_override, e) {
+            (
+                Some(_),
+                Error::Load {
+                    model,
+                    bridge,
+                    message,
+                },
+            ) => Error::Load {
+                model,
+                bridge,
+                message: format!(
+                    "{message} (the model was loading with the `config` sent in the load \
+                     request in place of config.toml's settings)"
+                ),
+            },
+            (_, e) => e,
         });
         // Stamps are kept only for the versions that serve: after a failed reload the
         // loaded versions serve on, with the stamps they loaded with.

@@ -182,8 +182,14 @@ fn a_config_given_with_the_load_holds_until_a_load_without_one() {
 
     // One the loader refuses: the reload fails, what was loaded serves on, as it was.
     let python = ConfigOverride::parse(r#"{"backend": "python"}"#).unwrap();
-    let e = registry.load_with("m", Some(python)).unwrap_err();
-    assert!(e.to_string().contains("broken"), "{e}");
+    let e = registry
+        .load_with("m", Some(python))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("broken") && e.contains("with the `config` sent in the load request"),
+        "{e}"
+    );
     assert_eq!(registry.versions("m"), [1, 2, 3]);
     let o = registry.config_override("m").unwrap();
     assert_eq!(o.text(), r#"{"version_policy": {"all": {}}}"#);
@@ -262,6 +268,11 @@ fn a_model_loads_from_the_files_a_load_carried_until_loaded_without_them() {
     assert_eq!(registry.model_path("sent"), dir);
     registry.get("sent", Some(1)).unwrap();
 
+    // Not in the repository: a load without files says to send them again.
+    let e = registry.load("sent").unwrap_err().to_string();
+    assert!(e.contains("send its files again"), "{e}");
+    registry.get("sent", Some(1)).unwrap();
+
     // The same name in the repository: a load without files goes back to it.
     registry.load_files("good", onnx, &files).unwrap();
     let uploaded = registry.model_path("good");
@@ -275,6 +286,11 @@ fn a_model_loads_from_the_files_a_load_carried_until_loaded_without_them() {
 
     registry.unload("sent").unwrap();
     assert!(!dir.exists());
+    let e = registry.load("sent").unwrap_err().to_string();
+    assert!(
+        e.contains("it is listed because it was loaded before"),
+        "{e}"
+    );
     let e = registry.load_files(
         "a/b",
         ConfigOverride::parse("backend = \"onnx\"").unwrap(),

@@ -202,6 +202,21 @@ async fn bad_requests_get_the_protocol_error_body() {
         "{}",
         reply.json
     );
+    // serde reads a struct from a JSON array too; the protocol's bodies are objects.
+    for path in [
+        "/v2/repository/index",
+        "/v2/repository/models/broken/load",
+        "/v2/repository/models/broken/unload",
+        "/v2/logging",
+    ] {
+        let reply = post(&app, path, "[]").await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{path}");
+        assert_eq!(
+            error_of(&reply),
+            "the request body must be a JSON object, got an array",
+            "{path}"
+        );
+    }
     let reply = get(&app, "/v2/models/broken/versions/latest").await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
     assert!(error_of(&reply).contains("`latest`"));

@@ -102,13 +102,32 @@ fn body_rejection(rejection: BytesRejection, cap: usize) -> ApiError {
     }
 }
 
-/// Parses a JSON body; an empty body is `T::default()` (tritonclient posts an empty
-/// body to the repository index).
+/// Parses a JSON object body; an empty body is `T::default()` (tritonclient posts an
+/// empty body to the repository index). Anything but an object is refused: serde would
+/// read a struct from a JSON array too.
 pub fn json_or_default<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}")))
+    let malformed = |e: serde_json::Error| ApiError::bad_request(format!("malformed JSON: {e}"));
+    match serde_json::from_slice(body).map_err(malformed)? {
+        object @ serde_json::Value::Object(_) => serde_json::from_value(object).map_err(malformed),
+        other => Err(ApiError::bad_request(format!(
+            "the request body must be a JSON object, got {}",
+            json_kind(&other)
+        ))),
+    }
+}
+
+fn json_kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
 }
 
 /// The `{model}` and optional `{version}` of a route.
