@@ -52,6 +52,9 @@ def test_info_lines_appear_once_a_client_turns_them_on(served):
         assert client.update_log_settings({"log_verbose_level": 1})["log_verbose_level"] == 1
         line = logged_after(served, infer)
         assert "inference request" in line and "model=\"mlp\"" in line, line
+        assert " id=" not in line, line
+        line = logged_after(served, lambda: client.infer("mlp", [x], request_id="req-42"))
+        assert "id=\"req-42\"" in line, line
         client.update_log_settings({"log_verbose_level": 0})
 
     with grpcclient.InferenceServerClient(served.grpc_url) as client:
@@ -60,6 +63,12 @@ def test_info_lines_appear_once_a_client_turns_them_on(served):
         client.update_log_settings({"log_info": False, "log_verbose_level": 0})
         assert "loaded through the repository API" not in logged_after(
             served, lambda: client.load_model("mlp"))
+        client.update_log_settings({"log_verbose_level": 1})
+        x = grpcclient.InferInput("INPUT0", [1, 16], "FP32")
+        x.set_data_from_numpy(np.zeros((1, 16), dtype=np.float32))
+        line = logged_after(served, lambda: client.infer("mlp", [x], request_id="g-7"))
+        assert "id=\"g-7\"" in line and "protocol=Grpc" in line, line
+        client.update_log_settings({"log_verbose_level": 0})
 
 
 @pytest.mark.parametrize("settings, message", [

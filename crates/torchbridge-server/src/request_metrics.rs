@@ -97,11 +97,13 @@ impl RequestMetrics {
 
     /// Counts one inference request (`torchbridge_inference_requests_total`) and records
     /// its time (`torchbridge_inference_duration_seconds`): one lookup. At verbose log
-    /// levels (debug), each request is a log line too.
+    /// levels (debug), each request is a log line too, with the client's request `id`
+    /// where it sent one.
     pub fn inference(
         &self,
         model: &str,
         version: Option<u64>,
+        id: &str,
         outcome: Outcome,
         protocol: Protocol,
         elapsed: Duration,
@@ -109,6 +111,7 @@ impl RequestMetrics {
         tracing::debug!(
             model,
             version,
+            id = (!id.is_empty()).then_some(id),
             outcome = outcome.label(),
             protocol = ?protocol,
             micros = elapsed.as_micros() as u64,
@@ -218,10 +221,10 @@ mod tests {
             metrics.http_request("unmatched", &Method::from_bytes(b"BREW").unwrap(), 404, ms);
             metrics.http_request("unmatched", &Method::from_bytes(b"WHEN").unwrap(), 404, ms);
             for _ in 0..2 {
-                metrics.inference("mlp", Some(1), Outcome::Success, Protocol::Http, ms);
+                metrics.inference("mlp", Some(1), "", Outcome::Success, Protocol::Http, ms);
             }
-            metrics.inference("mlp", Some(1), Outcome::Success, Protocol::Grpc, ms);
-            metrics.inference("", None, Outcome::Invalid, Protocol::Grpc, ms);
+            metrics.inference("mlp", Some(1), "", Outcome::Success, Protocol::Grpc, ms);
+            metrics.inference("", None, "r1", Outcome::Invalid, Protocol::Grpc, ms);
         });
         let text = handle.render();
         let value = |series: &str| -> Option<String> {

@@ -28,6 +28,7 @@ pub(super) async fn infer(
     let started = Instant::now();
     let model = request.model_name.clone();
     let version = request.model_version.clone();
+    let id = request.id.clone();
     let result = run(state, request)
         .await
         .map_err(|e| error::failed(rpc, &model, &e));
@@ -43,9 +44,10 @@ pub(super) async fn infer(
         Err(_) => (Outcome::Failure, version.as_str(), model.as_str()),
     };
     let version = version.parse().ok();
+    let elapsed = started.elapsed();
     state
         .metrics
-        .inference(model, version, outcome, Protocol::Grpc, started.elapsed());
+        .inference(model, version, &id, outcome, Protocol::Grpc, elapsed);
     result
 }
 

@@ -45,9 +45,14 @@ pub async fn infer(
         Err(_) => Outcome::Failure,
     };
     let elapsed = started.elapsed();
-    state
-        .metrics
-        .inference(&model.name, Some(version), outcome, Protocol::Http, elapsed);
+    state.metrics.inference(
+        &model.name,
+        Some(version),
+        request.id.as_deref().unwrap_or_default(),
+        outcome,
+        Protocol::Http,
+        elapsed,
+    );
 
     let (pool, outputs) = result?;
     let outputs = request
