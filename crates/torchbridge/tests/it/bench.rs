@@ -36,8 +36,21 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// The variable the server of [`Server::start_with_token`] reads its token from.
+const TOKEN_VAR: &str = "TORCHBRIDGE_BENCH_TEST_TOKEN";
+
 impl Server {
     fn start() -> Server {
+        Server::start_with(None)
+    }
+
+    /// A server that answers only requests carrying `authorization: Bearer <token>`
+    /// (health checks excepted, so that readiness can be polled).
+    fn start_with_token(token: &str) -> Server {
+        Server::start_with(Some(token))
+    }
+
+    fn start_with(token: Option<&str>) -> Server {
         let repo = tempfile::tempdir().unwrap();
         let mlp = repo.path().join("mlp");
         copy_dir(&model_dir("mlp"), &mlp);
@@ -47,11 +60,18 @@ impl Server {
         std::fs::write(mlp.join("config.toml"), config).unwrap();
         let (http, grpc, metrics) = (free_port(), free_port(), free_port());
         let port = |p: u16| p.to_string();
-        let child = Command::new(env!("CARGO_BIN_EXE_torchbridge"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_torchbridge"));
+        command
             .args(["serve", "--model-repository"])
             .arg(repo.path())
             .args(["--host", "127.0.0.1", "--http-port", &port(http)])
-            .args(["--grpc-port", &port(grpc), "--metrics-port", &port(metrics)])
+            .args(["--grpc-port", &port(grpc), "--metrics-port", &port(metrics)]);
+        if let Some(token) = token {
+            command
+                .args(["--auth-token-env", TOKEN_VAR, "--auth-allow-health"])
+                .env(TOKEN_VAR, token);
+        }
+        let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -156,6 +176,41 @@ fn drives_the_server_over_every_protocol() {
         assert_eq!(runs[0]["concurrency"], 4);
         assert_complete(&runs[0], 200, 3);
         assert_eq!(report["in_process"], serde_json::json!([]));
+    }
+}
+
+#[test]
+fn sends_the_token_a_guarded_server_asks_for() {
+    let server = Server::start_with_token("s3cret");
+    let (url, grpc) = (server.url(), server.grpc_url());
+    for protocol in ["http-binary", "grpc"] {
+        let flags = format!(
+            "--model mlp --url {url} --grpc-url {grpc} --protocol {protocol} --requests 20 \
+             --warmup-requests 2 --json"
+        );
+        let refused = bench(&flags, &[]);
+        assert!(!refused.status.success(), "{}", text(&refused));
+        assert!(
+            text(&refused).contains("authentication required"),
+            "{protocol}: {}",
+            text(&refused)
+        );
+        let command = || {
+            let mut command = Command::new(env!("CARGO_BIN_EXE_torchbridge"));
+            command.arg("bench").args(flags.split_whitespace());
+            command
+        };
+        let from_env = command()
+            .args(["--auth-token-env", "BENCH_TOKEN"])
+            .env("BENCH_TOKEN", "s3cret")
+            .output()
+            .unwrap();
+        assert_complete(&report(&from_env)["server"][0], 20, 1);
+        let as_header = command()
+            .args(["-H", "Authorization: Bearer s3cret"])
+            .output()
+            .unwrap();
+        assert_complete(&report(&as_header)["server"][0], 20, 1);
     }
 }
 

@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{bail, ensure};
+use anyhow::{Context, bail, ensure};
+use http::{HeaderMap, HeaderName, HeaderValue};
+use tonic::metadata::MetadataMap;
 use torchbridge::{BackendKind, ModelDir};
 
 use crate::cli::InputFile;
@@ -21,6 +23,14 @@ pub struct BenchArgs {
     /// The server's gRPC address, host:port [default: the --url host, port 8001].
     #[arg(long, env = "TORCHBRIDGE_BENCH_GRPC_URL")]
     grpc_url: Option<String>,
+    /// A header sent with every request (gRPC: metadata), as "NAME: VALUE"; repeat for
+    /// more, e.g. `-H "authorization: Bearer TOKEN"`.
+    #[arg(long = "header", short = 'H', value_name = "NAME: VALUE")]
+    headers: Vec<String>,
+    /// Send `authorization: Bearer <token>` with the token from this environment variable
+    /// (a server started with --auth-token-*), keeping it off the command line.
+    #[arg(long, value_name = "VAR")]
+    auth_token_env: Option<String>,
     /// How to send tensors, one run each: http-json, http-binary, grpc.
     #[arg(long, value_enum, value_delimiter = ',', default_value = "http-json")]
     protocol: Vec<Protocol>,
@@ -119,9 +129,18 @@ pub struct Target {
     /// host:port
     pub grpc: String,
     pub protocols: Vec<Protocol>,
+    /// Sent with every request: `--header`s and the `--auth-token-env` token.
+    pub headers: HeaderMap,
 }
 
 impl Target {
+    /// `message` as a gRPC request carrying the run's headers as metadata.
+    pub fn grpc_request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        *request.metadata_mut() = MetadataMap::from_headers(self.headers.clone());
+        request
+    }
+
     /// `/v2/models/{model}`, or `…/versions/{v}` when a version was asked for.
     pub fn path(&self) -> String {
         match self.version {
@@ -227,6 +246,7 @@ impl TryFrom<BenchArgs> for Plan {
                     http,
                     grpc,
                     protocols,
+                    headers: headers(&a.headers, a.auth_token_env.as_deref())?,
                 })
             }
         };
@@ -257,6 +277,37 @@ impl TryFrom<BenchArgs> for Plan {
             plot: a.plot,
         })
     }
+}
+
+/// The `--header "NAME: VALUE"`s and the `--auth-token-env` token as request headers.
+fn headers(given: &[String], auth_token_env: Option<&str>) -> anyhow::Result<HeaderMap> {
+    let mut headers = HeaderMap::new();
+    for header in given {
+        let (name, value) = header
+            .split_once(':')
+            .with_context(|| format!("--header `{header}`: write it as \"NAME: VALUE\""))?;
+        let name = HeaderName::try_from(name.trim()).with_context(|| {
+            format!(
+                "--header `{header}`: `{}` is not a header name",
+                name.trim()
+            )
+        })?;
+        let value = HeaderValue::try_from(value.trim())
+            .with_context(|| format!("--header `{header}`: the value is not a header value"))?;
+        headers.append(name, value);
+    }
+    if let Some(var) = auth_token_env {
+        let token = std::env::var(var).map_err(|_| {
+            anyhow::anyhow!("--auth-token-env {var}: the environment variable `{var}` is not set")
+        })?;
+        let mut value =
+            HeaderValue::try_from(format!("Bearer {}", token.trim())).map_err(|_| {
+                anyhow::anyhow!("--auth-token-env {var}: the token is not a header value")
+            })?;
+        value.set_sensitive(true);
+        headers.insert(http::header::AUTHORIZATION, value);
+    }
+    Ok(headers)
 }
 
 /// `host:port` from `http://host:port/`, `host:port` or `host` (with `default_port`).

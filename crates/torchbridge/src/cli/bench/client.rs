@@ -50,9 +50,15 @@ pub struct Call {
 }
 
 impl Call {
-    /// `POST path` over HTTP/1.1, with a JSON (or JSON and binary) body.
-    pub fn http(address: &str, path: &str, body: HttpBody) -> anyhow::Result<Self> {
-        let mut headers = HeaderMap::new();
+    /// `POST path` over HTTP/1.1, with a JSON (or JSON and binary) body and `extra`
+    /// headers.
+    pub fn http(
+        address: &str,
+        path: &str,
+        body: HttpBody,
+        extra: &HeaderMap,
+    ) -> anyhow::Result<Self> {
+        let mut headers = extra.clone();
         headers.insert(HOST, HeaderValue::from_str(address)?);
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         if let Some(n) = body.header_length {
@@ -67,9 +73,10 @@ impl Call {
         })
     }
 
-    /// `ModelInfer` over HTTP/2, the message already framed as gRPC frames it.
-    pub fn grpc(address: &str, framed: Bytes) -> anyhow::Result<Self> {
-        let mut headers = HeaderMap::new();
+    /// `ModelInfer` over HTTP/2, the message already framed as gRPC frames it, with
+    /// `extra` headers (gRPC metadata).
+    pub fn grpc(address: &str, framed: Bytes, extra: &HeaderMap) -> anyhow::Result<Self> {
+        let mut headers = extra.clone();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
         headers.insert(TE, HeaderValue::from_static("trailers"));
         Ok(Call {

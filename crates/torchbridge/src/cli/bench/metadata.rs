@@ -4,7 +4,7 @@
 use anyhow::{Context, anyhow, bail};
 use bytes::Bytes;
 use http::header::HOST;
-use http::{Request, StatusCode};
+use http::{HeaderValue, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use serde::Deserialize;
 use torchbridge::{DataType, ModelMetadata, TensorSpec};
@@ -44,7 +44,7 @@ struct TensorJson {
 /// `GET /v2/models/{m}` (and Triton's `…/config`, for `max_batch_size`).
 async fn http_metadata(target: &Target) -> anyhow::Result<ModelMetadata> {
     let prefix = target.path();
-    let (status, body) = http_get(&target.http, &prefix).await?;
+    let (status, body) = http_get(target, &prefix).await?;
     if status != StatusCode::OK {
         bail!(
             "the server at {} answered {status} to GET {prefix}: {}",
@@ -54,7 +54,7 @@ async fn http_metadata(target: &Target) -> anyhow::Result<ModelMetadata> {
     }
     let m: MetadataJson = serde_json::from_slice(&body)
         .with_context(|| format!("GET {prefix} on {} is not model metadata", target.http))?;
-    let max_batch_size = match http_get(&target.http, &format!("{prefix}/config")).await? {
+    let max_batch_size = match http_get(target, &format!("{prefix}/config")).await? {
         (StatusCode::OK, body) => serde_json::from_slice::<serde_json::Value>(&body)
             .ok()
             .and_then(|c| c["max_batch_size"].as_u64()),
@@ -76,18 +76,18 @@ async fn grpc_metadata(target: &Target) -> anyhow::Result<ModelMetadata> {
     let mut client = GrpcInferenceServiceClient::new(grpc_connect(&target.grpc).await?);
     let version = target.version.map(|v| v.to_string()).unwrap_or_default();
     let m = client
-        .model_metadata(ModelMetadataRequest {
+        .model_metadata(target.grpc_request(ModelMetadataRequest {
             name: target.model.clone(),
             version: version.clone(),
-        })
+        }))
         .await
         .map_err(|s| grpc_error(target, "ModelMetadata", &s))?
         .into_inner();
     let max_batch_size = client
-        .model_config(ModelConfigRequest {
+        .model_config(target.grpc_request(ModelConfigRequest {
             name: target.model.clone(),
             version,
-        })
+        }))
         .await
         .ok()
         .and_then(|c| c.into_inner().config)
@@ -155,11 +155,14 @@ fn metadata(
     })
 }
 
-async fn http_get(address: &str, path: &str) -> anyhow::Result<(StatusCode, Bytes)> {
+async fn http_get(target: &Target, path: &str) -> anyhow::Result<(StatusCode, Bytes)> {
+    let address = &target.http;
     let mut sender = http_connect(address).await?;
-    let request = Request::get(path)
-        .header(HOST, address)
-        .body(Full::new(Bytes::new()))?;
+    let mut request = Request::get(path).body(Full::new(Bytes::new()))?;
+    *request.headers_mut() = target.headers.clone();
+    request
+        .headers_mut()
+        .insert(HOST, HeaderValue::from_str(address)?);
     let reply = http_send(&mut sender, request)
         .await
         .with_context(|| format!("GET {path} on {address}"))?;

@@ -92,20 +92,26 @@ async fn prepare(
         let channel = grpc_connect(&target.grpc).await?;
         let reply = GrpcInferenceServiceClient::new(channel)
             .max_decoding_message_size(usize::MAX)
-            .model_infer(request.clone())
+            .model_infer(target.grpc_request(request.clone()))
             .await
             .map_err(|s| grpc_error(target, "ModelInfer", &s))?;
         codec::check_grpc(reply.get_ref(), meta, rows).map_err(garbage)?;
         return Ok(Arc::new(Call::grpc(
             &target.grpc,
             codec::grpc_frame(&request),
+            &target.headers,
         )?));
     }
     let body = match protocol {
         Protocol::HttpBinary => codec::http_binary(inputs)?,
         _ => codec::http_json(inputs)?,
     };
-    let call = Call::http(&target.http, &format!("{prefix}/infer"), body)?;
+    let call = Call::http(
+        &target.http,
+        &format!("{prefix}/infer"),
+        body,
+        &target.headers,
+    )?;
     let mut sender = http_connect(&target.http).await?;
     let reply = http_send(&mut sender, call.request()).await?;
     let status = reply.status();

@@ -58,3 +58,25 @@ fn open_loop_rates_are_checked() {
     let err = plan("--model m --max-in-flight 0").unwrap_err().to_string();
     assert!(err.contains("--max-in-flight"), "{err}");
 }
+
+#[test]
+fn headers_are_read_and_checked() {
+    let h = headers(&["x-team: search".into(), "X-Team:  ranking ".into()], None).unwrap();
+    let teams: Vec<_> = h.get_all("x-team").iter().collect();
+    assert_eq!(teams, ["search", "ranking"]);
+    for (bad, says) in [
+        ("no colon", "write it as \"NAME: VALUE\""),
+        ("bad name: v", "`bad name` is not a header name"),
+        ("x: line\nbreak", "the value is not a header value"),
+    ] {
+        let e = format!("{:#}", headers(&[bad.into()], None).unwrap_err());
+        assert!(e.contains(says), "{bad}: {e}");
+    }
+    let e = headers(&[], Some("TORCHBRIDGE_BENCH_TEST_UNSET_VAR"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("`TORCHBRIDGE_BENCH_TEST_UNSET_VAR` is not set"),
+        "{e}"
+    );
+}
