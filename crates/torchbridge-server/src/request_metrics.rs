@@ -36,8 +36,8 @@ impl Outcome {
     }
 }
 
-/// Which transport an inference request came over. HTTP's series carry no `protocol`
-/// label (they predate gRPC's), gRPC's carry `protocol="grpc"`.
+/// Which transport an inference request came over: the `protocol` label, `http` or
+/// `grpc`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Protocol {
     Http,
@@ -178,15 +178,14 @@ fn outcome_counter(model: &str, (version, outcome, protocol): OutcomeKey) -> Cou
     let version = version.map_or_else(String::new, |v| v.to_string());
     let name = "torchbridge_inference_requests_total";
     let (model, outcome) = (model.to_string(), outcome.label());
-    match protocol {
-        Protocol::Http => metrics::counter!(
-            name, "model" => model, "version" => version, "outcome" => outcome,
-        ),
-        Protocol::Grpc => metrics::counter!(
-            name, "model" => model, "version" => version, "outcome" => outcome,
-            "protocol" => "grpc",
-        ),
-    }
+    let protocol = match protocol {
+        Protocol::Http => "http",
+        Protocol::Grpc => "grpc",
+    };
+    metrics::counter!(
+        name, "model" => model, "version" => version, "outcome" => outcome,
+        "protocol" => protocol,
+    )
 }
 
 fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
@@ -255,7 +254,7 @@ mod tests {
         );
         assert_eq!(
             value(
-                "torchbridge_inference_requests_total{model=\"mlp\",version=\"1\",outcome=\"success\"}"
+                "torchbridge_inference_requests_total{model=\"mlp\",version=\"1\",outcome=\"success\",protocol=\"http\"}"
             ),
             Some("2".into())
         );
