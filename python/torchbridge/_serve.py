@@ -66,6 +66,10 @@ class Server:
     asked for as its top classes (tritonclient's `class_count`) names them.
     log: a filter for the server's log on stderr ("warn", "info", ...); the first
     server of the process sets it; None leaves it off.
+    trace_file: where request traces go (Triton's trace extension, JSON trace format;
+    see `serve --trace-file`): with it, clients turn tracing on and off
+    (tritonclient's `update_trace_settings`); traces are written when the server stops.
+    None (the default): tracing cannot be turned on.
     """
 
     def __init__(self, fn: Callable[..., Any], name: str = "model", *,
@@ -75,7 +79,8 @@ class Server:
                  http_port: int = 8000, grpc_port: int = 8001, host: str = "127.0.0.1",
                  request_timeout_ms: int = 60_000, idle_poll_us: int = 0,
                  allow_client_shm: bool = False, log: str | None = "warn",
-                 labels: Mapping[str, Sequence[str]] | None = None) -> None:
+                 labels: Mapping[str, Sequence[str]] | None = None,
+                 trace_file: str | os.PathLike[str] | None = None) -> None:
         if not callable(fn):
             raise TypeError(f"fn must be callable (a function or an nn.Module), "
                             f"got {type(fn).__name__}")
@@ -92,6 +97,7 @@ class Server:
                             f"got {type(allow_client_shm).__name__}")
         for key, port in (("http_port", http_port), ("grpc_port", grpc_port)):
             _check_int(key, port, 0, 65535)
+        trace_path = _check_trace_file(trace_file)
         batching = _batching(max_batch_size, max_queue_delay_us, preferred_batch_sizes)
         if isinstance(fn, torch.nn.Module):
             fn.eval()
@@ -112,7 +118,7 @@ class Server:
             versions = [("torch", torch.__version__)]
             self._native = _native.Server(fn, os.fspath(self._repository), name, host,
                                           http_port, grpc_port, versions, request_timeout_ms,
-                                          idle_poll_us, allow_client_shm)
+                                          idle_poll_us, allow_client_shm, trace_path)
         except BaseException:
             self._cleanup()
             raise
@@ -213,6 +219,18 @@ def _check_name(name: object) -> None:
             or any(c in name for c in "/\\\0")):
         raise ValueError(f"name must be a non-empty model name without '/' or '\\' that "
                          f"does not start with '.', got {name!r}")
+
+
+def _check_trace_file(trace_file: object) -> str | None:
+    if trace_file is None:
+        return None
+    if not isinstance(trace_file, (str, os.PathLike)):
+        raise TypeError(f"trace_file must be a path or None, got {type(trace_file).__name__}")
+    path = Path(trace_file)
+    if not path.parent.is_dir():
+        raise ValueError(f"trace_file {os.fspath(path)!r}: the directory {os.fspath(path.parent)!r}"
+                         f" does not exist")
+    return os.fspath(path)
 
 
 def _check_int(key: str, value: object, low: int, high: int | None = None) -> None:

@@ -387,12 +387,38 @@ def stacks_of(process: subprocess.Popen) -> str:
     ({"idle_poll_us": -1}, ValueError, "idle_poll_us must be an integer >= 0"),
     ({"allow_client_shm": "yes"}, TypeError, "allow_client_shm must be True or False"),
     ({"fn": 3}, TypeError, "fn must be callable"),
+    ({"trace_file": "/no/such/dir/t.json"}, ValueError, "the directory '/no/such/dir' does not"),
+    ({"trace_file": 5}, TypeError, "trace_file must be a path or None, got int"),
 ])
 def test_wrong_arguments_are_refused_naming_the_argument(kwargs, error, message):
     args = {"fn": lambda x: x, "inputs": [("X", "FP32", [4])], "outputs": [("Y", "FP32", [4])],
             "http_port": 0, "grpc_port": 0, **kwargs}
     with pytest.raises(error, match=re.escape(message)):
         torchbridge.Server(args.pop("fn"), **args)
+
+
+def test_traces_go_to_the_trace_file_once_a_client_turns_tracing_on(tmp_path):
+    trace_file = tmp_path / "traces.json"
+    with torchbridge.Server(mlp(), name="mlp", **IO, http_port=0, grpc_port=0,
+                            trace_file=trace_file) as server:
+        settings = json.loads(post_json(server, "/v2/trace/setting", {}))
+        assert settings["trace_file"] == str(trace_file) and settings["trace_level"] == ["OFF"]
+        infer(server, np.zeros((1, 8)))  # not traced: tracing is off
+        post_json(server, "/v2/trace/setting",
+                  {"trace_level": ["TIMESTAMPS"], "trace_rate": "1"})
+        for _ in range(3):
+            assert infer(server, np.zeros((1, 8)))[0] == 200
+    traces = json.loads(trace_file.read_text())
+    assert [t["model_name"] for t in traces] == ["mlp"] * 3
+    names = [ts["name"] for ts in traces[0]["timestamps"]]
+    assert names[0] == "REQUEST_START" and names[-1] == "REQUEST_END", names
+
+
+def test_without_a_trace_file_tracing_cannot_be_turned_on():
+    with torchbridge.Server(mlp(), name="mlp", **IO, http_port=0, grpc_port=0) as server:
+        with pytest.raises(urllib.error.HTTPError) as e:
+            post_json(server, "/v2/trace/setting", {"trace_level": ["TIMESTAMPS"]})
+        assert e.value.code == 400 and "trace_file" in json.load(e.value)["error"]
 
 
 def test_a_port_in_use_is_an_os_error_naming_the_address():

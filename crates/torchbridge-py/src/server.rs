@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use torchbridge::{InstancePool, ModelDir, ModelMetadata, Registry, ServedModel};
-use torchbridge_server::{AppState, ServerSettings};
+use torchbridge_server::{AppState, ServerSettings, TraceSettings};
 
 use crate::error::PyResult;
 
@@ -74,7 +74,7 @@ impl PyServer {
     /// listens on `host`:`http_port` and `host`:`grpc_port` (0: a free port), and
     /// starts serving in the background.
     #[new]
-    #[pyo3(signature = (callable, repository, name, host, http_port, grpc_port, runtime_versions, request_timeout_ms = 60_000, idle_poll_us = 0, allow_client_shm = false))]
+    #[pyo3(signature = (callable, repository, name, host, http_port, grpc_port, runtime_versions, request_timeout_ms = 60_000, idle_poll_us = 0, allow_client_shm = false, trace_file = None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -88,6 +88,7 @@ impl PyServer {
         request_timeout_ms: u64,
         idle_poll_us: u64,
         allow_client_shm: bool,
+        trace_file: Option<String>,
     ) -> PyResult<Self> {
         let http = listen(host, http_port, "HTTP")?;
         let grpc = listen(host, grpc_port, "gRPC")?;
@@ -104,6 +105,11 @@ impl PyServer {
             request_timeout: Duration::from_millis(request_timeout_ms),
             idle_poll: Duration::from_micros(idle_poll_us),
             allow_client_shm,
+            // Tracing starts off; with a file, clients may turn it on.
+            trace: TraceSettings {
+                file: trace_file.unwrap_or_default(),
+                ..TraceSettings::default()
+            },
             // Server metadata lists these; the names must be 'static, and a process
             // starts few servers.
             runtime_versions: runtime_versions

@@ -90,7 +90,7 @@ impl TraceSettings {
                 return Err(invalid(
                     "trace setting `trace_file` cannot be changed by a client (it would let \
                      any client write files on the server): start the server with \
-                     --trace-file"
+                     --trace-file (Python: `Server(..., trace_file=...)`)"
                         .into(),
                 ));
             }
@@ -110,7 +110,7 @@ impl TraceSettings {
         if self.timestamps && self.file.is_empty() {
             return Err(invalid(
                 "trace_level TIMESTAMPS needs a trace file: start the server with \
-                 --trace-file PATH"
+                 --trace-file PATH (Python: `Server(..., trace_file=PATH)`)"
                     .into(),
             ));
         }
