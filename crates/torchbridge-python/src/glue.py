@@ -9,6 +9,7 @@ torch is imported lazily: this module is created before the virtualenv that hold
 is on sys.path.
 """
 
+import builtins
 import contextlib
 import importlib.util
 import json
@@ -109,29 +110,117 @@ def _check_device(torch, device):
 
 
 def _load_handler(path, model_dir, module_name, config):
+    scope = _ModelScope.of(model_dir)
+    path = os.path.join(scope.directory, os.path.basename(path))
     spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
     try:
-        with _on_sys_path(model_dir):
+        with scope.active():
             spec.loader.exec_module(module)
+            cls = getattr(module, "Model", None)
+            if not isinstance(cls, type):
+                raise BridgeError(f"{path} defines no class `Model`")
+            model = cls(model_dir, config)
     except BaseException:
         del sys.modules[module_name]
         raise
-    cls = getattr(module, "Model", None)
-    if not isinstance(cls, type):
-        raise BridgeError(f"{path} defines no class `Model`")
-    model = cls(model_dir, config)
     if not callable(getattr(model, "predict", None)):
         raise BridgeError(f"{path}: `Model` has no method `predict(inputs)`")
     return model
 
 
+class _ModelScope:
+    """The modules a model's directory holds beside model.py (`helpers.py`, packages),
+    kept apart from every other model's and from the process's own.
+
+    One interpreter serves every python model, and Python caches imports by name in
+    sys.modules: two models (or two versions of one) that each `import helpers` would
+    otherwise share whichever loaded first, and run the wrong code without a word.
+    While a model's code imports (at load, or later from any of its files), the names
+    its directory defines are resolved there, with that model's own modules in
+    sys.modules; afterwards the process's modules of those names are put back.
+    """
+
+    _by_directory = {}
+
+    def __init__(self, directory):
+        self.directory = directory
+        self.names = {
+            entry.name[:-3] if entry.name.endswith(".py") else entry.name
+            for entry in os.scandir(directory)
+            if not entry.name.startswith(".")
+            and (entry.name.endswith(".py")
+                 or os.path.isfile(os.path.join(entry.path, "__init__.py")))
+        }
+        self.modules = {}  # this model's modules, by name, once imported
+        self.depth = 0  # imports in progress inside the scope (they nest)
+
+    @classmethod
+    def of(cls, model_dir):
+        """The scope of `model_dir`, made afresh (its files may have changed)."""
+        scope = cls(os.path.realpath(model_dir))
+        cls._by_directory[scope.directory + os.sep] = scope
+        if builtins.__import__ is not _scoped_import:
+            global _process_import
+            _process_import = builtins.__import__
+            builtins.__import__ = _scoped_import
+        return scope
+
+    @classmethod
+    def around(cls, importer_globals):
+        """The scope of the model whose file does an import, if any."""
+        file = importer_globals.get("__file__") if importer_globals else None
+        if not isinstance(file, str):
+            return None
+        for prefix, scope in cls._by_directory.items():
+            if file.startswith(prefix):
+                return scope
+        return None
+
+    def _ours(self, name):
+        return name.partition(".")[0] in self.names
+
+    @contextlib.contextmanager
+    def active(self):
+        if self.depth:
+            self.depth += 1
+            try:
+                yield
+            finally:
+                self.depth -= 1
+            return
+        theirs = {name: sys.modules.pop(name) for name in list(sys.modules) if self._ours(name)}
+        sys.modules.update(self.modules)
+        sys.path.insert(0, self.directory)
+        self.depth = 1
+        try:
+            yield
+        finally:
+            self.depth = 0
+            if self.directory in sys.path:
+                sys.path.remove(self.directory)
+            self.modules = {name: sys.modules.pop(name)
+                            for name in list(sys.modules) if self._ours(name)}
+            sys.modules.update(theirs)
+
+
+_process_import = builtins.__import__
+
+
+def _scoped_import(name, globals=None, locals=None, fromlist=(), level=0):
+    """`import` everywhere once a handler is loaded: as Python's own, except that a
+    model's files import what lies beside them (see _ModelScope)."""
+    scope = _ModelScope.around(globals)
+    if scope is None or (level == 0 and not scope._ours(name)):
+        return _process_import(name, globals, locals, fromlist, level)
+    with scope.active():
+        return _process_import(name, globals, locals, fromlist, level)
+
+
 @contextlib.contextmanager
 def _on_sys_path(directory):
-    """The version directory is on sys.path only while the model's code is imported,
-    so helper modules beside model.py import, and one model's files never shadow
-    another's later."""
+    """The version directory is on sys.path only while the model's pickle loads."""
     sys.path.insert(0, directory)
     try:
         yield

@@ -6,5 +6,6 @@ mod errors;
 mod fixtures;
 mod forms;
 mod gpu;
+mod scopes;
 mod venvs;
 mod zero_copy;
