@@ -146,6 +146,11 @@ impl Default for BatchingConfig {
     }
 }
 
+/// Bounds past any machine: a typo there (`threads = 100000`) spawned threads until the
+/// machine ran out of memory.
+const MAX_INSTANCES: u32 = 256;
+const MAX_THREADS: u32 = 1024;
+
 /// The longest `max_queue_delay_us` accepted: a longer wait for companions is a unit
 /// mistake (milliseconds or seconds written as microseconds), not a batching policy.
 const MAX_QUEUE_DELAY_US: u64 = 10_000_000;
@@ -288,9 +293,32 @@ impl ModelConfig {
         if self.instances == 0 {
             return Err("`instances` must be at least 1".into());
         }
+        if self.instances > MAX_INSTANCES {
+            return Err(format!(
+                "`instances = {}`: at most {MAX_INSTANCES} (each is a thread with its own \
+                 copy of the model)",
+                self.instances
+            ));
+        }
+        if self.threads > MAX_THREADS {
+            return Err(format!(
+                "`threads = {}`: at most {MAX_THREADS} intra-op threads an instance (0 sizes \
+                 them from the CPUs the process may use)",
+                self.threads
+            ));
+        }
         self.version_policy.check()?;
         if self.batching.is_some() && self.max_batch_size == 0 {
             return Err("`[batching]` needs `max_batch_size` > 0".into());
+        }
+        if let Some(b) = &self.batching
+            && b.max_queue_size == 0
+        {
+            return Err(
+                "`batching.max_queue_size = 0` would refuse every request; it is how many may \
+                 wait (at least 1; leave it out for 1024)"
+                    .into(),
+            );
         }
         if let Some(b) = &self.batching
             && b.max_queue_delay_us > MAX_QUEUE_DELAY_US
@@ -424,6 +452,12 @@ max_queue_wait_us = 20000
         assert!(e.contains("missing field `backend`"), "{e}");
         let e = error_of("backend = \"onnx\"\ninstances = 0");
         assert!(e.contains("`instances`"), "{e}");
+        let e = error_of("backend = \"onnx\"\ninstances = 2000");
+        assert!(e.contains("`instances = 2000`: at most 256"), "{e}");
+        let e = error_of("backend = \"onnx\"\nthreads = 100000");
+        assert!(e.contains("`threads = 100000`: at most 1024"), "{e}");
+        let e = error_of("backend = \"onnx\"\nmax_batch_size = 4\n[batching]\nmax_queue_size = 0");
+        assert!(e.contains("`batching.max_queue_size = 0`"), "{e}");
         let e = error_of(
             "backend = \"onnx\"\n[[input]]\nname = \"X\"\ndatatype = \"FLOAT\"\ndims = [1]",
         );

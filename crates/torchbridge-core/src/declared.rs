@@ -35,7 +35,7 @@ pub fn reconcile(
                 .collect::<Result<_, _>>()?;
             continue;
         }
-        for spec in declared.iter() {
+        for spec in declared.iter_mut() {
             let model = actual.iter().find(|t| t.name == spec.name).ok_or_else(|| {
                 format!(
                     "config.toml declares {kind} `{}`, which the model does not have; its {kind}s are {}",
@@ -91,9 +91,12 @@ fn check_batch_dim(kind: &str, tensor: &FileTensor, max_batch_size: u32) -> Resu
     }
 }
 
+/// Checks a declared tensor against the model's, and narrows the declared `-1`s to the
+/// model's fixed sizes: a request of another size would only fail inside the engine, as
+/// a server error rather than the client's.
 fn check_declared(
     kind: &str,
-    spec: &TensorSpec,
+    spec: &mut TensorSpec,
     model: &FileTensor,
     max_batch_size: u32,
 ) -> Result<(), String> {
@@ -125,6 +128,11 @@ fn check_declared(
             "config.toml declares {kind} `{}` with dims {:?}, but the model's shape{batch_note} is {model_dims:?}",
             spec.name, spec.dims
         ));
+    }
+    for (declared, &fixed) in spec.dims.iter_mut().zip(model_dims) {
+        if *declared == -1 {
+            *declared = fixed;
+        }
     }
     Ok(())
 }

@@ -80,9 +80,15 @@ fn declared_specs_that_agree_are_kept_and_may_name_a_subset_of_outputs() {
         spec("x", DataType::Fp32, &[-1]),
     ];
     let declared_outputs = vec![spec("n", DataType::Int64, &[])];
-    let meta = metadata(4, declared_inputs.clone(), declared_outputs.clone());
+    let meta = metadata(4, declared_inputs, declared_outputs.clone());
     let m = reconcile(meta, &inputs, &outputs).unwrap();
-    assert_eq!((m.inputs, m.outputs), (declared_inputs, declared_outputs));
+    // A declared -1 narrows to the model's fixed size: another size would fail in the
+    // engine; a declared size narrows the model's -1.
+    let narrowed = vec![
+        spec("ids", DataType::Int64, &[3]),
+        spec("x", DataType::Fp32, &[8]),
+    ];
+    assert_eq!((m.inputs, m.outputs), (narrowed, declared_outputs));
 }
 
 #[test]

@@ -34,15 +34,16 @@ pub struct ServeArgs {
     /// TLS: keep it on a private network.
     #[arg(long, env = "TORCHBRIDGE_METRICS_PORT", default_value_t = 8002)]
     metrics_port: u16,
-    /// Default time a request may take, in milliseconds.
-    #[arg(long, env = "TORCHBRIDGE_REQUEST_TIMEOUT_MS", default_value_t = 60_000)]
+    /// Default time a request may take, in milliseconds (at least 1).
+    #[arg(long, env = "TORCHBRIDGE_REQUEST_TIMEOUT_MS", default_value_t = 60_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
     request_timeout_ms: u64,
     /// Seconds an HTTP client may take to send a request's headers (or, on a keep-alive
     /// connection, to start its next request) and then its body: a connection that
     /// stalls longer is closed (headers) or answered 408 (body), so stalled clients
     /// cannot pile up and hold every file descriptor.
     #[arg(long, env = "TORCHBRIDGE_CLIENT_TIMEOUT_SECS", default_value_t = 60,
-          value_parser = clap::value_parser!(u64).range(1..))]
+          value_parser = clap::value_parser!(u64).range(1..=MAX_CLIENT_TIMEOUT_SECS))]
     client_timeout_secs: u64,
     /// Keep the CPUs awake for this many microseconds after each inference request, so
     /// that the next one does not wait for a sleeping CPU to wake (tens of µs on a VM).
@@ -68,7 +69,8 @@ pub struct ServeArgs {
     #[arg(long, env = "TORCHBRIDGE_POLL_REPOSITORY_SECS", default_value_t = 0)]
     poll_repository_secs: u64,
     /// How many models load at once at startup.
-    #[arg(long, env = "TORCHBRIDGE_MODEL_LOAD_THREADS", default_value_t = 4)]
+    #[arg(long, env = "TORCHBRIDGE_MODEL_LOAD_THREADS", default_value_t = 4,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     model_load_threads: usize,
     /// Load only this model at startup (repeat for several); the others stay unloaded
     /// until the repository API loads them (Triton's explicit model control).
@@ -240,12 +242,13 @@ async fn serve(
         Matcher::Suffix("_seconds".into()),
         Matcher::Full("torchbridge_batch_size".into()),
     );
+    let metrics_addr = bindable(addr(args.metrics_port)).await?;
     metrics_exporter_prometheus::PrometheusBuilder::new()
-        .with_http_listener(addr(args.metrics_port))
+        .with_http_listener(metrics_addr)
         .set_buckets_for_metric(seconds, &SECONDS_BUCKETS)?
         .set_buckets_for_metric(rows, &ROWS_BUCKETS)?
         .install()
-        .with_context(|| format!("cannot serve metrics on {}", addr(args.metrics_port)))?;
+        .with_context(|| format!("cannot serve metrics on {metrics_addr}"))?;
     let registry = Arc::new(Registry::new(
         &args.model_repository,
         Arc::new(|dir: &torchbridge::ModelDir| start_model(dir, dir.config.backend)),
@@ -297,7 +300,7 @@ async fn serve(
         "torchbridge: HTTP on {}, gRPC on {}{over_tls}, metrics on {}{guarded}; loading {} model(s) from {}",
         http.local_addr()?,
         grpc.local_addr()?,
-        addr(args.metrics_port),
+        metrics_addr,
         names.len(),
         args.model_repository.display()
     );
@@ -324,6 +327,22 @@ async fn serve(
         .context("the server failed")?;
     println!("torchbridge: stopped");
     Ok(())
+}
+
+/// `--client-timeout-secs` at most: a year (a deadline past `Instant`'s range panicked
+/// on every connection).
+const MAX_CLIENT_TIMEOUT_SECS: u64 = 365 * 24 * 3600;
+
+/// `address`, or with port 0 a free port on its host: the metrics exporter binds the
+/// address itself and cannot say which port it got, so the banner would say `:0`.
+async fn bindable(address: SocketAddr) -> anyhow::Result<SocketAddr> {
+    if address.port() != 0 {
+        return Ok(address);
+    }
+    let probe = tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot serve metrics on {address}"))?;
+    Ok(probe.local_addr()?)
 }
 
 /// The models to load at startup: every one found, or those `--load-model` names (each

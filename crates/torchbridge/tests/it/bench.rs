@@ -109,6 +109,20 @@ impl Server {
     }
 }
 
+/// The body of `GET path` (an empty string when the server cannot be reached).
+fn get(port: u16, path: &str) -> String {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return String::new();
+    };
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let mut reply = String::new();
+    let _ = stream.write_all(request.as_bytes());
+    let _ = stream.read_to_string(&mut reply);
+    reply
+        .split_once("\r\n\r\n")
+        .map_or(String::new(), |(_, body)| body.to_string())
+}
+
 /// `GET /v2/health/ready` answers 200.
 fn ready(port: u16) -> bool {
     let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
@@ -302,6 +316,22 @@ fn names_what_is_wrong() {
 
     let server = Server::start();
     let url = server.url();
+    // An unreachable endpoint of a later protocol is found before any run: the HTTP
+    // run's 500 requests are never sent (only its one probe is).
+    let out = bench(
+        &format!(
+            "--model mlp --url {url} --grpc-url {nobody} --protocol http-json,grpc \
+             --requests 500 --warmup-requests 0"
+        ),
+        &[],
+    );
+    shows(
+        &out,
+        &format!("cannot connect to {nobody}: connection refused"),
+    );
+    let stats: Value = serde_json::from_str(&get(server.http, "/v2/models/mlp/stats")).unwrap();
+    let answered = &stats["model_stats"][0]["inference_stats"]["success"]["count"];
+    assert!(answered.as_u64().unwrap() <= 1, "{stats}");
     let out = bench(&format!("--model nope --url {url} --requests 5"), &[]);
     shows(
         &out,

@@ -63,13 +63,22 @@ use report::Report;
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let plan = Plan::try_from(args)?;
     let mut report = Report::new(&plan);
+    // The server's endpoints are checked (every request answered once) before anything
+    // is measured, in process included.
+    let served = match &plan.server {
+        Some(target) => {
+            let runtime = runtime(plan.client_threads)?;
+            let prepared = runtime.block_on(server::prepare_all(&plan, target))?;
+            report.model = target.model.clone();
+            Some((runtime, prepared))
+        }
+        None => None,
+    };
     if let Some(in_process) = &plan.in_process {
         report.in_process = in_process::run(&plan, in_process)?;
     }
-    if let Some(target) = &plan.server {
-        let runtime = runtime(plan.client_threads)?;
-        report.model = target.model.clone();
-        report.server = runtime.block_on(server::run(&plan, target))?;
+    if let Some((runtime, prepared)) = served {
+        report.server = runtime.block_on(server::run(&plan, prepared))?;
     }
     report.finish();
     if plan.json {

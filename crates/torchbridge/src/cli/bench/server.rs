@@ -21,7 +21,15 @@ use super::metadata::{self, error_text, grpc_error};
 use super::open_loop;
 use super::report::{Run, Subject};
 
-pub async fn run(plan: &Plan, target: &Target) -> anyhow::Result<Vec<Run>> {
+/// Every request a bench will send, encoded and answered once by the server: made
+/// before anything is measured, so an endpoint that cannot be reached (a wrong
+/// `--grpc-url`) is reported before minutes of runs, not after them.
+pub struct Prepared {
+    /// (protocol, rows, the request) in the order they run.
+    calls: Vec<(Protocol, usize, Arc<Call>)>,
+}
+
+pub async fn prepare_all(plan: &Plan, target: &Target) -> anyhow::Result<Prepared> {
     // A server that takes connections but never answers must not hold the bench forever.
     let meta = tokio::time::timeout(plan.request_timeout, metadata::fetch(target))
         .await
@@ -35,38 +43,46 @@ pub async fn run(plan: &Plan, target: &Target) -> anyhow::Result<Vec<Run>> {
             )
         })??;
     let prefix = target.path();
-    let mut runs = Vec::new();
+    let mut calls = Vec::new();
     for &batch in &plan.batches {
         let (inputs, rows) = super::workload(plan, &meta, batch)?;
         for &protocol in &target.protocols {
             let call = prepare(protocol, target, &prefix, &meta, &inputs, rows).await?;
-            for &rate in &plan.rates {
-                let label = format!("{} · batch {rows} · {rate}/s", protocol.as_str());
-                let measured = open_loop::drive(call.clone(), rate, plan, label).await?;
-                let peak = measured.open_loop.map_or(0, |o| o.peak_in_flight);
-                let subject = Subject::Protocol(protocol);
-                runs.push(Run::new(subject, rows, peak, &measured));
+            calls.push((protocol, rows, call));
+        }
+    }
+    Ok(Prepared { calls })
+}
+
+pub async fn run(plan: &Plan, prepared: Prepared) -> anyhow::Result<Vec<Run>> {
+    let mut runs = Vec::new();
+    for (protocol, rows, call) in prepared.calls {
+        for &rate in &plan.rates {
+            let label = format!("{} · batch {rows} · {rate}/s", protocol.as_str());
+            let measured = open_loop::drive(call.clone(), rate, plan, label).await?;
+            let peak = measured.open_loop.map_or(0, |o| o.peak_in_flight);
+            let subject = Subject::Protocol(protocol);
+            runs.push(Run::new(subject, rows, peak, &measured));
+        }
+        if !plan.rates.is_empty() {
+            continue;
+        }
+        for &concurrency in &plan.concurrency {
+            let mut conns = Vec::with_capacity(concurrency);
+            for _ in 0..concurrency {
+                conns.push(Conn::open(call.clone()).await?);
             }
-            if !plan.rates.is_empty() {
-                continue;
-            }
-            for &concurrency in &plan.concurrency {
-                let mut conns = Vec::with_capacity(concurrency);
-                for _ in 0..concurrency {
-                    conns.push(Conn::open(call.clone()).await?);
-                }
-                let label = format!(
-                    "{} · batch {rows} · {concurrency} clients",
-                    protocol.as_str()
-                );
-                let measured = drive(conns, plan, label).await;
-                runs.push(Run::new(
-                    Subject::Protocol(protocol),
-                    rows,
-                    concurrency,
-                    &measured,
-                ));
-            }
+            let label = format!(
+                "{} · batch {rows} · {concurrency} clients",
+                protocol.as_str()
+            );
+            let measured = drive(conns, plan, label).await;
+            runs.push(Run::new(
+                Subject::Protocol(protocol),
+                rows,
+                concurrency,
+                &measured,
+            ));
         }
     }
     Ok(runs)
