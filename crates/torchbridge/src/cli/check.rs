@@ -40,7 +40,8 @@ pub struct CheckArgs {
     #[arg(long, default_value_t = 1e-5, value_parser = tolerance)]
     atol: f64,
     /// Timed calls per bridge and batch size (after 3 untimed ones).
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 20,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     iterations: usize,
     /// Seed of the generated inputs.
     #[arg(long, default_value_t = 0)]
@@ -68,16 +69,26 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
             dir.version_dir.display()
         );
     }
+    // A form that fails to load is reported and the others are still compared.
     let mut loaded = Vec::new();
+    let mut failed = Vec::new();
     for &bridge in &bridges {
         let started = Instant::now();
-        let model = Model::from_dir(dir.clone(), bridge)?;
-        loaded.push(Loaded {
-            model,
-            load_time: started.elapsed(),
-        });
+        match Model::from_dir(dir.clone(), bridge) {
+            Ok(model) => loaded.push(Loaded {
+                model,
+                load_time: started.elapsed(),
+            }),
+            Err(e) => failed.push((bridge, e)),
+        }
     }
-    let meta = loaded[0].model.metadata().clone();
+    for (bridge, e) in &failed {
+        eprintln!("{bridge}: FAILED to load: {e}");
+    }
+    let Some(first) = loaded.first() else {
+        bail!("no bridge could load {}", dir.version_dir.display());
+    };
+    let meta = first.model.metadata().clone();
     let cases: Vec<(String, Vec<Tensor>)> = if !args.inputs.is_empty() {
         vec![("given".into(), read_inputs(&args.inputs, &meta)?)]
     } else if meta.max_batch_size == 0 {
@@ -113,7 +124,11 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
 
     println!(
         "{} v{} · reference: {} · rtol {} atol {}\n",
-        meta.name, meta.version, bridges[0], args.rtol, args.atol
+        meta.name,
+        meta.version,
+        first.model.bridge(),
+        args.rtol,
+        args.atol
     );
     println!(
         "{:<12} {:>9}  {}",
@@ -184,9 +199,6 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    if loaded.len() == 1 {
-        println!("(only one form present: nothing to compare)");
-    }
     println!();
     if disagree {
         println!(
@@ -194,6 +206,28 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
             args.rtol, args.atol
         );
         return Ok(ExitCode::from(1));
+    }
+    if !failed.is_empty() {
+        let names: Vec<&str> = failed.iter().map(|(b, _)| b.as_str()).collect();
+        let rest = match loaded.len() {
+            1 => format!("{} alone loaded: nothing compared", first.model.bridge()),
+            n => format!(
+                "the {n} that loaded agree within rtol {} atol {}",
+                args.rtol, args.atol
+            ),
+        };
+        println!(
+            "verdict: {} FAILED to load (above); {rest}",
+            names.join(", ")
+        );
+        return Ok(ExitCode::from(1));
+    }
+    if loaded.len() == 1 {
+        println!(
+            "verdict: one form ({}), nothing compared",
+            first.model.bridge()
+        );
+        return Ok(ExitCode::SUCCESS);
     }
     println!(
         "verdict: the forms agree within rtol {} atol {}",

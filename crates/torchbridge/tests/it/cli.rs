@@ -96,6 +96,46 @@ fn check_fails_when_a_form_disagrees() {
 }
 
 #[test]
+fn check_compares_the_forms_that_load_and_fails_naming_the_one_that_does_not() {
+    let copy = tempfile::tempdir().unwrap();
+    copy_dir(&model_dir("mlp"), copy.path());
+    std::fs::write(copy.path().join("1/model.onnx"), b"not an onnx file").unwrap();
+    let dir = copy.path().to_str().unwrap();
+    let out = torchbridge(&[
+        "check",
+        dir,
+        "--bridges",
+        "onnx,python,torchscript",
+        "--iterations",
+        "1",
+    ]);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    for needle in [
+        "onnx: FAILED to load",
+        "reference: python",
+        "torchscript  OUTPUT0",
+        "verdict: onnx FAILED to load (above); the 2 that loaded agree",
+    ] {
+        assert!(shown.contains(needle), "missing {needle:?} in:\n{shown}");
+    }
+    let out = torchbridge(&[
+        "check",
+        dir,
+        "--bridges",
+        "torchscript",
+        "--iterations",
+        "1",
+    ]);
+    let shown = text(&out);
+    assert!(out.status.success(), "{shown}");
+    assert!(
+        shown.contains("verdict: one form (torchscript), nothing compared"),
+        "{shown}"
+    );
+}
+
+#[test]
 fn infer_reads_npy_inputs_and_saves_npy_outputs() {
     let dir = model_dir("mlp");
     let input = dir.join("ref/inputs/INPUT0.npy");
