@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::sync::{PoisonError, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::http::Method;
 use metrics::{Counter, Histogram};
@@ -24,6 +24,8 @@ pub(crate) enum Outcome {
     /// The client's fault (a bad tensor, an unknown model).
     Invalid,
     Failure,
+    /// The client went away before its answer (the handler was dropped mid-request).
+    Abandoned,
 }
 
 impl Outcome {
@@ -32,7 +34,50 @@ impl Outcome {
             Outcome::Success => "success",
             Outcome::Invalid => "invalid",
             Outcome::Failure => "failure",
+            Outcome::Abandoned => "abandoned",
         }
+    }
+}
+
+/// An inference request on its way: counted when [`InFlight::answered`], or as
+/// `abandoned` if it is dropped first — a client that disconnects drops the handler's
+/// future mid-await, and the work it asked for would otherwise count nowhere.
+#[must_use]
+pub(crate) struct InFlight<'a> {
+    metrics: &'a RequestMetrics,
+    model: &'a str,
+    version: Option<u64>,
+    protocol: Protocol,
+    started: Instant,
+}
+
+impl InFlight<'_> {
+    pub fn answered(self, id: &str, outcome: Outcome) {
+        let elapsed = self.started.elapsed();
+        (self.metrics).inference(
+            self.model,
+            self.version,
+            id,
+            outcome,
+            self.protocol,
+            elapsed,
+        );
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let elapsed = self.started.elapsed();
+        let (model, version) = (self.model, self.version);
+        (self.metrics).inference(
+            model,
+            version,
+            "",
+            Outcome::Abandoned,
+            self.protocol,
+            elapsed,
+        );
     }
 }
 
@@ -93,6 +138,22 @@ impl RequestMetrics {
         });
         handles.requests.increment(1);
         handles.duration.record(elapsed.as_secs_f64());
+    }
+
+    /// A request of `model` starting now, counted once it is answered or dropped.
+    pub fn in_flight<'a>(
+        &'a self,
+        model: &'a str,
+        version: Option<u64>,
+        protocol: Protocol,
+    ) -> InFlight<'a> {
+        InFlight {
+            metrics: self,
+            model,
+            version,
+            protocol,
+            started: Instant::now(),
+        }
     }
 
     /// Counts one inference request (`torchbridge_inference_requests_total`) and records
@@ -224,6 +285,10 @@ mod tests {
             }
             metrics.inference("mlp", Some(1), "", Outcome::Success, Protocol::Grpc, ms);
             metrics.inference("", None, "r1", Outcome::Invalid, Protocol::Grpc, ms);
+            drop(metrics.in_flight("mlp", Some(1), Protocol::Http));
+            metrics
+                .in_flight("mlp", Some(1), Protocol::Http)
+                .answered("", Outcome::Success);
         });
         let text = handle.render();
         let value = |series: &str| -> Option<String> {
@@ -256,7 +321,15 @@ mod tests {
             value(
                 "torchbridge_inference_requests_total{model=\"mlp\",version=\"1\",outcome=\"success\",protocol=\"http\"}"
             ),
-            Some("2".into())
+            Some("3".into())
+        );
+        // Dropped before its answer: the client went away.
+        assert_eq!(
+            value(
+                "torchbridge_inference_requests_total{model=\"mlp\",version=\"1\",outcome=\"abandoned\",protocol=\"http\"}"
+            ),
+            Some("1".into()),
+            "{text}"
         );
         assert_eq!(
             value(
@@ -273,7 +346,7 @@ mod tests {
         // HTTP and gRPC requests alike, by model.
         assert_eq!(
             value("torchbridge_inference_duration_seconds_count{model=\"mlp\"}"),
-            Some("3".into()),
+            Some("5".into()),
             "{text}"
         );
     }

@@ -1,7 +1,5 @@
 //! `POST /v2/models/{model}[/versions/{version}]/infer`.
 
-use std::time::Instant;
-
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
@@ -32,7 +30,9 @@ pub async fn infer(
     let version = pool.metadata().version;
     drop(pool);
 
-    let started = Instant::now();
+    let in_flight = state
+        .metrics
+        .in_flight(&model.name, Some(version), Protocol::Http);
     // The server's time limit applies inside: a model that does not answer in time is
     // a 504 from there.
     let result = state
@@ -44,15 +44,7 @@ pub async fn infer(
         Err(e) if e.status().is_client_error() => Outcome::Invalid,
         Err(_) => Outcome::Failure,
     };
-    let elapsed = started.elapsed();
-    state.metrics.inference(
-        &model.name,
-        Some(version),
-        request.id.as_deref().unwrap_or_default(),
-        outcome,
-        Protocol::Http,
-        elapsed,
-    );
+    in_flight.answered(request.id.as_deref().unwrap_or_default(), outcome);
 
     let (pool, outputs) = result?;
     let outputs = request
