@@ -75,6 +75,9 @@ class Model:
         """Runs one call. `inputs`: name -> numpy array, torch tensor, or (nested) list,
         batch dimension first when the model batches. Returns name -> numpy array
         (BF16 outputs widened to float32, BYTES outputs as object arrays of bytes)."""
+        if not isinstance(inputs, Mapping):
+            raise TypeError(f"inputs must be a dict of input name to array, got "
+                            f"{type(inputs).__name__}")
         declared = {info.name: info.datatype for info in self._inputs}
         raw = [_to_raw(name, value, declared.get(name)) for name, value in inputs.items()]
         return {name: _from_raw(datatype, shape, data)
@@ -94,11 +97,17 @@ def _to_raw(name: str, value: Any, declared: str | None) -> tuple[str, str, list
             bits = value.contiguous().view(torch.int16).numpy()
             return name, "BF16", list(bits.shape), bits.astype("<i2", copy=False).tobytes()
         value = value.numpy()
+    if value is None:
+        raise _native.InvalidInputError(f"input `{name}` is None; give an array")
     if not isinstance(value, np.ndarray):
         dtype = NUMPY_DTYPES.get(declared) if declared else None
-        if declared == "BF16":
-            return _to_raw(name, torch.tensor(value, dtype=torch.bfloat16), declared)
-        value = np.asarray(value, dtype=dtype if declared != "BYTES" else object)
+        try:
+            if declared == "BF16":
+                return _to_raw(name, torch.tensor(value, dtype=torch.bfloat16), declared)
+            value = np.asarray(value, dtype=dtype if declared != "BYTES" else object)
+        except (ValueError, TypeError) as err:
+            raise _native.InvalidInputError(
+                f"input `{name}` cannot be read as {declared or 'an'} array: {err}") from None
     if value.dtype.kind in "OSU":
         return name, "BYTES", list(value.shape), _encode_bytes(value)
     if declared == "BF16" and value.dtype.kind == "f":

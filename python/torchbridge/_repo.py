@@ -55,13 +55,22 @@ def _toml(value) -> str:
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml(v)}" for k, v in value.items()) + " }"
     raise TypeError(f"cannot write {value!r} to TOML")
 
 
+def _toml_key(key: str) -> str:
+    bare = key and all(c.isalnum() or c in "-_" for c in key)
+    return key if bare else _toml(key)
+
+
 def write_config(model_dir, backend, max_batch_size, inputs, outputs, parameters=None,
-                 labels=None, **top):
+                 labels=None, tables=None, **top):
     """Write <model_dir>/config.toml. `top`: extra top-level keys (trust_pickle=True, ...).
-    `labels`: {output name: class names}, each written to <output>.labels.txt beside it."""
+    `labels`: {output name: class names}, each written to <output>.labels.txt beside it,
+    or {output name: file} to name a labels file already there. `tables`: more
+    [sections] ({"batching": {...}}) written as they are."""
     instances = top.pop("instances", 1)
     lines = [f"backend = {_toml(backend)}", f"max_batch_size = {max_batch_size}",
              f"instances = {instances}"]
@@ -69,7 +78,12 @@ def write_config(model_dir, backend, max_batch_size, inputs, outputs, parameters
     lines += tensor_entries(model_dir, inputs, outputs, labels)
     if parameters:
         lines += ["", "[parameters]"] + [f"{k} = {_toml(v)}" for k, v in parameters.items()]
-    Path(model_dir, "config.toml").write_text("\n".join(lines) + "\n")
+    for table, values in (tables or {}).items():
+        lines += ["", f"[{table}]"] + [f"{_toml_key(k)} = {_toml(v)}" for k, v in values.items()]
+    # Replaced whole, never half-written: a server polling the repository may read it.
+    staged = Path(model_dir, ".config.toml.partial")
+    staged.write_text("\n".join(lines) + "\n")
+    staged.replace(Path(model_dir, "config.toml"))
 
 
 def tensor_entries(model_dir, inputs, outputs, labels=None) -> list[str]:
@@ -80,10 +94,12 @@ def tensor_entries(model_dir, inputs, outputs, labels=None) -> list[str]:
     labels = dict(labels or {})
     for table, specs in (("input", inputs), ("output", outputs)):
         for name, datatype, dims in specs:
-            assert datatype in TORCH_DTYPES, f"unknown datatype {datatype}"
+            assert datatype in TORCH_DTYPES or datatype == "BYTES", f"unknown datatype {datatype}"
             lines += ["", f"[[{table}]]", f"name = {_toml(name)}",
                       f"datatype = {_toml(datatype)}", f"dims = {_toml(list(dims))}"]
-            if table == "output" and name in labels:
+            if table == "output" and isinstance(labels.get(name), str):
+                lines.append(f"labels = {_toml(labels[name])}")  # a file already there
+            elif table == "output" and name in labels:
                 file = f"{name}.labels.txt"
                 Path(model_dir, file).write_text("".join(f"{n}\n" for n in labels[name]))
                 lines.append(f"labels = {_toml(file)}")
@@ -131,7 +147,7 @@ class Model:
     def __init__(self, model_dir, config):
         self.net = {ctor}
         state = torch.load(os.path.join(model_dir, "state_dict.pt"), weights_only=True)
-        self.net.load_state_dict(state)
+        self.net.load_state_dict(state, assign=True)  # keeps the saved dtypes (FP16, BF16)
         self.net.eval()
 
     def predict(self, inputs):

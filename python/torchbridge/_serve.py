@@ -9,9 +9,12 @@ GIL; the GIL is taken only to call the callable, once per batch. It is the serve
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import tempfile
+import threading
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -188,7 +191,7 @@ def serve(fn: Callable[..., Any], name: str = "model", **kwargs: Any) -> None:
     """Serves `fn` (see `Server`, which takes the same arguments) until ctrl-c, then
     lets the requests in flight finish and returns. HTTP on 8000 and gRPC on 8001 by
     default, on 127.0.0.1 (host="0.0.0.0" for every interface)."""
-    with Server(fn, name, **kwargs) as server:
+    with _sigterm_interrupts(), Server(fn, name, **kwargs) as server:
         # The announcement is inside the try: a ctrl-c that comes as soon as it is out
         # (before wait() is reached) stops the server the same way.
         try:
@@ -197,7 +200,31 @@ def serve(fn: Callable[..., Any], name: str = "model", **kwargs: Any) -> None:
             server.wait()
         except KeyboardInterrupt:
             print("torchbridge: stopping (finishing the requests in flight)", flush=True)
+            # A second ctrl-c (or SIGTERM) while the requests in flight finish is ignored:
+            # stopping halfway would drop them and leave the temporary repository.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
     print("torchbridge: stopped", flush=True)
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts():
+    """SIGTERM (a process manager's stop) stops `serve` as ctrl-c does; the handlers
+    in place before are put back after. Signals can only be handled on the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
 
 
 def _config(model_dir: Path, max_batch_size: int, instances: int, inputs: list,

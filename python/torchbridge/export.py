@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,6 +68,9 @@ def export(module: nn.Module, example_inputs: torch.Tensor | Sequence[torch.Tens
     the exporter's reason (an unsupported operator or construct) when one fails, and no
     version directory is left behind.
     """
+    _check_name(name)
+    if isinstance(bridges, str):
+        bridges = (bridges,)
     unknown = [b for b in bridges if b not in BRIDGE_FORMS]
     if not bridges or unknown:
         raise ExportError(f"bridges={tuple(bridges)!r}: choose from {sorted(BRIDGE_FORMS)}")
@@ -76,7 +80,25 @@ def export(module: nn.Module, example_inputs: torch.Tensor | Sequence[torch.Tens
                           "the torchscript form's file: export them in separate calls")
     example = (example_inputs,) if isinstance(example_inputs, torch.Tensor) \
         else tuple(example_inputs)
-    module = module.eval()
+    not_tensors = [type(t).__name__ for t in example if not isinstance(t, torch.Tensor)]
+    if not_tensors:
+        raise ExportError(f"example_inputs must be a tensor or a tuple of tensors (one per "
+                          f"argument of forward), got {', '.join(not_tensors)}")
+    # Exported in eval mode; the caller's module gets its own modes back (a training
+    # loop that exports each epoch trains on with dropout and batch statistics).
+    modes = [(m, m.training) for m in module.modules()]
+    try:
+        return _export(module.eval(), example, repository, name, bridges, max_batch_size,
+                       input_names, output_names, init_kwargs, trust_pickle, instances,
+                       labels)
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
+def _export(module, example, repository, name, bridges, max_batch_size, input_names,
+            output_names, init_kwargs, trust_pickle, instances, labels) -> Exported:
+    forms = list(dict.fromkeys(BRIDGE_FORMS[b] for b in bridges))
     with torch.no_grad():
         out = module(*example)
     if output_names is None and isinstance(out, Mapping):
@@ -88,43 +110,110 @@ def export(module: nn.Module, example_inputs: torch.Tensor | Sequence[torch.Tens
     if len(in_names) != len(example) or len(out_names) != len(outputs):
         raise ExportError(f"{len(example)} example inputs and {len(outputs)} outputs, but "
                           f"names {in_names} and {out_names}")
-    _check_labels(labels, out_names)
     batched = max_batch_size > 0
     inputs = [_spec(n, t, batched, "input") for n, t in zip(in_names, example, strict=True)]
     outs = [_spec(n, t, batched, "output") for n, t in zip(out_names, outputs, strict=True)]
+    _check_labels(labels, outs)
 
     model_dir = Path(repository, name)
-    version = max(_versions(model_dir), default=0) + 1
-    vdir = model_dir / str(version)
     python = "python" in forms and not trust_pickle
+    if python:
+        _check_rebuildable(type(module))
     model_py = _repo.handler_source(type(module), dict(init_kwargs or {}), in_names,
                                     out_names) if python else None
+    made_dir = not model_dir.exists()
+    version = max(_versions(model_dir), default=0) + 1
+    # Written beside the repository's versions under a name no server reads as one, then
+    # renamed: a server polling the repository never sees a half-written version.
+    staged = model_dir / f".{version}.partial"
+    shutil.rmtree(staged, ignore_errors=True)
     try:
         diffs = _repo.write_version(
-            vdir, module, example, in_names, out_names,
+            staged, module, example, in_names, out_names,
             forms=[f for f in forms if f != "python" or python],
             max_batch_size=max_batch_size, model_py=model_py)
         if trust_pickle and "python" in forms:
-            diffs = {"python": _write_pickle(vdir, module, example, out_names), **diffs}
+            diffs = {"python": _write_pickle(staged, module, example, out_names), **diffs}
     except ValueError as err:
-        shutil.rmtree(vdir, ignore_errors=True)
-        hint = ""
-        if "python form" in str(err):
-            hint = (f" (the generated model.py rebuilds {type(module).__name__}"
-                    f"(**init_kwargs) from its source: pass init_kwargs=, or "
-                    f"trust_pickle=True to pickle the module instead)")
-        raise ExportError(f"{err}{hint}") from err
-    top = {"trust_pickle": True} if trust_pickle else {}
+        shutil.rmtree(staged, ignore_errors=True)
+        if made_dir:
+            shutil.rmtree(model_dir, ignore_errors=True)
+        raise ExportError(f"{err}{_python_hint(err, type(module))}") from err
+    vdir = model_dir / str(version)
+    staged.rename(vdir)
+    top, tables, labels = _kept_settings(model_dir, labels, outs)
+    if trust_pickle:
+        top["trust_pickle"] = True
     _repo.write_config(model_dir, bridges[0], max_batch_size, inputs, outs,
-                       labels=labels, instances=instances, **top)
+                       labels=labels, instances=instances, tables=tables, **top)
     return Exported(model_dir, version, diffs, inputs, outs)
 
 
-def _check_labels(labels: Mapping[str, Sequence[str]] | None, out_names: list[str]) -> None:
+# What export writes into config.toml itself; everything else a config.toml already
+# holds (hand edits: [batching], version_policy, threads, ...) is kept on re-export.
+_EXPORT_WRITES = {"backend", "max_batch_size", "instances", "trust_pickle", "input", "output"}
+
+
+def _kept_settings(model_dir: Path, labels, outs):
+    """(top-level keys, [tables], labels) to keep from the config.toml a new version is
+    exported beside: the operator's settings, and the labels files of outputs that keep
+    their name and class count when no new labels are given."""
+    path = model_dir / "config.toml"
+    if not path.is_file():
+        return {}, {}, labels
     try:
-        _repo.check_labels(labels, out_names)
+        old = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return {}, {}, labels  # unreadable: replaced whole, as before
+    kept = {k: v for k, v in old.items() if k not in _EXPORT_WRITES}
+    tables = {k: v for k, v in kept.items() if isinstance(v, dict) and k != "version_policy"}
+    top = {k: v for k, v in kept.items() if k not in tables}
+    if labels is None:
+        dims = {name: d for name, _, d in outs}
+        labels = {o["name"]: o["labels"] for o in old.get("output", [])
+                  if "labels" in o and dims.get(o["name"]) == o.get("dims")} or None
+    return top, tables, labels
+
+
+def _check_name(name: object) -> None:
+    if (not isinstance(name, str) or not name or name.startswith(".")
+            or any(c in name for c in "/\\\0")):
+        raise ExportError(f"name must be a non-empty model name without '/' or '\\' that "
+                          f"does not start with '.', got {name!r}")
+
+
+def _check_rebuildable(cls: type) -> None:
+    """The python form copies the class's source into model.py: torch's own classes
+    (nn.Sequential, nn.Linear) cannot be rebuilt that way."""
+    if cls.__module__.split(".")[0] == "torch":
+        raise ExportError(
+            f"python form: the generated model.py rebuilds the module's class from its "
+            f"source, and {cls.__name__} is torch's own ({cls.__module__}): wrap it in a "
+            f"class of your own, leave \"python\" out of bridges, or pass trust_pickle=True "
+            f"to pickle the module instead")
+
+
+def _python_hint(err: ValueError, cls: type) -> str:
+    if "python form" not in str(err):
+        return ""
+    if isinstance(err.__cause__, NameError):
+        return (f" (model.py holds the source of {cls.__name__} only, and it uses a name "
+                f"defined elsewhere: define {cls.__name__} so that it needs only torch, or "
+                f"pass trust_pickle=True to pickle the module instead)")
+    return (f" (the generated model.py rebuilds {cls.__name__}(**init_kwargs) from its "
+            f"source: pass init_kwargs=, or trust_pickle=True to pickle the module instead)")
+
+
+def _check_labels(labels: Mapping[str, Sequence[str]] | None, outs) -> None:
+    try:
+        _repo.check_labels(labels, [name for name, _, _ in outs])
     except ValueError as err:
         raise ExportError(str(err)) from None
+    for name, _, dims in outs:
+        names = (labels or {}).get(name)
+        if names is not None and dims and dims[-1] > 0 and len(names) != dims[-1]:
+            raise ExportError(f"labels of {name!r}: {len(names)} class name(s), but the output "
+                              f"has {dims[-1]} classes (dims {dims})")
 
 
 def _spec(name: str, tensor: torch.Tensor, batched: bool, what: str):

@@ -47,6 +47,21 @@ def test_a_wrong_datatype_or_name_is_an_invalid_input_error(model):
         model.infer({"WRONG": np.zeros((2, 4), np.float32)})
 
 
+@pytest.mark.parametrize("value, why", [
+    (None, "input `INPUT0` is None"),
+    ([[0.0, 1.0], [2.0]], "input `INPUT0` cannot be read as FP32 array"),
+    ("text", "input `INPUT0` cannot be read as FP32 array"),
+])
+def test_values_that_are_no_array_are_invalid_input_errors_naming_the_input(model, value, why):
+    with pytest.raises(torchbridge.InvalidInputError, match=why):
+        model.infer({"INPUT0": value})
+
+
+def test_inputs_must_be_a_dict(model):
+    with pytest.raises(TypeError, match="inputs must be a dict of input name to array, got list"):
+        model.infer([np.zeros((1, 4), np.float32)])
+
+
 def test_lists_take_the_declared_datatype(model):
     out = model.infer({"INPUT0": [[0.0, 1.0, 2.0, 3.0]]})["OUTPUT0"]
     assert out.shape == (1, 2) and out.dtype == np.float32

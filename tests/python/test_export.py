@@ -125,6 +125,25 @@ def test_a_second_export_adds_a_version_and_the_newest_is_served(tmp_path):
                                    second(x).numpy(), rtol=1e-5, atol=1e-6)
 
 
+def test_a_re_export_keeps_the_operators_settings_and_the_labels(tmp_path):
+    torch.manual_seed(4)
+    x = torch.randn(2, 16)
+    torchbridge.export(MLP(), x, tmp_path, name="m", bridges="onnx",
+                       labels={"OUTPUT0": ["a", "b", "c", "d"]})
+    config = tmp_path / "m" / "config.toml"
+    config.write_text("threads = 2\nversion_policy = { latest = 2 }\n" + config.read_text()
+                      + "\n[batching]\nmax_queue_delay_us = 250\n")
+    torchbridge.export(MLP(), x, tmp_path, name="m", bridges="onnx")
+    text = config.read_text()
+    for kept in ["threads = 2", "version_policy = { latest = 2 }", "[batching]",
+                 "max_queue_delay_us = 250", 'labels = "OUTPUT0.labels.txt"']:
+        assert kept in text, f"{kept!r} lost:\n{text}"
+    assert torchbridge.Model.load(tmp_path / "m").version == 2  # and it still loads
+    # An output whose classes changed does not keep the old names.
+    torchbridge.export(MLP(n_out=3), x, tmp_path, name="m", bridges="onnx")
+    assert "labels" not in config.read_text()
+
+
 def test_trust_pickle_writes_the_module_pickled(tmp_path):
     torch.manual_seed(5)
     net, x = nn.Sequential(nn.Linear(2, 2)), torch.randn(3, 2)
@@ -148,7 +167,57 @@ def test_an_unexportable_operator_is_refused_by_name_and_leaves_no_version(tmp_p
         torchbridge.export(Unexportable(), torch.randn(2, 8), tmp_path, name="bad",
                            bridges=("onnx",))
     assert isinstance(err.value, torchbridge.TorchbridgeError)
-    assert not (tmp_path / "bad" / "1").exists()
+    assert not (tmp_path / "bad").exists(), "the model directory it made is removed too"
+
+
+class WithDropout(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.norm = nn.BatchNorm1d(16)
+        self.drop = nn.Dropout(0.5)
+        self.head = MLP()
+
+    def forward(self, x):
+        return self.head(self.drop(self.norm(x)))
+
+
+def test_the_callers_module_keeps_its_training_modes(tmp_path):
+    net = WithDropout().train()
+    net.norm.eval()  # frozen statistics, as fine-tuning does
+    torchbridge.export(net, torch.randn(4, 16), tmp_path, name="net", bridges="onnx")
+    assert net.training and net.drop.training and net.head.training
+    assert not net.norm.training
+    assert sorted(p.name for p in (tmp_path / "net").iterdir()) == ["1", "config.toml"]
+
+
+def test_half_precision_modules_export_in_every_form(tmp_path):
+    torch.manual_seed(5)
+    net, x = MLP().half(), torch.randn(3, 16).half()
+    done = torchbridge.export(net, x, tmp_path, name="half", bridges=BRIDGES)
+    assert done.inputs[0][1] == "FP16" and set(done.max_abs_diff) == set(BRIDGES)
+    with torch.no_grad():
+        want = net(x).float().numpy()
+    got = torchbridge.Model.load(tmp_path / "half", bridge="python").infer({"INPUT0": x.numpy()})
+    assert got["OUTPUT0"].dtype == np.float16
+    np.testing.assert_allclose(got["OUTPUT0"].astype(np.float32), want, rtol=1e-2, atol=1e-2)
+
+
+@pytest.mark.parametrize("kwargs,why", [
+    ({"name": "../escape"}, "name must be a non-empty model name"),
+    ({"name": ""}, "name must be a non-empty model name"),
+    ({"name": "a/b"}, "name must be a non-empty model name"),
+    ({"module": nn.Sequential(nn.Linear(16, 4))}, "Sequential is torch's own"),
+    ({"labels": {"OUTPUT0": ["a", "b"]}}, "2 class name\\(s\\), but the output has 4 classes"),
+    ({"example_inputs": {"x": torch.randn(2, 16)}}, "example_inputs must be a tensor"),
+])
+def test_what_cannot_be_exported_is_refused_before_anything_is_written(tmp_path, kwargs, why):
+    args = {"module": MLP(), "example_inputs": torch.randn(2, 16), "name": "m",
+            "bridges": BRIDGES, **kwargs}
+    with pytest.raises(torchbridge.ExportError, match=why):
+        torchbridge.export(args.pop("module"), args.pop("example_inputs"), tmp_path / "repo",
+                           **args)
+    assert not (tmp_path / "repo").exists() or not any((tmp_path / "repo").iterdir())
+    assert not (tmp_path / "escape").exists()
 
 
 def test_labels_name_the_classes_of_an_output(tmp_path):

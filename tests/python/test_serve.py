@@ -332,7 +332,8 @@ def test_leaving_the_with_block_stops_the_server():
         urllib.request.urlopen(f"{server.url}/v2/health/live", timeout=10)
 
 
-def test_ctrl_c_stops_a_blocking_serve_cleanly():
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_sigterm_stops_a_blocking_serve_cleanly(stop_signal):
     # faulthandler: should the stop hang, SIGUSR1 makes the child print its Python stacks.
     script = ("import faulthandler, signal, torchbridge\n"
               "faulthandler.register(signal.SIGUSR1, all_threads=True)\n"
@@ -347,11 +348,11 @@ def test_ctrl_c_stops_a_blocking_serve_cleanly():
         url = first.split(" at ")[1].split()[0]
         with urllib.request.urlopen(f"{url}/v2/health/ready", timeout=30) as reply:
             assert reply.status == 200
-        process.send_signal(signal.SIGINT)
+        process.send_signal(stop_signal)
         try:
             out, err = process.communicate(timeout=60)
         except subprocess.TimeoutExpired:
-            pytest.fail(f"no exit 60 s after ctrl-c:\n{stacks_of(process)}")
+            pytest.fail(f"no exit 60 s after {stop_signal!r}:\n{stacks_of(process)}")
     finally:
         if process.poll() is None:
             process.kill()
@@ -395,6 +396,23 @@ def test_wrong_arguments_are_refused_naming_the_argument(kwargs, error, message)
             "http_port": 0, "grpc_port": 0, **kwargs}
     with pytest.raises(error, match=re.escape(message)):
         torchbridge.Server(args.pop("fn"), **args)
+
+
+def test_bytes_tensors_and_a_bare_numpy_output():
+    def lengths(text):
+        return np.array([[len(s)] for s in text[:, 0]], dtype=np.int64)
+
+    with torchbridge.Server(lengths, name="lengths", inputs=[("TEXT", "BYTES", [1])],
+                            outputs=[("N", "INT64", [1])], http_port=0,
+                            grpc_port=0) as server:
+        body = {"inputs": [{"name": "TEXT", "datatype": "BYTES", "shape": [2, 1],
+                            "data": ["abc", "hello"]}]}
+        status, answer = 0, None
+        request = urllib.request.Request(f"{server.url}/v2/models/lengths/infer",
+                                         data=json.dumps(body).encode())
+        with urllib.request.urlopen(request, timeout=60) as reply:
+            status, answer = reply.status, json.load(reply)
+    assert status == 200 and answer["outputs"][0]["data"] == [3, 5], answer
 
 
 def test_traces_go_to_the_trace_file_once_a_client_turns_tracing_on(tmp_path):

@@ -323,7 +323,7 @@ class Runner:
 
     def _module_outputs(self, result):
         torch = self.torch
-        if isinstance(result, torch.Tensor):
+        if isinstance(result, torch.Tensor) or type(result).__name__ == "ndarray":
             result = [result]
         if isinstance(result, dict):
             return self._by_name(result, "the module returned")
