@@ -186,7 +186,13 @@ def check(form, got, want, names) -> float:
     return worst
 
 
-def _write_python(vdir, model_py, parameters, module, example, in_names, out_names):
+def _examples(example, other):
+    """The example, and the one with other sizes on its dynamic axes where there is one."""
+    return (example,) if other is None else (example, other)
+
+
+def _write_python(vdir, model_py, parameters, module, example, in_names, out_names,
+                  other=None):
     Path(vdir, "model.py").write_text(model_py)
     # Import it the way an embedded interpreter would: from the file, under a fresh name.
     spec = importlib.util.spec_from_file_location(f"_handler_{Path(vdir).parent.name}",
@@ -194,12 +200,15 @@ def _write_python(vdir, model_py, parameters, module, example, in_names, out_nam
     handler_mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(handler_mod)
     handler = handler_mod.Model(str(vdir), dict(parameters or {}))
-    got = handler.predict({n: t.clone() for n, t in zip(in_names, example, strict=True)})
-    return check("python", as_list(got, out_names), as_list(module(*example), out_names),
-                 out_names)
+    worst = 0.0
+    for ex in _examples(example, other):
+        got = handler.predict({n: t.clone() for n, t in zip(in_names, ex, strict=True)})
+        worst = max(worst, check("python", as_list(got, out_names),
+                                 as_list(module(*ex), out_names), out_names))
+    return worst
 
 
-def _write_torchscript(vdir, module, example, out_names):
+def _write_torchscript(vdir, module, example, out_names, other=None):
     path = Path(vdir, "model.pt")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit is deprecated in 2.13
@@ -214,8 +223,9 @@ def _write_torchscript(vdir, module, example, out_names):
                                  f"torch.jit.trace failed ({first_line(trace_err)})") from err
         scripted.save(str(path))
         loaded = torch.jit.load(str(path))
-    return check("torchscript", as_list(loaded(*example), out_names),
-                 as_list(module(*example), out_names), out_names)
+    return max(check("torchscript", as_list(loaded(*ex), out_names),
+                     as_list(module(*ex), out_names), out_names)
+               for ex in _examples(example, other))
 
 
 def _ort_feed(tensor):
@@ -227,11 +237,15 @@ def _ort_feed(tensor):
     return ort.OrtValue.ortvalue_from_numpy(tensor.contiguous().numpy())
 
 
-def _write_onnx(vdir, module, example, in_names, out_names, batched):
+def _write_onnx(vdir, module, example, in_names, out_names, batched, dynamic_axes=None,
+               other=None):
     import onnxruntime as ort
 
     path = Path(vdir, "model.onnx")
-    axes = {name: {0: "batch"} for name in in_names + out_names} if batched else None
+    axes = {name: ({0: "batch"} if batched else {})
+            | {a: f"{name}_{a}" for a in (dynamic_axes or {}).get(name, ())}
+            for name in in_names + out_names}
+    axes = {name: a for name, a in axes.items() if a} or None
     with warnings.catch_warnings():
         # torch 2.13 still has the legacy (TorchScript-based) exporter behind dynamo=False and
         # warns that it is deprecated. It writes one self-contained file with exactly our
@@ -248,11 +262,12 @@ def _write_onnx(vdir, module, example, in_names, out_names, batched):
         raise ValueError(f"onnx form: graph names {names} != config {(in_names, out_names)}")
     # Batch 1 and the full example both go through the dynamic batch axis.
     worst = 0.0
-    for ex in ([t[:1] for t in example], example) if batched else (example,):
+    runs = ([t[:1] for t in example], example) if batched else (example,)
+    for ex in runs + (() if other is None else (other,)):
         feed = {n: _ort_feed(t) for n, t in zip(in_names, ex, strict=True)}
         got = sess.run_with_ort_values(out_names, feed)
         got = [torch.from_numpy(v.numpy()) for v in got]
-        form = f"onnx (batch {ex[0].shape[0]})" if batched else "onnx"
+        form = f"onnx (shapes {[list(t.shape) for t in ex]})"
         worst = max(worst, check(form, got, as_list(module(*ex), out_names), out_names))
     return worst
 
@@ -289,9 +304,13 @@ def write_model(repo, name, module, example, *, inputs, outputs, max_batch_size,
 
 
 def write_version(vdir, module, example, in_names, out_names, *, forms, max_batch_size,
-                  model_py=None, parameters=None, best_effort=()) -> dict[str, float]:
+                  model_py=None, parameters=None, best_effort=(), dynamic_axes=None,
+                  other_example=None) -> dict[str, float]:
     """Write the asked forms into the new directory `vdir` and check each against `module`.
 
+    dynamic_axes: {tensor name: [axis, ...]} that vary beyond the batch (the onnx form
+    declares them); other_example: the example with other sizes on those axes, which
+    every form is checked on too.
     Returns {form: max abs diff} for the forms written (best-effort failures dropped).
     """
     assert set(forms) <= set(FORMS), f"unknown form in {forms}"
@@ -307,12 +326,12 @@ def write_version(vdir, module, example, in_names, out_names, *, forms, max_batc
             with torch.no_grad():
                 if form == "python":
                     diff = _write_python(vdir, model_py, parameters, module, example, in_names,
-                                         out_names)
+                                         out_names, other_example)
                 elif form == "torchscript":
-                    diff = _write_torchscript(vdir, module, example, out_names)
+                    diff = _write_torchscript(vdir, module, example, out_names, other_example)
                 elif form == "onnx":
                     diff = _write_onnx(vdir, module, example, in_names, out_names,
-                                       max_batch_size > 0)
+                                       max_batch_size > 0, dynamic_axes, other_example)
                 else:
                     diff = _write_pt2(vdir, module, example, out_names, max_batch_size)
         except Exception as err:

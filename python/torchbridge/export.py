@@ -45,7 +45,8 @@ def export(module: nn.Module, example_inputs: torch.Tensor | Sequence[torch.Tens
            output_names: Sequence[str] | None = None,
            init_kwargs: Mapping[str, Any] | None = None, trust_pickle: bool = False,
            instances: int = 1,
-           labels: Mapping[str, Sequence[str]] | None = None) -> Exported:
+           labels: Mapping[str, Sequence[str]] | None = None,
+           dynamic_dims: Mapping[str, Sequence[int]] | None = None) -> Exported:
     """Writes `<repository>/<name>/config.toml` and a new version directory (the highest
     present + 1) holding the model in the form each of `bridges` reads; the first bridge
     is the config's `backend`.
@@ -63,6 +64,13 @@ def export(module: nn.Module, example_inputs: torch.Tensor | Sequence[torch.Tens
     labels: class names of outputs, {output name: [name of class 0, 1, ...]}; a server
     asked for an output's top classes (Triton's classification, tritonclient's
     `class_count`) answers with them.
+
+    dynamic_dims: axes of inputs whose size varies from request to request beyond the
+    batch, {input name: [axis, ...]} counted as in the example tensor (1: the first
+    after the batch), e.g. {"input_ids": [1]} for a sequence length. They are -1 in
+    config.toml and dynamic in the onnx form; the outputs' axes that follow them are
+    found by running the module on the example grown by one along those axes, and
+    every form is checked on that example too.
 
     Every form is loaded back and run on the example; ExportError names the form and
     the exporter's reason (an unsupported operator or construct) when one fails, and no
@@ -90,14 +98,15 @@ def export(module: nn.Module, example_inputs: torch.Tensor | Sequence[torch.Tens
     try:
         return _export(module.eval(), example, repository, name, bridges, max_batch_size,
                        input_names, output_names, init_kwargs, trust_pickle, instances,
-                       labels)
+                       labels, dynamic_dims)
     finally:
         for m, training in modes:
             m.training = training
 
 
 def _export(module, example, repository, name, bridges, max_batch_size, input_names,
-            output_names, init_kwargs, trust_pickle, instances, labels) -> Exported:
+            output_names, init_kwargs, trust_pickle, instances, labels,
+            dynamic_dims) -> Exported:
     forms = list(dict.fromkeys(BRIDGE_FORMS[b] for b in bridges))
     with torch.no_grad():
         out = module(*example)
@@ -111,8 +120,12 @@ def _export(module, example, repository, name, bridges, max_batch_size, input_na
         raise ExportError(f"{len(example)} example inputs and {len(outputs)} outputs, but "
                           f"names {in_names} and {out_names}")
     batched = max_batch_size > 0
-    inputs = [_spec(n, t, batched, "input") for n, t in zip(in_names, example, strict=True)]
-    outs = [_spec(n, t, batched, "output") for n, t in zip(out_names, outputs, strict=True)]
+    axes, other = _dynamic_axes(module, example, in_names, out_names, outputs, batched,
+                                dynamic_dims)
+    inputs = [_spec(n, t, batched, "input", axes.get(n, ()))
+              for n, t in zip(in_names, example, strict=True)]
+    outs = [_spec(n, t, batched, "output", axes.get(n, ()))
+            for n, t in zip(out_names, outputs, strict=True)]
     _check_labels(labels, outs)
 
     model_dir = Path(repository, name)
@@ -131,7 +144,8 @@ def _export(module, example, repository, name, bridges, max_batch_size, input_na
         diffs = _repo.write_version(
             staged, module, example, in_names, out_names,
             forms=[f for f in forms if f != "python" or python],
-            max_batch_size=max_batch_size, model_py=model_py)
+            max_batch_size=max_batch_size, model_py=model_py, dynamic_axes=axes,
+            other_example=other)
         if trust_pickle and "python" in forms:
             diffs = {"python": _write_pickle(staged, module, example, out_names), **diffs}
     except ValueError as err:
@@ -216,14 +230,52 @@ def _check_labels(labels: Mapping[str, Sequence[str]] | None, outs) -> None:
                               f"has {dims[-1]} classes (dims {dims})")
 
 
-def _spec(name: str, tensor: torch.Tensor, batched: bool, what: str):
+def _spec(name: str, tensor: torch.Tensor, batched: bool, what: str, dynamic=()):
     if tensor.dtype not in DATATYPES:
         raise ExportError(f"{what} {name}: torch dtype {tensor.dtype} has no KServe datatype")
     if batched and tensor.dim() == 0:
         raise ExportError(f"{what} {name} is a scalar, but max_batch_size > 0 wants a "
                           f"batch dimension first (pass max_batch_size=0 if it has none)")
-    dims = list(tensor.shape[1:] if batched else tensor.shape)
-    return name, DATATYPES[tensor.dtype], dims
+    shape = [-1 if axis in dynamic else size for axis, size in enumerate(tensor.shape)]
+    return name, DATATYPES[tensor.dtype], shape[1:] if batched else shape
+
+
+def _dynamic_axes(module, example, in_names, out_names, outputs, batched, dynamic_dims):
+    """({tensor name: [axis, ...]}, the example grown by one on those axes) for
+    `dynamic_dims`; the outputs' dynamic axes are those whose size follows."""
+    if not dynamic_dims:
+        return {}, None
+    axes = {}
+    for name, given in dict(dynamic_dims).items():
+        if name not in in_names:
+            raise ExportError(f"dynamic_dims names {name!r}, but the inputs are {in_names}")
+        rank = example[in_names.index(name)].dim()
+        given = [given] if isinstance(given, int) else list(given)
+        low = 1 if batched else 0
+        bad = [a for a in given if not isinstance(a, int) or not low <= a < rank]
+        if bad:
+            raise ExportError(f"dynamic_dims of {name!r}: axis {bad[0]!r} is not one of "
+                              f"{low}..{rank - 1} (axis 0 is the batch)" if batched else
+                              f"dynamic_dims of {name!r}: axis {bad[0]!r} is not one of "
+                              f"0..{rank - 1}")
+        axes[name] = sorted(set(given))
+
+    def grown(tensor, name):
+        for axis in axes.get(name, ()):
+            last = tensor.narrow(axis, tensor.shape[axis] - 1, 1)
+            tensor = torch.cat([tensor, last], dim=axis)
+        return tensor
+
+    other = tuple(grown(t, n) for n, t in zip(in_names, example, strict=True))
+    with torch.no_grad():
+        other_out = module(*other)
+    other_outputs = _repo.as_list(other_out, out_names if isinstance(other_out, Mapping)
+                                  else None)
+    for name, before, after in zip(out_names, outputs, other_outputs, strict=True):
+        changed = [a for a, (x, y) in enumerate(zip(before.shape, after.shape)) if x != y]
+        if changed:
+            axes[name] = changed
+    return axes, other
 
 
 def _versions(model_dir: Path) -> list[int]:

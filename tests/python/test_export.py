@@ -111,6 +111,41 @@ def test_int64_token_ids(tmp_path):
     check_every_bridge(tmp_path / "tokens", net, (ids,), ["INPUT0"])
 
 
+class PerToken(nn.Module):
+    """A pooled output of fixed size and a per-token output that follows the length."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(50, 8)
+        self.out = nn.Linear(8, 3)
+
+    def forward(self, ids):
+        h = self.embed(ids)
+        return self.out(h.mean(dim=1)), h.sum(dim=-1)
+
+
+def test_dynamic_dims_serve_other_sequence_lengths_in_every_form(tmp_path):
+    torch.manual_seed(6)
+    net = PerToken()
+    done = torchbridge.export(net, torch.randint(0, 50, (2, 7)), tmp_path, name="tok",
+                              bridges=BRIDGES, dynamic_dims={"INPUT0": [1]})
+    assert done.inputs == [("INPUT0", "INT64", [-1])]
+    assert done.outputs == [("OUTPUT0", "FP32", [3]), ("OUTPUT1", "FP32", [-1])]
+    ids = torch.randint(0, 50, (3, 11))  # a length the example did not have
+    check_every_bridge(tmp_path / "tok", net, (ids,), ["INPUT0"])
+
+
+@pytest.mark.parametrize("dynamic, why", [
+    ({"IDS": [1]}, "dynamic_dims names 'IDS', but the inputs are"),
+    ({"INPUT0": [0]}, "axis 0 is not one of 1..1 \\(axis 0 is the batch\\)"),
+    ({"INPUT0": [2]}, "axis 2 is not one of 1..1"),
+])
+def test_dynamic_dims_that_do_not_fit_are_refused(tmp_path, dynamic, why):
+    with pytest.raises(torchbridge.ExportError, match=why):
+        torchbridge.export(PerToken(), torch.randint(0, 50, (2, 7)), tmp_path, name="tok",
+                           bridges="onnx", dynamic_dims=dynamic)
+
+
 def test_a_second_export_adds_a_version_and_the_newest_is_served(tmp_path):
     torch.manual_seed(4)
     first, second, x = MLP(), MLP(), torch.randn(2, 16)
