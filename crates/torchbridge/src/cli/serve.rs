@@ -21,8 +21,9 @@ pub struct ServeArgs {
     /// The model repository: one directory per model, each with config.toml and versions.
     #[arg(long, env = "TORCHBRIDGE_MODEL_REPOSITORY")]
     model_repository: PathBuf,
-    /// Address to listen on.
-    #[arg(long, env = "TORCHBRIDGE_HOST", default_value = "0.0.0.0")]
+    /// Address to listen on: an IP address (0.0.0.0 every interface, 127.0.0.1 this
+    /// machine only), or `localhost`.
+    #[arg(long, env = "TORCHBRIDGE_HOST", default_value = "0.0.0.0", value_parser = host)]
     host: IpAddr,
     /// HTTP/REST port.
     #[arg(long, env = "TORCHBRIDGE_HTTP_PORT", default_value_t = 8000)]
@@ -327,6 +328,19 @@ async fn serve(
         .context("the server failed")?;
     println!("torchbridge: stopped");
     Ok(())
+}
+
+/// `--host`: an IP address, or `localhost` (the loopback address, IPv4).
+fn host(text: &str) -> Result<IpAddr, String> {
+    if text.eq_ignore_ascii_case("localhost") {
+        return Ok(IpAddr::from([127, 0, 0, 1]));
+    }
+    text.parse().map_err(|_| {
+        format!(
+            "`{text}` is not an IP address: give one such as 0.0.0.0 (every interface), \
+             127.0.0.1 (this machine only), or `localhost`"
+        )
+    })
 }
 
 /// `--client-timeout-secs` at most: a year (a deadline past `Instant`'s range panicked

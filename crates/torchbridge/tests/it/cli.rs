@@ -231,3 +231,24 @@ fn infer_errors_name_what_is_wrong() {
         text(&out)
     );
 }
+
+#[test]
+fn serve_refuses_flags_that_could_not_work_before_starting() {
+    let repo = tempfile::tempdir().unwrap();
+    let repo = repo.path().to_str().unwrap();
+    for (flag, value, says) in [
+        ("--host", "myhost", "`myhost` is not an IP address"),
+        ("--request-timeout-ms", "0", "0 is not in 1.."),
+        (
+            "--client-timeout-secs",
+            "18446744073709551615",
+            "is not in 1..=31536000",
+        ),
+        ("--model-load-threads", "0", "0 is not in 1.."),
+    ] {
+        let out = torchbridge(&["serve", "--model-repository", repo, flag, value]);
+        let shown = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}: {shown}");
+        assert!(shown.contains(says), "{flag} {value}: {shown}");
+    }
+}
