@@ -3,7 +3,9 @@
 import concurrent.futures
 import queue
 import signal
+import subprocess
 import time
+import urllib.request
 
 import numpy as np
 import pytest
@@ -11,7 +13,7 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from conftest import require_models, start_server
+from conftest import BINARY, free_port, require_bridges, require_models, start_server
 
 
 def infer_slow(url, value):
@@ -152,3 +154,61 @@ def stop_server_quietly(server):
         server.process.wait(timeout=30)
     except Exception:
         server.process.kill()
+
+
+SLEEPY_CONFIG = """backend = "python"
+[[input]]
+name = "X"
+datatype = "FP32"
+dims = [1]
+[[output]]
+name = "Y"
+datatype = "FP32"
+dims = [1]
+"""
+
+SLEEPY_HANDLER = """import time
+
+
+class Model:
+    def __init__(self, model_dir, config):
+        time.sleep(600)  # a load far longer than any supervisor's grace period
+
+    def predict(self, inputs):
+        return {"Y": inputs["X"]}
+"""
+
+
+def test_sigterm_while_a_model_loads_stops_without_waiting_for_the_load(tmp_path):
+    require_bridges("python")
+    model = tmp_path / "repo" / "sleepy"
+    (model / "1").mkdir(parents=True)
+    (model / "config.toml").write_text(SLEEPY_CONFIG)
+    (model / "1" / "model.py").write_text(SLEEPY_HANDLER)
+    http = free_port()
+    log = tmp_path / "serve.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [str(BINARY), "serve", "--model-repository", str(tmp_path / "repo"), "--host",
+             "127.0.0.1", "--http-port", str(http), "--grpc-port", str(free_port()),
+             "--metrics-port", str(free_port())], stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{http}/v2/health/live",
+                                            timeout=5) as reply:
+                    if reply.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.2)
+        else:
+            pytest.fail(f"never live:\n{log.read_text()}")
+        time.sleep(1)  # the load has begun
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0, log.read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert "stopped while models were still loading" in log.read_text(), log.read_text()

@@ -214,6 +214,8 @@ impl SecurityArgs {
 pub fn run(args: ServeArgs, logger: Arc<Logger>) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(serve(args, logger, shutdown_signal()))?;
+    // Not waiting for blocking tasks: a model load abandoned at stop may run for minutes.
+    runtime.shutdown_background();
     Ok(ExitCode::SUCCESS)
 }
 
@@ -307,17 +309,29 @@ async fn serve(
     );
 
     let state = AppState::new(registry.clone(), settings);
-    let server = tokio::spawn(torchbridge_server::serve(state, http, grpc, shutdown));
+    let mut server = tokio::spawn(torchbridge_server::serve(state, http, grpc, shutdown));
     // Live at once; ready when every model has loaded or failed (failures are in the index).
     let (loading, threads) = (registry.clone(), args.model_load_threads);
-    tokio::task::spawn_blocking(move || {
+    let loads = tokio::task::spawn_blocking(move || {
         for (name, e) in loading.load_each(&names, threads) {
             eprintln!("torchbridge: model `{name}` failed to load: {e}");
         }
-    })
-    .await
-    .context("model loading panicked")?;
-    tracing::info!("models loaded");
+    });
+    tokio::select! {
+        loaded = loads => {
+            loaded.context("model loading panicked")?;
+            tracing::info!("models loaded");
+        }
+        // Told to stop while models load: a load cannot be interrupted, and waiting for
+        // it (a slow model's minutes) would outlast a supervisor's grace period.
+        ended = &mut server => {
+            ended
+                .context("the server task panicked")?
+                .context("the server failed")?;
+            println!("torchbridge: stopped while models were still loading (their loads were abandoned)");
+            return Ok(());
+        }
+    }
     if let Some(watch) = watch {
         let every = Duration::from_secs(args.poll_repository_secs);
         tokio::spawn(follow_repository(registry, watch, every));
