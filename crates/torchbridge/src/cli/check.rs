@@ -31,7 +31,11 @@ pub struct CheckArgs {
           value_parser = clap::value_parser!(u32).range(1..))]
     batch_sizes: Vec<u32>,
     /// Use these inputs (NAME=FILE.npy) instead of generated ones.
-    #[arg(long = "input", value_name = "NAME=FILE")]
+    #[arg(
+        long = "input",
+        value_name = "NAME=FILE",
+        conflicts_with = "batch_sizes"
+    )]
     inputs: Vec<InputFile>,
     /// Relative tolerance.
     #[arg(long, default_value_t = 1e-4, value_parser = tolerance)]
@@ -61,7 +65,13 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
         found.retain(|b| compiled.contains(b));
         found
     } else {
-        args.bridges.clone()
+        let mut asked = Vec::new();
+        for bridge in &args.bridges {
+            if !asked.contains(bridge) {
+                asked.push(*bridge);
+            }
+        }
+        asked
     };
     if bridges.is_empty() {
         bail!(

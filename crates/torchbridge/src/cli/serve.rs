@@ -235,6 +235,16 @@ async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let addr = |port| SocketAddr::new(args.host, port);
+    let ports = [
+        ("--http-port", args.http_port),
+        ("--grpc-port", args.grpc_port),
+        ("--metrics-port", args.metrics_port),
+    ];
+    for (i, (flag, port)) in ports.iter().enumerate() {
+        if let Some((other, _)) = ports[..i].iter().find(|(_, p)| p == port && *port != 0) {
+            anyhow::bail!("{other} and {flag} are both {port}: each needs a port of its own");
+        }
+    }
     let limits = args.limits.limits()?;
     let auth = args.security.auth()?;
     let tls = args.security.tls()?;

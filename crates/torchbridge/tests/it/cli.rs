@@ -66,6 +66,14 @@ fn check_says_which_batch_sizes_it_cannot_run_as_asked() {
         shown.contains("--batch-sizes") && shown.contains("0"),
         "{shown}"
     );
+    // Given inputs have their own rows: batch sizes would be ignored.
+    let input = format!(
+        "INPUT0={}",
+        model_dir("mlp").join("ref/inputs/INPUT0.npy").display()
+    );
+    let out = torchbridge(&["check", dir, "--input", &input, "--batch-sizes", "1,8"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("cannot be used with"), "{}", text(&out));
     // NaN compares false with everything: every output would "disagree".
     let out = torchbridge(&["check", dir, "--atol", "nan"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
@@ -245,6 +253,11 @@ fn serve_refuses_flags_that_could_not_work_before_starting() {
             "is not in 1..=31536000",
         ),
         ("--model-load-threads", "0", "0 is not in 1.."),
+        (
+            "--grpc-port",
+            "8000",
+            "--http-port and --grpc-port are both 8000",
+        ),
     ] {
         let out = torchbridge(&["serve", "--model-repository", repo, flag, value]);
         let shown = text(&out);

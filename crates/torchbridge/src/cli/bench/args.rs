@@ -43,7 +43,12 @@ pub struct BenchArgs {
     /// Open loop instead of clients: send this many requests per second on a fixed
     /// schedule, whether or not earlier ones were answered (served runs; one run each).
     /// Latency counts from each request's scheduled time.
-    #[arg(long, value_delimiter = ',', value_name = "PER_SECOND")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "PER_SECOND",
+        conflicts_with = "concurrency"
+    )]
     rate: Vec<f64>,
     /// Open loop: connections (requests in flight) at most; a request due while all
     /// are busy is not sent and counts as an error.
@@ -204,6 +209,14 @@ impl TryFrom<BenchArgs> for Plan {
             "--rate drives a server: give --model NAME"
         );
         ensure!(a.max_in_flight >= 1, "--max-in-flight must be at least 1");
+        if let Some(plot) = &a.plot {
+            let dir = plot.parent().filter(|d| !d.as_os_str().is_empty());
+            ensure!(
+                dir.is_none_or(|d| d.is_dir()),
+                "--plot {}: the directory it would go in does not exist",
+                plot.display()
+            );
+        }
         ensure!(a.variable_dim >= 1, "--variable-dim must be at least 1");
         ensure!(a.client_threads >= 1, "--client-threads must be at least 1");
         let stop = match a.requests {

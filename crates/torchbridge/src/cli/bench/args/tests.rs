@@ -80,3 +80,19 @@ fn headers_are_read_and_checked() {
         "{e}"
     );
 }
+
+#[test]
+fn flags_that_would_be_ignored_are_refused() {
+    let err = plan("--model m --rate 5 --concurrency 4")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("--concurrency"), "{err}");
+    let err = plan("--model m --plot /no/such/dir/out.svg")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("the directory it would go in does not exist"),
+        "{err}"
+    );
+    assert!(plan("--model m --plot out.svg").is_ok());
+}
