@@ -95,6 +95,13 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     for (bridge, e) in &failed {
         eprintln!("{bridge}: FAILED to load: {e}");
     }
+    for file in unchecked_python_forms(&dir, &bridges) {
+        eprintln!(
+            "note: {file} is not compared: the python bridge loads {} (its first choice of \
+             model.py, model.pt2, model.pt)",
+            file_of(&dir, BackendKind::Python)
+        );
+    }
     let Some(first) = loaded.first() else {
         bail!("no bridge could load {}", dir.version_dir.display());
     };
@@ -141,8 +148,9 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
         args.atol
     );
     println!(
-        "{:<12} {:>9}  {}",
+        "{:<12} {:<11} {:>9}  {}",
         "bridge",
+        "file",
         "load",
         cases
             .iter()
@@ -153,8 +161,9 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let mut fastest: Vec<Option<(Duration, BackendKind)>> = vec![None; cases.len()];
     for l in &loaded {
         let mut row = format!(
-            "{:<12} {:>8.2}s  ",
+            "{:<12} {:<11} {:>8.2}s  ",
             l.model.bridge().as_str(),
+            file_of(&dir, l.model.bridge()),
             l.load_time.as_secs_f64()
         );
         let mut per_case = Vec::new();
@@ -244,6 +253,30 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
         args.rtol, args.atol
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The file (or directory, for candle) `bridge` loads from `dir`.
+fn file_of(dir: &ModelDir, bridge: BackendKind) -> String {
+    dir.form_for(bridge)
+        .ok()
+        .and_then(|form| Some(form.path().file_name()?.to_string_lossy().into_owned()))
+        .unwrap_or_default()
+}
+
+/// The python bridge loads one of model.py, model.pt2, model.pt: the others it would
+/// load are not compared unless another bridge reads them.
+fn unchecked_python_forms(dir: &ModelDir, bridges: &[BackendKind]) -> Vec<String> {
+    if !bridges.contains(&BackendKind::Python) {
+        return vec![];
+    }
+    let loaded = file_of(dir, BackendKind::Python);
+    let torchscript = bridges.contains(&BackendKind::Torchscript);
+    ["model.py", "model.pt2", "model.pt"]
+        .into_iter()
+        .filter(|f| *f != loaded && dir.version_dir.join(f).is_file())
+        .filter(|f| !(*f == "model.pt" && torchscript))
+        .map(str::to_string)
+        .collect()
 }
 
 /// Runs `inputs` `iterations` times after 3 warm-up calls; the last outputs and the median time.

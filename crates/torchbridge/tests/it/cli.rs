@@ -141,6 +141,17 @@ fn check_compares_the_forms_that_load_and_fails_naming_the_one_that_does_not() {
         shown.contains("verdict: one form (torchscript), nothing compared"),
         "{shown}"
     );
+    // Files the python bridge would load, but does not: said, not silently skipped.
+    std::fs::write(copy.path().join("1/model.pt2"), b"").unwrap();
+    let out = torchbridge(&["check", dir, "--bridges", "python", "--iterations", "1"]);
+    let shown = text(&out);
+    for needle in [
+        "python       model.py",
+        "note: model.pt2 is not compared: the python bridge loads model.py",
+        "note: model.pt is not compared",
+    ] {
+        assert!(shown.contains(needle), "missing {needle:?} in:\n{shown}");
+    }
 }
 
 #[test]
