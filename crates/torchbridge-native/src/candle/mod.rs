@@ -75,6 +75,17 @@ impl CandleBackend {
         }
         let started = Instant::now();
         let encoder = files::load_encoder(dir).map_err(fail)?;
+        let positions = encoder.config.max_position_embeddings;
+        if let Some(t) = ctx.config.tokenizer.as_ref()
+            && t.max_length as usize > positions
+        {
+            // Caught here, not by the first long text of a request.
+            return Err(fail(format!(
+                "`tokenizer.max_length = {}` is over the model's {positions} positions \
+                 (`max_position_embeddings` in config.json); set it to {positions} at most",
+                t.max_length
+            )));
+        }
         let (inputs, outputs) = file_tensors(ctx, encoder.config.hidden_size);
         let metadata =
             reconcile(ctx.configured_metadata(BRIDGE), &inputs, &outputs).map_err(fail)?;

@@ -215,3 +215,22 @@ fn a_model_that_is_not_bert_is_refused_at_load() {
         "{text}"
     );
 }
+
+#[test]
+fn a_tokenizer_max_length_over_the_models_positions_is_refused_at_load() {
+    let copy = tempfile::tempdir().unwrap();
+    let dir = copy.path().join("minilm");
+    crate::common::copy_dir(&repo().join("minilm"), &dir);
+    let config = std::fs::read_to_string(dir.join("config.toml")).unwrap();
+    let start = config
+        .find("max_length = ")
+        .expect("the fixture sets max_length");
+    let end = start + config[start..].find('\n').unwrap();
+    let config = format!("{}max_length = 2000{}", &config[..start], &config[end..]);
+    std::fs::write(dir.join("config.toml"), config).unwrap();
+    let err = Model::load(&dir).unwrap_err().to_string();
+    assert!(
+        err.contains("`tokenizer.max_length = 2000` is over the model's 512 positions"),
+        "{err}"
+    );
+}
