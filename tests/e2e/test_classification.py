@@ -148,3 +148,8 @@ def test_outputs_that_are_not_numbers_cannot_be_ranked(http, grpc, repo):
         grpc.infer("dtypes_BOOL", [tensor], outputs=wanted)
     assert raised.value.status() == "StatusCode.INVALID_ARGUMENT"
     assert http.is_server_live()
+
+
+def test_a_labels_file_that_names_fewer_classes_than_the_output_has_is_a_warning(server, repo):
+    require_models(repo, "mlp")  # its labels name 3 of its 4 classes
+    assert "the labels of output `OUTPUT0` name 3 classes, but it has 4" in server.log_text()

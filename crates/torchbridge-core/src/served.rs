@@ -62,7 +62,24 @@ impl ServedModel {
 
     /// Names the classes of outputs (from their `labels` files), for classification
     /// answers.
+    /// A labels file whose count is not the output's class count is kept (Triton shows
+    /// the classes past it by index) and logged as a warning.
     pub fn with_labels(mut self, labels: OutputLabels) -> Self {
+        for output in &self.metadata().outputs {
+            let (Some(names), Some(&classes)) = (labels.get(&output.name), output.dims.last())
+            else {
+                continue;
+            };
+            if classes > 0 && names.len() as i64 != classes {
+                tracing::warn!(
+                    model = %self.metadata().name,
+                    "the labels of output `{}` name {} classes, but it has {classes}; \
+                     classes without a name are answered by index",
+                    output.name,
+                    names.len()
+                );
+            }
+        }
         self.labels = labels;
         self
     }
