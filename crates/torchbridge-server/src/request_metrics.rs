@@ -54,7 +54,7 @@ pub(crate) struct InFlight<'a> {
 impl InFlight<'_> {
     pub fn answered(self, id: &str, outcome: Outcome) {
         let elapsed = self.started.elapsed();
-        (self.metrics).inference(
+        self.metrics.inference(
             self.model,
             self.version,
             id,
@@ -70,7 +70,7 @@ impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         let elapsed = self.started.elapsed();
         let (model, version) = (self.model, self.version);
-        (self.metrics).inference(
+        self.metrics.inference(
             model,
             version,
             "",
