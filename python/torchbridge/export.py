@@ -108,6 +108,11 @@ def _export(module, example, repository, name, bridges, max_batch_size, input_na
             output_names, init_kwargs, trust_pickle, instances, labels,
             dynamic_dims) -> Exported:
     forms = list(dict.fromkeys(BRIDGE_FORMS[b] for b in bridges))
+    if max_batch_size > 1 and all(t.dim() > 0 and t.shape[0] == 1 for t in example):
+        # One row hides code that fixes the batch size (a reshape by the example's
+        # size, a squeeze of dim 0): two rows make every form show it, and the onnx
+        # form is checked at one row too.
+        example = tuple(torch.cat([t, t]) for t in example)
     with torch.no_grad():
         out = module(*example)
     if output_names is None and isinstance(out, Mapping):
@@ -120,6 +125,8 @@ def _export(module, example, repository, name, bridges, max_batch_size, input_na
         raise ExportError(f"{len(example)} example inputs and {len(outputs)} outputs, but "
                           f"names {in_names} and {out_names}")
     batched = max_batch_size > 0
+    if batched:
+        _check_batch_first(module, example, out_names)
     axes, other = _dynamic_axes(module, example, in_names, out_names, outputs, batched,
                                 dynamic_dims)
     inputs = [_spec(n, t, batched, "input", axes.get(n, ()))
@@ -238,6 +245,21 @@ def _spec(name: str, tensor: torch.Tensor, batched: bool, what: str, dynamic=())
                           f"batch dimension first (pass max_batch_size=0 if it has none)")
     shape = [-1 if axis in dynamic else size for axis, size in enumerate(tensor.shape)]
     return name, DATATYPES[tensor.dtype], shape[1:] if batched else shape
+
+
+def _check_batch_first(module, example, out_names):
+    """Every output has the batch's rows first, at one row and at the example's."""
+    for ex in (tuple(t[:1] for t in example), example):
+        rows = ex[0].shape[0]
+        with torch.no_grad():
+            out = module(*ex)
+        got = _repo.as_list(out, out_names if isinstance(out, Mapping) else None)
+        for name, tensor in zip(out_names, got, strict=True):
+            if tensor.dim() == 0 or tensor.shape[0] != rows:
+                raise ExportError(
+                    f"output {name} has shape {list(tensor.shape)} for {rows} row(s): with "
+                    f"max_batch_size > 0 every output's first dim is the batch (pass "
+                    f"max_batch_size=0 for a model without one)")
 
 
 def _dynamic_axes(module, example, in_names, out_names, outputs, batched, dynamic_dims):

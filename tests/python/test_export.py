@@ -146,6 +146,20 @@ def test_dynamic_dims_that_do_not_fit_are_refused(tmp_path, dynamic, why):
                            bridges="onnx", dynamic_dims=dynamic)
 
 
+class SqueezesTheBatch(nn.Module):
+    def forward(self, x):
+        return (x * 2).squeeze(0)  # right only for one row
+
+
+def test_an_example_of_one_row_does_not_hide_code_that_fixes_the_batch(tmp_path):
+    with pytest.raises(torchbridge.ExportError, match=r"output OUTPUT0 has shape \[4\] for 1 row"):
+        torchbridge.export(SqueezesTheBatch(), torch.randn(1, 4), tmp_path, name="sq",
+                           bridges=("onnx",))
+    done = torchbridge.export(MLP(), torch.randn(1, 16), tmp_path, name="one",
+                              bridges=BRIDGES)
+    assert done.outputs == [("OUTPUT0", "FP32", [4])]
+
+
 def test_a_second_export_adds_a_version_and_the_newest_is_served(tmp_path):
     torch.manual_seed(4)
     first, second, x = MLP(), MLP(), torch.randn(2, 16)
