@@ -117,6 +117,11 @@ def _export(module, example, repository, name, bridges, max_batch_size, input_na
         out = module(*example)
     if output_names is None and isinstance(out, Mapping):
         output_names = list(out)
+    if isinstance(out, Mapping) and list(output_names) != list(out):
+        # The onnx exporter names a dict's values in the dict's order.
+        raise ExportError(f"output_names {list(output_names)} must be the keys of the dict "
+                          f"the module returns, in its order: {list(out)} (or leave "
+                          f"output_names out)")
     in_names = list(input_names or [f"INPUT{i}" for i in range(len(example))])
     outputs = _repo.as_list(out, output_names) if isinstance(out, Mapping) \
         else _repo.as_list(out, None)

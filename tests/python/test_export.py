@@ -219,6 +219,16 @@ def test_an_unexportable_operator_is_refused_by_name_and_leaves_no_version(tmp_p
     assert not (tmp_path / "bad").exists(), "the model directory it made is removed too"
 
 
+class DictOut(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.head = MLP()
+
+    def forward(self, x):
+        logits = self.head(x)
+        return {"logits": logits, "probs": logits.softmax(-1)}
+
+
 class WithDropout(nn.Module):
     def __init__(self):
         super().__init__()
@@ -258,6 +268,8 @@ def test_half_precision_modules_export_in_every_form(tmp_path):
     ({"module": nn.Sequential(nn.Linear(16, 4))}, "Sequential is torch's own"),
     ({"labels": {"OUTPUT0": ["a", "b"]}}, "2 class name\\(s\\), but the output has 4 classes"),
     ({"example_inputs": {"x": torch.randn(2, 16)}}, "example_inputs must be a tensor"),
+    ({"module": DictOut(), "output_names": ["probs", "logits"]},
+     "must be the keys of the dict the module returns, in its order: \\['logits', 'probs'\\]"),
 ])
 def test_what_cannot_be_exported_is_refused_before_anything_is_written(tmp_path, kwargs, why):
     args = {"module": MLP(), "example_inputs": torch.randn(2, 16), "name": "m",
