@@ -4,9 +4,10 @@
 
 use serde::Deserialize;
 
-/// Which versions serve. In TOML: `{ latest = 2 }`, `"all"`, `{ specific = [1, 3] }`.
+/// Which versions serve. In TOML: `{ latest = 2 }`, `"all"`, `{ specific = [1, 3] }`;
+/// `"latest"` alone is `{ latest = 1 }`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(try_from = "PolicyText")]
 pub enum VersionPolicy {
     /// The `n` highest versions (default: the highest only).
     Latest(u32),
@@ -14,6 +15,44 @@ pub enum VersionPolicy {
     All,
     /// Exactly these versions; one that is missing fails the load.
     Specific(Vec<u64>),
+}
+
+/// What TOML may hold for a policy; read into [`VersionPolicy`] with an error that lists
+/// the forms (serde's own names enum variants in its terms).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum PolicyText {
+    Name(String),
+    Table(PolicyTable),
+    Other(toml::Value),
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "lowercase", deny_unknown_fields)]
+enum PolicyTable {
+    Latest(u32),
+    Specific(Vec<u64>),
+    All(toml::Table),
+}
+
+const FORMS: &str = "`{ latest = N }`, `\"all\"` (or `\"latest\"`), or `{ specific = [1, 3] }`";
+
+impl TryFrom<PolicyText> for VersionPolicy {
+    type Error = String;
+
+    fn try_from(text: PolicyText) -> Result<Self, String> {
+        match text {
+            PolicyText::Name(name) if name == "all" => Ok(VersionPolicy::All),
+            PolicyText::Name(name) if name == "latest" => Ok(VersionPolicy::Latest(1)),
+            PolicyText::Table(PolicyTable::Latest(n)) => Ok(VersionPolicy::Latest(n)),
+            PolicyText::Table(PolicyTable::Specific(v)) => Ok(VersionPolicy::Specific(v)),
+            PolicyText::Table(PolicyTable::All(_)) => Ok(VersionPolicy::All),
+            PolicyText::Name(name) => Err(format!("`{name}` is not a version policy; use {FORMS}")),
+            PolicyText::Other(value) => {
+                Err(format!("{value} is not a version policy; use {FORMS}"))
+            }
+        }
+    }
 }
 
 impl Default for VersionPolicy {
@@ -101,7 +140,18 @@ mod tests {
                 .unwrap_err()
                 .contains("no version")
         );
-        assert!(parse("version_policy = \"newest\"").is_err());
+        assert_eq!(
+            parse("version_policy = \"latest\""),
+            Ok(VersionPolicy::Latest(1))
+        );
+        for bad in [
+            "version_policy = \"newest\"",
+            "version_policy = { newest = 2 }",
+            "version_policy = 3",
+        ] {
+            let e = parse(bad).unwrap_err();
+            assert!(e.contains("is not a version policy; use"), "{bad}: {e}");
+        }
     }
 
     #[test]
