@@ -32,7 +32,6 @@ enum PolicyText {
 enum PolicyTable {
     Latest(u32),
     Specific(Vec<u64>),
-    All(toml::Table),
 }
 
 const FORMS: &str = "`{ latest = N }`, `\"all\"` (or `\"latest\"`), or `{ specific = [1, 3] }`";
@@ -46,7 +45,6 @@ impl TryFrom<PolicyText> for VersionPolicy {
             PolicyText::Name(name) if name == "latest" => Ok(VersionPolicy::Latest(1)),
             PolicyText::Table(PolicyTable::Latest(n)) => Ok(VersionPolicy::Latest(n)),
             PolicyText::Table(PolicyTable::Specific(v)) => Ok(VersionPolicy::Specific(v)),
-            PolicyText::Table(PolicyTable::All(_)) => Ok(VersionPolicy::All),
             PolicyText::Name(name) => Err(format!("`{name}` is not a version policy; use {FORMS}")),
             PolicyText::Other(value) => {
                 Err(format!("{value} is not a version policy; use {FORMS}"))
