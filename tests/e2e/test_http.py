@@ -302,8 +302,15 @@ def test_raw_json_errors(server):
 
 def test_metrics_are_exported(client, server):
     client.is_server_live()
+    wrong_method = urllib.request.Request(f"http://{server.http_url}/v2/health/live",
+                                          method="DELETE")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(wrong_method, timeout=10)
+    assert refused.value.code == 405
     with urllib.request.urlopen(f"http://{server.metrics_url}/metrics", timeout=10) as r:
         text = r.read().decode()
+    # A refusal the route layer never sees is counted too.
+    assert 'route="unmatched",method="DELETE",status="405"' in text
     assert 'torchbridge_http_requests_total{' in text
     assert 'route="/v2/models/{model}/infer"' in text
     assert 'torchbridge_inference_requests_total{' in text

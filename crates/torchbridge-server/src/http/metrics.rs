@@ -62,11 +62,19 @@ pub async fn not_found(State(state): State<AppState>, method: Method, uri: Uri) 
     response
 }
 
-/// A known path asked with the wrong method: 405 with the protocol's error body.
-pub async fn method_not_allowed(method: Method, uri: Uri) -> Response {
-    ApiError::new(
+/// A known path asked with the wrong method: 405 with the protocol's error body,
+/// counted and logged as every other refusal (the route layer does not see it).
+pub async fn method_not_allowed(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+) -> Response {
+    let started = Instant::now();
+    let response = ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         format!("{} does not take {method}", uri.path()),
     )
-    .into_response()
+    .into_response();
+    record(&state.metrics, "unmatched", &method, &response, started);
+    response
 }
