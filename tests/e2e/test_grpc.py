@@ -3,6 +3,7 @@ Triton user would drive it, against the real `torchbridge serve` and the fixture
 of tests/fixtures/make_fixtures.py (references: eager torch, stored as .npy)."""
 
 import queue
+import urllib.request
 from pathlib import Path
 
 import grpc
@@ -316,6 +317,12 @@ def test_errors(server, client):
         e = error_of(call)
         assert e.status() == f"StatusCode.{status}", (status, message, e)
         assert message in e.message(), (message, e.message())
+    # Refusals of requests that named no version count under the version served, as on
+    # HTTP (they had version="").
+    with urllib.request.urlopen(f"http://{server.metrics_url}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    assert ('torchbridge_inference_requests_total{model="mlp",version="1",outcome="invalid",'
+            'protocol="grpc"}') in text, text
 
 
 def test_a_python_exception_is_internal_without_its_traceback(server, client):

@@ -43,7 +43,16 @@ pub(super) async fn infer(
         }
         Err(_) => (Outcome::Failure, version.as_str(), model.as_str()),
     };
-    let version = version.parse().ok();
+    // A request that named no version counts under the one it was meant for, as on
+    // HTTP: the latest served (none when the model is not served at all).
+    let version = match version.parse().ok() {
+        None if !model.is_empty() => state
+            .registry
+            .get(model, None)
+            .ok()
+            .map(|m| m.metadata().version),
+        parsed => parsed,
+    };
     let elapsed = started.elapsed();
     state
         .metrics
