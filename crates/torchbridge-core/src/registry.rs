@@ -85,7 +85,7 @@ impl Registry {
         Ok(self
             .directories()?
             .into_iter()
-            .filter(|name| !self.root.join(name).join("config.toml").exists())
+            .filter(|name| !self.root.join(name).join("config.toml").is_file())
             .collect())
     }
 

@@ -222,9 +222,10 @@ fn hidden_and_configless_directories_are_not_models_and_never_hold_readiness_bac
     )
     .unwrap();
     std::fs::create_dir_all(root.join("no_config/1")).unwrap();
+    std::fs::create_dir_all(root.join("config_is_a_dir/config.toml")).unwrap();
     let registry = Registry::new(root, loader());
     assert_eq!(registry.scan().unwrap(), ["bad", "good"]);
-    assert_eq!(registry.strays().unwrap(), ["no_config"]);
+    assert_eq!(registry.strays().unwrap(), ["config_is_a_dir", "no_config"]);
 
     // A name marked loading that turns out not to be a model is forgotten.
     registry.mark_loading(&["good".into(), "no_config".into()]);

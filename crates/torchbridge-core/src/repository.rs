@@ -131,9 +131,14 @@ impl ModelDir {
         let entries = std::fs::read_dir(root)
             .map_err(|e| Error::config(root, format!("cannot list: {e}")))?;
         let mut versions = Vec::new();
+        let mut others = Vec::new();
         for entry in entries.filter_map(|e| e.ok()).filter(|e| e.path().is_dir()) {
             let name = entry.file_name();
             let Some(version) = name.to_str().and_then(|n| n.parse::<u64>().ok()) else {
+                let name = name.to_string_lossy().into_owned();
+                if !name.starts_with('.') {
+                    others.push(name);
+                }
                 continue;
             };
             if name.to_str() != Some(version.to_string().as_str()) {
@@ -147,6 +152,26 @@ impl ModelDir {
             versions.push(version);
         }
         versions.sort_unstable();
+        if versions.is_empty() && !others.is_empty() {
+            others.sort_unstable();
+            return Err(Error::config(
+                root,
+                format!(
+                    "holds no version directory: {} named by a number, such as `1/`, \
+                     holding the model file ({} not)",
+                    if others.len() == 1 {
+                        "one is"
+                    } else {
+                        "each is"
+                    },
+                    others
+                        .iter()
+                        .map(|o| format!("`{o}/`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        }
         Ok(versions)
     }
 
@@ -254,6 +279,14 @@ mod tests {
         std::fs::write(dir.path().join("config.toml"), "backend = \"onnx\"").unwrap();
         let err = ModelDir::open(dir.path(), None).unwrap_err().to_string();
         assert!(err.contains("holds no version directory"), "{err}");
+        std::fs::create_dir(dir.path().join("v1")).unwrap();
+        std::fs::create_dir(dir.path().join("99999999999999999999")).unwrap();
+        let err = ModelDir::open(dir.path(), None).unwrap_err().to_string();
+        assert!(
+            err.contains("each is named by a number, such as `1/`")
+                && err.contains("(`99999999999999999999/`, `v1/` not)"),
+            "{err}"
+        );
         std::fs::create_dir(dir.path().join("01")).unwrap();
         let err = ModelDir::open(dir.path(), None).unwrap_err().to_string();
         assert!(
