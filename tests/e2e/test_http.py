@@ -309,6 +309,7 @@ def test_metrics_are_exported(client, server):
     assert refused.value.code == 405
     with urllib.request.urlopen(f"http://{server.metrics_url}/metrics", timeout=10) as r:
         text = r.read().decode()
+    assert "# HELP torchbridge_inference_requests_total Inference requests" in text
     # A refusal the route layer never sees is counted too.
     assert 'route="unmatched",method="DELETE",status="405"' in text
     assert 'torchbridge_http_requests_total{' in text

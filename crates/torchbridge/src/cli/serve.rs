@@ -262,6 +262,7 @@ async fn serve(
         .set_buckets_for_metric(rows, &ROWS_BUCKETS)?
         .install()
         .with_context(|| format!("cannot serve metrics on {metrics_addr}"))?;
+    torchbridge_server::describe_metrics();
     let registry = Arc::new(Registry::new(
         &args.model_repository,
         Arc::new(|dir: &torchbridge::ModelDir| start_model(dir, dir.config.backend)),
