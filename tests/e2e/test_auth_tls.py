@@ -12,6 +12,7 @@ import http.client
 import json
 import os
 import shutil
+import socket
 import ssl
 import subprocess
 import time
@@ -215,6 +216,17 @@ def test_tls_http_with_tritonclient(tls, certs):
     with httpclient.InferenceServerClient(
             tls.http_url, ssl=True, ssl_options={"ca_certs": str(certs / "ca.pem")}) as client:
         assert client.is_server_ready()
+
+
+def test_tls_http_offers_only_the_http_it_speaks(tls, certs):
+    # A client that prefers h2 (curl, Go, browsers) must be told http/1.1 in the
+    # handshake: the HTTP port does not speak h2.
+    ctx = context(certs, None)
+    ctx.set_alpn_protocols(["h2", "http/1.1"])
+    host, port = tls.http_url.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname="localhost") as conn:
+            assert conn.selected_alpn_protocol() == "http/1.1"
 
 
 def test_tls_refuses_plain_text_and_untrusted_clients(tls, certs):

@@ -151,6 +151,10 @@ impl Default for BatchingConfig {
 const MAX_INSTANCES: u32 = 256;
 const MAX_THREADS: u32 = 1024;
 
+/// Warm-up bounds: a load waits for its warm-up, and a load's config comes from a client.
+const MAX_WARMUP_CALLS: u32 = 1000;
+const MAX_WARMUP_VARIABLE_DIM: u32 = 8192;
+
 /// The longest `max_queue_delay_us` accepted: a longer wait for companions is a unit
 /// mistake (milliseconds or seconds written as microseconds), not a batching policy.
 const MAX_QUEUE_DELAY_US: u64 = 10_000_000;
@@ -353,6 +357,21 @@ impl ModelConfig {
                 self.max_batch_size
             ));
         }
+        if let Some(w) = &self.warmup {
+            if w.calls > MAX_WARMUP_CALLS {
+                return Err(format!(
+                    "`warmup.calls = {}`: at most {MAX_WARMUP_CALLS} (a warm-up holds the \
+                     load until it is done)",
+                    w.calls
+                ));
+            }
+            if w.variable_dim > MAX_WARMUP_VARIABLE_DIM {
+                return Err(format!(
+                    "`warmup.variable_dim = {}`: at most {MAX_WARMUP_VARIABLE_DIM}",
+                    w.variable_dim
+                ));
+            }
+        }
         if let Some(t) = &self.tokenizer {
             t.check()?;
         }
@@ -454,6 +473,11 @@ max_queue_wait_us = 20000
         assert!(e.contains("`instances`"), "{e}");
         let e = error_of("backend = \"onnx\"\ninstances = 2000");
         assert!(e.contains("`instances = 2000`: at most 256"), "{e}");
+        let e = error_of("backend = \"onnx\"\n[warmup]\ncalls = 4294967295");
+        assert!(
+            e.contains("`warmup.calls = 4294967295`: at most 1000"),
+            "{e}"
+        );
         let e = error_of("backend = \"onnx\"\nthreads = 100000");
         assert!(e.contains("`threads = 100000`: at most 1024"), "{e}");
         let e = error_of("backend = \"onnx\"\nmax_batch_size = 4\n[batching]\nmax_queue_size = 0");

@@ -15,6 +15,7 @@
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
@@ -118,19 +119,27 @@ impl SharedMemory {
             return Err(invalid("a shared-memory region needs a name".into()));
         }
         let path = object_path(key)?;
+        // Not through a symlink in /dev/shm (it could name any file the server may
+        // write), and only a regular file: what shm_open makes.
         let file = OpenOptions::new()
             .read(true)
             .write(true)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(&path)
             .map_err(|e| {
                 invalid(format!(
                     "region `{name}`: cannot open shared-memory object `{key}`: {e}"
                 ))
             })?;
-        let held = file
+        let metadata = file
             .metadata()
-            .map_err(|e| invalid(format!("region `{name}`: cannot read `{key}`: {e}")))?
-            .len();
+            .map_err(|e| invalid(format!("region `{name}`: cannot read `{key}`: {e}")))?;
+        if !metadata.is_file() {
+            return Err(invalid(format!(
+                "region `{name}`: `{key}` is not a shared-memory object (not a regular file)"
+            )));
+        }
+        let held = metadata.len();
         let end = offset.saturating_add(byte_size);
         if end > held {
             return Err(invalid(format!(

@@ -104,7 +104,9 @@ impl TlsSettings {
                 key.display()
             ))
         })?;
-        http.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        // The HTTP port speaks HTTP/1.1 only (gRPC has its own port): offering h2 made
+        // clients that prefer it (curl, Go, browsers) fail on the first request.
+        http.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(TlsSettings {
             cert_pem,
             key_pem,

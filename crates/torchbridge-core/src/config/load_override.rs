@@ -167,6 +167,11 @@ fn keeps_the_operators_trust(base: &ModelConfig, config: &ModelConfig) -> Result
     if config.python_env != base.python_env {
         return Err(format!("`python_env` {operators}"));
     }
+    // A process per instance costs a whole model's memory each: a client's load must
+    // not turn it on.
+    if config.isolation != base.isolation {
+        return Err(format!("`isolation` {operators}"));
+    }
     if let Some(tokenizer) = &config.tokenizer {
         let inside = tokenizer.file.components().all(|c| {
             matches!(

@@ -226,6 +226,7 @@ fn a_loads_config_may_not_decide_what_the_operator_trusts() {
             "python_env = \"/tmp/venv\"",
             "`python_env` is the operator's",
         ),
+        ("isolation = \"process\"", "`isolation` is the operator's"),
     ] {
         let e = whole(extra).unwrap_err();
         assert!(e.contains(refused), "{extra}: {e}");

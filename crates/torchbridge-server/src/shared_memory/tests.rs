@@ -164,3 +164,28 @@ fn off_unless_allowed() {
     assert!(off.contains("--allow-client-shm"), "{off}");
     assert!(message(shm.read("x", &at("r", 0, 1))).contains("--allow-client-shm"));
 }
+
+#[test]
+fn a_symlink_or_a_directory_in_the_shared_memory_directory_is_not_a_region() {
+    let outside = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(outside.path(), [7u8; 16]).unwrap();
+    let link = format!("/torchbridge-test-link-{}", std::process::id());
+    let link_path = object_path(&link).unwrap();
+    std::os::unix::fs::symlink(outside.path(), &link_path).unwrap();
+    let dir = format!("/torchbridge-test-dir-{}", std::process::id());
+    let dir_path = object_path(&dir).unwrap();
+    std::fs::create_dir(&dir_path).unwrap();
+    let shm = SharedMemory::new(true);
+    let through_link = message(shm.register("r", &link, 0, 16));
+    let a_dir = message(shm.register("d", &dir, 0, 0));
+    std::fs::remove_file(&link_path).unwrap();
+    std::fs::remove_dir(&dir_path).unwrap();
+    assert!(
+        through_link.contains("cannot open shared-memory object"),
+        "{through_link}"
+    );
+    assert!(
+        a_dir.contains("cannot open") || a_dir.contains("not a regular file"),
+        "{a_dir}"
+    );
+}
