@@ -167,3 +167,37 @@ def test_requests_around_a_crash_are_each_answered_once_and_correctly(server):
     assert crashed == [20], results
     client = httpclient.InferenceServerClient(server.http_url)
     np.testing.assert_array_equal(request(httpclient, client, 3.0), [[3.0, 0.5]])
+
+
+def state_of(pid):
+    """The process state letter, or None once it is gone."""
+    try:
+        stat = open(f"/proc/{pid}/stat").read()
+    except OSError:
+        return None
+    return stat[stat.rfind(")") + 2:].split()[0]
+
+
+def test_a_worker_busy_in_a_call_ends_when_its_server_is_killed(repo, tmp_path):
+    require_models(repo, MODEL)
+    small = tmp_path / "repo"
+    small.mkdir()
+    (small / MODEL).symlink_to(repo / MODEL, target_is_directory=True)
+    server = start_server(small, tmp_path / "serve.log")
+    try:
+        client = httpclient.InferenceServerClient(server.http_url, network_timeout=120)
+        pid = worker_pid(httpclient, client)
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            hung = pool.submit(request, httpclient, client, 205, 600.0)  # hangs in its call
+            time.sleep(1.0)
+            server.process.kill()  # no chance to stop its workers
+            server.process.wait()
+            deadline = time.monotonic() + 30
+            while state_of(pid) not in (None, "Z"):
+                assert time.monotonic() < deadline, f"worker {pid} outlived its server"
+                time.sleep(0.1)
+            with pytest.raises(Exception):
+                hung.result(timeout=30)
+    finally:
+        if server.process.poll() is None:
+            server.process.kill()

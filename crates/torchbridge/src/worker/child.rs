@@ -6,6 +6,7 @@ use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use torchbridge_core::{BackendKind, ConfigOverride, Error, ModelDir, Result};
 
@@ -38,6 +39,7 @@ pub struct WorkerArgs {
 }
 
 pub fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
+    exit_with_the_server();
     let mut socket = UnixStream::from(std::io::stdin().as_fd().try_clone_to_owned()?);
     let mut backend = match load(&args) {
         Ok(backend) => backend,
@@ -60,6 +62,33 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         wire::write_frame(&mut socket, &Encoder::reply(&reply))?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// How often a worker looks for its server.
+const PARENT_POLL: Duration = Duration::from_millis(250);
+
+/// Ends this process once its server has gone (stopped, crashed, killed): a worker busy
+/// in a model call (a hung one, a long load) never reads the socket's end, and would
+/// run on, orphaned, for as long as the call does. The server is the parent; when it
+/// exits the worker is handed to another process, so the parent's pid changes.
+fn exit_with_the_server() {
+    // SAFETY: getppid has no preconditions and cannot fail.
+    let server = unsafe { libc::getppid() };
+    let watch = move || {
+        loop {
+            std::thread::sleep(PARENT_POLL);
+            // SAFETY: as above.
+            if unsafe { libc::getppid() } != server {
+                // Not exit(): that runs the model's atexit hooks and destructors,
+                // which may be what is hung.
+                // SAFETY: _exit ends the process at once, which is the intent.
+                unsafe { libc::_exit(1) };
+            }
+        }
+    };
+    let _ = std::thread::Builder::new()
+        .name("server-watch".into())
+        .spawn(watch);
 }
 
 fn load(args: &WorkerArgs) -> Result<Box<dyn torchbridge_core::Backend>> {
