@@ -1,7 +1,8 @@
-//! The gRPC listener's connections, each admitted once it has sent its first byte. tonic
-//! (hyper's HTTP/2) waits for a client's connection preface without a deadline, so a
-//! client that connects and says nothing would hold a connection and a file descriptor
-//! for good; here it is dropped after the client timeout. Once HTTP/2 is up, keep-alive
+//! The gRPC listener's connections, each admitted once it has sent the 24 bytes of
+//! HTTP/2's connection preface (or of a TLS handshake, which is longer). tonic (hyper's
+//! HTTP/2) waits for the preface without a deadline, so a client that connects and says
+//! nothing, or sends a byte at a time, would hold a connection and a file descriptor for
+//! good; here it is dropped after the client timeout. Once HTTP/2 is up, keep-alive
 //! pings (set on the server) find the peers that went away.
 
 use std::time::Duration;
@@ -35,16 +36,35 @@ pub(crate) fn incoming(
             let _ = tcp.set_nodelay(true);
             let ready = ready.clone();
             tokio::spawn(async move {
-                let mut first = [0u8; 1];
-                match tokio::time::timeout(client_timeout, tcp.peek(&mut first)).await {
-                    Ok(Ok(n)) if n > 0 => {
+                match tokio::time::timeout(client_timeout, preface(&tcp)).await {
+                    Ok(true) => {
                         let _ = ready.send(Ok(tcp)).await;
                     }
-                    Ok(_) => {}
-                    Err(_) => tracing::debug!(%peer, "gRPC client sent nothing in time; closed"),
+                    Ok(false) => {}
+                    Err(_) => tracing::debug!(
+                        %peer,
+                        "gRPC client did not send its connection preface in time; closed"
+                    ),
                 }
             });
         }
     });
     ReceiverStream::new(stream)
+}
+
+/// HTTP/2's client preface, `PRI * HTTP/2.0…`: 24 bytes.
+const PREFACE_LEN: usize = 24;
+
+/// Whether the client has sent a preface's worth of bytes (left unread, for hyper);
+/// false when it closed first.
+async fn preface(tcp: &TcpStream) -> bool {
+    let mut head = [0u8; PREFACE_LEN];
+    loop {
+        match tcp.peek(&mut head).await {
+            Ok(n) if n >= PREFACE_LEN => return true,
+            Ok(0) | Err(_) => return false,
+            // Part of it: peek returns at once while bytes wait, so poll for the rest.
+            Ok(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
 }
