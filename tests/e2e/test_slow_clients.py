@@ -58,6 +58,18 @@ def test_a_connection_that_never_finishes_its_headers_is_closed(served, sent):
     assert_serving(served)
 
 
+def test_the_metrics_port_closes_a_connection_that_never_finishes_its_headers(served):
+    with connect(served, served.metrics_url) as sock:
+        sock.sendall(b"GET /metrics HTTP/1.1\r\n")
+        start = time.monotonic()
+        reply = reply_of(sock)
+        assert reply == b"" or reply.startswith(b"HTTP/1.1 408"), reply
+        assert time.monotonic() - start < 25
+    with connect(served, served.metrics_url) as sock:
+        sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert b"# TYPE torchbridge_" in reply_of(sock)
+
+
 @pytest.mark.parametrize("sent", [b"", b"P", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r"],
                          ids=["nothing", "one byte", "all but one byte of the preface"])
 def test_a_grpc_connection_that_never_finishes_its_preface_is_closed(served, sent):

@@ -255,14 +255,23 @@ async fn serve(
         Matcher::Suffix("_seconds".into()),
         Matcher::Full("torchbridge_batch_size".into()),
     );
-    let metrics_addr = bindable(addr(args.metrics_port)).await?;
-    metrics_exporter_prometheus::PrometheusBuilder::new()
-        .with_http_listener(metrics_addr)
+    let metrics_listener = tokio::net::TcpListener::bind(addr(args.metrics_port))
+        .await
+        .with_context(|| format!("cannot serve metrics on {}", addr(args.metrics_port)))?;
+    let metrics_addr = metrics_listener.local_addr()?;
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .set_buckets_for_metric(seconds, &SECONDS_BUCKETS)?
         .set_buckets_for_metric(rows, &ROWS_BUCKETS)?
-        .install()
-        .with_context(|| format!("cannot serve metrics on {metrics_addr}"))?;
+        .install_recorder()
+        .context("cannot install the metrics recorder")?;
     torchbridge_server::describe_metrics();
+    // Served until the process ends (it answers while requests drain at a stop).
+    tokio::spawn(torchbridge_server::serve_metrics(
+        metrics_listener,
+        metrics,
+        Duration::from_secs(args.client_timeout_secs),
+        std::future::pending(),
+    ));
     let registry = Arc::new(Registry::new(
         &args.model_repository,
         Arc::new(|dir: &torchbridge::ModelDir| start_model(dir, dir.config.backend)),
@@ -371,18 +380,6 @@ fn host(text: &str) -> Result<IpAddr, String> {
 /// `--client-timeout-secs` at most: a year (a deadline past `Instant`'s range panicked
 /// on every connection).
 const MAX_CLIENT_TIMEOUT_SECS: u64 = 365 * 24 * 3600;
-
-/// `address`, or with port 0 a free port on its host: the metrics exporter binds the
-/// address itself and cannot say which port it got, so the banner would say `:0`.
-async fn bindable(address: SocketAddr) -> anyhow::Result<SocketAddr> {
-    if address.port() != 0 {
-        return Ok(address);
-    }
-    let probe = tokio::net::TcpListener::bind(address)
-        .await
-        .with_context(|| format!("cannot serve metrics on {address}"))?;
-    Ok(probe.local_addr()?)
-}
 
 /// The models to load at startup: every one found, or those `--load-model` names (each
 /// must be in the repository).
