@@ -44,7 +44,7 @@ def export(module: nn.Module, example_inputs: torch.Tensor | Sequence[torch.Tens
            max_batch_size: int = 64, input_names: Sequence[str] | None = None,
            output_names: Sequence[str] | None = None,
            init_kwargs: Mapping[str, Any] | None = None, trust_pickle: bool = False,
-           instances: int = 1,
+           instances: int | None = None,
            labels: Mapping[str, Sequence[str]] | None = None,
            dynamic_dims: Mapping[str, Sequence[int]] | None = None) -> Exported:
     """Writes `<repository>/<name>/config.toml` and a new version directory (the highest
@@ -170,6 +170,8 @@ def _export(module, example, repository, name, bridges, max_batch_size, input_na
     top, tables, labels = _kept_settings(model_dir, labels, outs)
     if trust_pickle:
         top["trust_pickle"] = True
+    if instances is None:  # as config.toml said, else one
+        instances = _kept_instances(model_dir)
     _repo.write_config(model_dir, bridges[0], max_batch_size, inputs, outs,
                        labels=labels, instances=instances, tables=tables, **top)
     return Exported(model_dir, version, diffs, inputs, outs)
@@ -178,6 +180,13 @@ def _export(module, example, repository, name, bridges, max_batch_size, input_na
 # What export writes into config.toml itself; everything else a config.toml already
 # holds (hand edits: [batching], version_policy, threads, ...) is kept on re-export.
 _EXPORT_WRITES = {"backend", "max_batch_size", "instances", "trust_pickle", "input", "output"}
+
+
+def _kept_instances(model_dir: Path) -> int:
+    try:
+        return int(tomllib.loads((model_dir / "config.toml").read_text()).get("instances", 1))
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError, TypeError, ValueError):
+        return 1
 
 
 def _kept_settings(model_dir: Path, labels, outs):

@@ -180,11 +180,12 @@ def test_a_re_export_keeps_the_operators_settings_and_the_labels(tmp_path):
     torchbridge.export(MLP(), x, tmp_path, name="m", bridges="onnx",
                        labels={"OUTPUT0": ["a", "b", "c", "d"]})
     config = tmp_path / "m" / "config.toml"
-    config.write_text("threads = 2\nversion_policy = { latest = 2 }\n" + config.read_text()
+    config.write_text("threads = 2\nversion_policy = { latest = 2 }\n"
+                      + config.read_text().replace("instances = 1", "instances = 3")
                       + "\n[batching]\nmax_queue_delay_us = 250\n")
     torchbridge.export(MLP(), x, tmp_path, name="m", bridges="onnx")
     text = config.read_text()
-    for kept in ["threads = 2", "version_policy = { latest = 2 }", "[batching]",
+    for kept in ["threads = 2", "version_policy = { latest = 2 }", "[batching]", "instances = 3",
                  "max_queue_delay_us = 250", 'labels = "OUTPUT0.labels.txt"']:
         assert kept in text, f"{kept!r} lost:\n{text}"
     assert torchbridge.Model.load(tmp_path / "m").version == 2  # and it still loads
