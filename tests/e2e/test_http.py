@@ -328,3 +328,18 @@ def test_perf_analyzer_runs_against_the_server(server):
     run = run_perf_analyzer("-m", "mlp", "-u", server.http_url, "-i", "http", "-b", "2",
                             "--concurrency-range", "2", "--request-count", "400")
     assert "Throughput" in run.stdout and "Server:" in run.stdout, run.stdout
+
+
+def test_a_large_json_request_is_decoded_off_the_async_threads_with_the_same_checks(server):
+    # Over 256 KiB of JSON: parsed on the blocking pool; its errors are the same 400s.
+    data = [0.5] * 60_000
+    body = json.dumps({"inputs": [{"name": "INPUT0", "datatype": "FP32", "shape": [1, 16],
+                                   "data": data}]}).encode()
+    assert len(body) > 256 << 10
+    status, _, answer = raw(server, "POST", "/v2/models/mlp/infer", body)
+    assert status == 400 and "INPUT0" in answer["error"], answer
+    status, _, answer = raw(server, "POST", "/v2/models/mlp/infer",
+                            json.dumps({"inputs": [{"name": "INPUT0", "datatype": "FP32",
+                                                    "shape": [8, 16], "data": [0.5] * 128}],
+                                        "padding": "x" * (300 << 10)}).encode())
+    assert status == 200 and answer["outputs"][0]["shape"] == [8, 4], answer

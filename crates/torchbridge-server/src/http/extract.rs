@@ -15,8 +15,9 @@ use super::compression::{Encoding, decompress};
 use super::error::ApiError;
 use crate::AppState;
 
-/// Compressed bodies larger than this are inflated on the blocking pool.
-const INFLATE_INLINE_MAX: usize = 256 << 10;
+/// Compressed bodies larger than this are inflated on the blocking pool: at deflate's
+/// ratios (up to ~1000:1) a few KiB may inflate to megabytes.
+const INFLATE_INLINE_MAX: usize = 4 << 10;
 
 /// The request body, at most `max_body_bytes` as sent and `max_inflated_bytes` once
 /// inflated (`Content-Encoding: gzip | deflate`), arriving within the client timeout.

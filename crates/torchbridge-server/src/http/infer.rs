@@ -1,7 +1,7 @@
 //! `POST /v2/models/{model}[/versions/{version}]/infer`.
 
 use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 
 use super::binary::header_length;
@@ -13,6 +13,9 @@ use super::{request, response};
 use crate::AppState;
 use crate::request_metrics::{Outcome, Protocol};
 
+/// Request JSON up to this size is parsed where it arrives; larger on the blocking pool.
+const DECODE_INLINE_MAX: usize = 256 << 10;
+
 pub async fn infer(
     State(state): State<AppState>,
     model: ModelRef,
@@ -20,12 +23,25 @@ pub async fn infer(
     Body(body): Body,
 ) -> Result<Response, ApiError> {
     let pool = state.registry.get(&model.name, model.version)?;
-    let mut request = request::decode(
-        body,
-        header_length(&headers)?,
-        &state.settings.limits,
-        &state.shared_memory,
-    )?;
+    let json_bytes = header_length(&headers)?;
+    let mut request = if json_bytes.unwrap_or(body.len()) <= DECODE_INLINE_MAX {
+        request::decode(
+            body,
+            json_bytes,
+            &state.settings.limits,
+            &state.shared_memory,
+        )?
+    } else {
+        // Parsing megabytes of JSON takes milliseconds to seconds: on the async
+        // threads it would hold up every other connection meanwhile.
+        let decoding = state.clone();
+        tokio::task::spawn_blocking(move || {
+            let (limits, shared_memory) = (&decoding.settings.limits, &decoding.shared_memory);
+            request::decode(body, json_bytes, limits, shared_memory)
+        })
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??
+    };
     request.outputs.check(pool.metadata())?;
     let version = pool.metadata().version;
     drop(pool);
