@@ -23,6 +23,9 @@ use torchbridge_core::{CallTimes, CallTrace, Result};
 
 pub use settings::{Change, TraceSettings};
 
+/// Traces kept in memory at most (a few KiB each) before they are written.
+const MAX_KEPT: usize = 10_000;
+
 /// The server's trace settings and the traces not yet written.
 #[derive(Debug)]
 pub struct Tracer {
@@ -40,6 +43,8 @@ struct Inner {
     /// Models with settings of their own: what they set, and the scope that results.
     models: HashMap<String, (OwnSettings, Scope)>,
     next_id: u64,
+    /// Whether the "traces kept are at their bound" warning has been logged.
+    warned_full: bool,
     pending: Vec<Value>,
     /// The next `trace_file.N` to write.
     file_index: u64,
@@ -75,6 +80,7 @@ impl Tracer {
                 startup,
                 models: HashMap::new(),
                 next_id: 1,
+                warned_full: false,
                 pending: Vec::new(),
                 file_index: 0,
             }),
@@ -158,6 +164,17 @@ impl Tracer {
             return None;
         }
         let mut inner = self.lock();
+        if inner.pending.len() >= MAX_KEPT {
+            // Settings are a client's to make: memory for traces is bounded.
+            if !inner.warned_full {
+                inner.warned_full = true;
+                tracing::warn!(
+                    "{MAX_KEPT} request traces are kept unwritten (log_frequency 0 keeps them \
+                     until the server stops): no more are taken until they are written"
+                );
+            }
+            return None;
+        }
         let scope = inner.scope_mut(model);
         let s = &mut scope.settings;
         if !s.timestamps || s.count == 0 {

@@ -179,3 +179,20 @@ fn a_request_that_never_reached_a_model_has_its_start_and_end_only() {
         "nanoseconds since the Unix epoch"
     );
 }
+
+#[test]
+fn traces_kept_unwritten_are_bounded_and_taking_resumes_once_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = tracing_all(&dir, &[]); // log_frequency 0: kept until the end
+    for _ in 0..MAX_KEPT {
+        let sampled = t.sample("m", Instant::now()).unwrap();
+        t.finish(sampled, "m", 1);
+    }
+    assert!(t.sample("m", Instant::now()).is_none(), "over the bound");
+    t.flush();
+    assert_eq!(read(dir.path().join("trace.json")).len(), MAX_KEPT);
+    assert!(
+        t.sample("m", Instant::now()).is_some(),
+        "written: taken again"
+    );
+}
