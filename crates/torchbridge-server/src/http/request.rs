@@ -86,8 +86,21 @@ struct RequestJson {
 struct RequestParameters {
     #[serde(default)]
     binary_data_output: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "timeout_us")]
     timeout: Option<u64>,
+}
+
+/// `parameters.timeout`, refused by name when it is no whole number of microseconds.
+fn timeout_us<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    use serde::de::Error as _;
+    match serde_json::Value::deserialize(d)? {
+        serde_json::Value::Null => Ok(None),
+        value => value.as_u64().map(Some).ok_or_else(|| {
+            D::Error::custom(format!(
+                "parameter `timeout` must be a whole number of microseconds ≥ 0, got {value}"
+            ))
+        }),
+    }
 }
 
 /// Decodes a request body (already inflated), given its `Inference-Header-Content-Length`,

@@ -385,6 +385,13 @@ fn a_timeout_of_zero_is_none() {
     };
     assert_eq!(timeout(0), None);
     assert_eq!(timeout(250), Some(std::time::Duration::from_micros(250)));
+    for bad in [json!(-5), json!("soon"), json!(1.5)] {
+        let e = request(json!({"inputs": [], "parameters": {"timeout": bad}})).unwrap_err();
+        assert!(
+            e.contains("parameter `timeout` must be a whole number of microseconds ≥ 0"),
+            "{bad}: {e}"
+        );
+    }
 }
 
 #[test]
