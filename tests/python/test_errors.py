@@ -86,3 +86,13 @@ def test_a_python_exception_in_the_model_is_an_inference_error(tmp_path):
     model = torchbridge.Model.load(tmp_path / "fails")
     with pytest.raises(torchbridge.InferenceError, match="too big"):
         model.infer({"INPUT0": np.full((1, 2), 1e10, np.float32)})
+
+
+def test_an_isolated_model_needs_the_torchbridge_binary_as_its_worker(tmp_path, monkeypatch):
+    monkeypatch.delenv("TORCHBRIDGE_WORKER", raising=False)
+    torchbridge.export(nn.Linear(4, 2), torch.randn(2, 4), tmp_path, name="lin",
+                       bridges=("onnx",))
+    config = tmp_path / "lin" / "config.toml"
+    config.write_text('isolation = "process"\n' + config.read_text())
+    with pytest.raises(torchbridge.TorchbridgeError, match="set TORCHBRIDGE_WORKER"):
+        torchbridge.Model.load(tmp_path / "lin")

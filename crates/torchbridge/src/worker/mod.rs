@@ -87,10 +87,23 @@ fn worker_program() -> std::io::Result<PathBuf> {
     if let Some(path) = PROGRAM.get() {
         return Ok(path.clone());
     }
-    match std::env::var_os("TORCHBRIDGE_WORKER") {
-        Some(path) => Ok(path.into()),
-        None => std::env::current_exe(),
+    if let Some(path) = std::env::var_os("TORCHBRIDGE_WORKER") {
+        return Ok(path.into());
     }
+    let exe = std::env::current_exe()?;
+    // The Python package: the interpreter is no worker, and it ships no binary.
+    let python = exe
+        .file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with("python"));
+    if python {
+        return Err(std::io::Error::other(format!(
+            "isolation = \"process\" runs each instance in a torchbridge binary, and this \
+             process is {}: set TORCHBRIDGE_WORKER to the path of a torchbridge binary (or \
+             load the model without isolation)",
+            exe.display()
+        )));
+    }
+    Ok(exe)
 }
 
 impl WorkerBackend {
