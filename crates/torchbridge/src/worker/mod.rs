@@ -165,6 +165,11 @@ impl WorkerBackend {
                 }
                 Err(e) => {
                     *lock(&self.pid) = None;
+                    // The request did nothing wrong: a server error, not the load's 400.
+                    let e = Error::Inference {
+                        model: self.command.ctx.model.clone(),
+                        message: format!("its worker process could not be restarted: {e}"),
+                    };
                     self.failed_start = Some((Instant::now(), e.clone()));
                     return Err(e);
                 }
@@ -366,11 +371,20 @@ impl WorkerCommand {
             }
             Err(e) => {
                 let _ = child.kill();
-                let status = child.wait().map_or_else(|e| e.to_string(), describe);
+                let status = child.wait();
+                // A signal is the model's load crashing; an exit code, most likely a
+                // program that is no torchbridge worker.
+                let hint = match &status {
+                    Ok(s) if s.signal().is_some() => "the model's load crashed it",
+                    _ => {
+                        "is it a torchbridge binary with this bridge? (`worker::set_program` \
+                          or TORCHBRIDGE_WORKER names another)"
+                    }
+                };
+                let status = status.map_or_else(|e| e.to_string(), describe);
                 Err(fail(format!(
                     "the worker process `{}` ended before it loaded the model ({status}; {e}); \
-                     is it a torchbridge binary with this bridge? (`worker::set_program` or \
-                     TORCHBRIDGE_WORKER names another)",
+                     {hint}",
                     self.program.display()
                 )))
             }
