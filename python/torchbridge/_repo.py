@@ -106,6 +106,14 @@ def tensor_entries(model_dir, inputs, outputs, labels=None) -> list[str]:
     return lines
 
 
+def check_model_name(name) -> None:
+    """ValueError unless `name` can name a model directory of a repository."""
+    if (not isinstance(name, str) or not name or name.startswith(".")
+            or any(c in name for c in "/\\\0")):
+        raise ValueError(f"name must be a non-empty model name without '/' or '\\' that "
+                         f"does not start with '.', got {name!r}")
+
+
 def check_labels(labels, out_names) -> None:
     """ValueError naming what is wrong with `labels` ({output: class names})."""
     for output, names in (labels or {}).items():

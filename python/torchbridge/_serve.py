@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from torchbridge import _native
-from torchbridge._repo import check_labels, tensor_entries
+from torchbridge._repo import check_labels, check_model_name, tensor_entries
 
 DATATYPES = ("BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
              "FP16", "FP32", "FP64", "BF16", "BYTES")
@@ -87,7 +87,7 @@ class Server:
         if not callable(fn):
             raise TypeError(f"fn must be callable (a function or an nn.Module), "
                             f"got {type(fn).__name__}")
-        _check_name(name)
+        check_model_name(name)
         inputs = _check_tensors("inputs", inputs)
         outputs = _check_tensors("outputs", outputs)
         check_labels(labels, [o[0] for o in outputs])
@@ -239,13 +239,6 @@ def _config(model_dir: Path, max_batch_size: int, instances: int, inputs: list,
 
 def _bracketed(host: str) -> str:
     return f"[{host}]" if ":" in host else host
-
-
-def _check_name(name: object) -> None:
-    if (not isinstance(name, str) or not name or name.startswith(".")
-            or any(c in name for c in "/\\\0")):
-        raise ValueError(f"name must be a non-empty model name without '/' or '\\' that "
-                         f"does not start with '.', got {name!r}")
 
 
 def _check_trace_file(trace_file: object) -> str | None:

@@ -131,7 +131,7 @@ def _export(module, example, repository, name, bridges, max_batch_size, input_na
                           f"names {in_names} and {out_names}")
     batched = max_batch_size > 0
     if batched:
-        _check_batch_first(module, example, out_names)
+        _check_batch_first(module, example, out_names, outputs)
     axes, other = _dynamic_axes(module, example, in_names, out_names, outputs, batched,
                                 dynamic_dims)
     inputs = [_spec(n, t, batched, "input", axes.get(n, ()))
@@ -167,11 +167,12 @@ def _export(module, example, repository, name, bridges, max_batch_size, input_na
         raise ExportError(f"{err}{_python_hint(err, type(module))}") from err
     vdir = model_dir / str(version)
     staged.rename(vdir)
-    top, tables, labels = _kept_settings(model_dir, labels, outs)
+    old = _old_config(model_dir)
+    top, tables, labels = _kept_settings(old, labels, outs)
     if trust_pickle:
         top["trust_pickle"] = True
     if instances is None:  # as config.toml said, else one
-        instances = _kept_instances(model_dir)
+        instances = old.get("instances", 1)
     _repo.write_config(model_dir, bridges[0], max_batch_size, inputs, outs,
                        labels=labels, instances=instances, tables=tables, **top)
     return Exported(model_dir, version, diffs, inputs, outs)
@@ -182,24 +183,19 @@ def _export(module, example, repository, name, bridges, max_batch_size, input_na
 _EXPORT_WRITES = {"backend", "max_batch_size", "instances", "trust_pickle", "input", "output"}
 
 
-def _kept_instances(model_dir: Path) -> int:
+def _old_config(model_dir: Path) -> dict:
+    """The config.toml a new version is exported beside; {} if there is none, or it is
+    unreadable (then it is replaced whole)."""
     try:
-        return int(tomllib.loads((model_dir / "config.toml").read_text()).get("instances", 1))
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError, TypeError, ValueError):
-        return 1
+        return tomllib.loads((model_dir / "config.toml").read_text())
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return {}
 
 
-def _kept_settings(model_dir: Path, labels, outs):
-    """(top-level keys, [tables], labels) to keep from the config.toml a new version is
-    exported beside: the operator's settings, and the labels files of outputs that keep
-    their name and class count when no new labels are given."""
-    path = model_dir / "config.toml"
-    if not path.is_file():
-        return {}, {}, labels
-    try:
-        old = tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError):
-        return {}, {}, labels  # unreadable: replaced whole, as before
+def _kept_settings(old: dict, labels, outs):
+    """(top-level keys, [tables], labels) to keep from the config.toml `old`: the
+    operator's settings, and the labels files of outputs that keep their name and class
+    count when no new labels are given."""
     kept = {k: v for k, v in old.items() if k not in _EXPORT_WRITES}
     tables = {k: v for k, v in kept.items() if isinstance(v, dict) and k != "version_policy"}
     top = {k: v for k, v in kept.items() if k not in tables}
@@ -211,10 +207,10 @@ def _kept_settings(model_dir: Path, labels, outs):
 
 
 def _check_name(name: object) -> None:
-    if (not isinstance(name, str) or not name or name.startswith(".")
-            or any(c in name for c in "/\\\0")):
-        raise ExportError(f"name must be a non-empty model name without '/' or '\\' that "
-                          f"does not start with '.', got {name!r}")
+    try:
+        _repo.check_model_name(name)
+    except ValueError as err:
+        raise ExportError(str(err)) from None
 
 
 def _check_rebuildable(cls: type) -> None:
@@ -261,13 +257,13 @@ def _spec(name: str, tensor: torch.Tensor, batched: bool, what: str, dynamic=())
     return name, DATATYPES[tensor.dtype], shape[1:] if batched else shape
 
 
-def _check_batch_first(module, example, out_names):
-    """Every output has the batch's rows first, at one row and at the example's."""
-    for ex in (tuple(t[:1] for t in example), example):
-        rows = ex[0].shape[0]
-        with torch.no_grad():
-            out = module(*ex)
-        got = _repo.as_list(out, out_names if isinstance(out, Mapping) else None)
+def _check_batch_first(module, example, out_names, outputs):
+    """Every output has the batch's rows first, at one row and at the example's
+    (whose `outputs` are at hand)."""
+    with torch.no_grad():
+        one = module(*(t[:1] for t in example))
+    one = _repo.as_list(one, out_names if isinstance(one, Mapping) else None)
+    for rows, got in ((1, one), (example[0].shape[0], outputs)):
         for name, tensor in zip(out_names, got, strict=True):
             if tensor.dim() == 0 or tensor.shape[0] != rows:
                 raise ExportError(
@@ -290,10 +286,9 @@ def _dynamic_axes(module, example, in_names, out_names, outputs, batched, dynami
         low = 1 if batched else 0
         bad = [a for a in given if not isinstance(a, int) or not low <= a < rank]
         if bad:
+            batch = " (axis 0 is the batch)" if batched else ""
             raise ExportError(f"dynamic_dims of {name!r}: axis {bad[0]!r} is not one of "
-                              f"{low}..{rank - 1} (axis 0 is the batch)" if batched else
-                              f"dynamic_dims of {name!r}: axis {bad[0]!r} is not one of "
-                              f"0..{rank - 1}")
+                              f"{low}..{rank - 1}{batch}")
         axes[name] = sorted(set(given))
 
     def grown(tensor, name):

@@ -179,7 +179,7 @@ impl Registry {
         config: ConfigOverride,
         files: &[(String, Vec<u8>)],
     ) -> Result<()> {
-        if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
+        if !is_model_name(name) {
             return Err(Error::InvalidInput(format!(
                 "`{name}` cannot name a model: no '/' or '\\', and no leading '.'"
             )));
@@ -220,8 +220,7 @@ impl Registry {
         keep_unchanged: bool,
         config_override: Option<ConfigOverride>,
     ) -> Result<()> {
-        let valid = !(name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.'));
-        if !valid || !path.join("config.toml").is_file() {
+        if !is_model_name(name) || !path.join("config.toml").is_file() {
             let mut models = self.models.write().unwrap();
             return Err(match models.get(name) {
                 Some(ModelState::Ready(_)) if self.uploads.dir(name).is_some() => {
@@ -402,10 +401,7 @@ impl Registry {
     /// Whether `name` is a model directory of the repository (for an unknown model's
     /// error only: it reads the disk).
     fn on_disk(&self, name: &str) -> bool {
-        !name.is_empty()
-            && !name.starts_with('.')
-            && !name.contains(['/', '\\'])
-            && self.root.join(name).join("config.toml").is_file()
+        is_model_name(name) && self.root.join(name).join("config.toml").is_file()
     }
 
     /// Version `version` of `name`, or every version being served when `None`
@@ -474,6 +470,12 @@ impl Registry {
             .values()
             .any(|s| matches!(s, ModelState::Loading))
     }
+}
+
+/// Whether `name` can name a model directory of the repository: not empty, not hidden,
+/// and one path component.
+fn is_model_name(name: &str) -> bool {
+    !(name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.'))
 }
 
 /// A load error of one of several versions, naming the version.

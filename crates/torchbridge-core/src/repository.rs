@@ -175,15 +175,18 @@ impl ModelDir {
         Ok(versions)
     }
 
+    /// The files the python bridge loads, in its order of preference: the first present.
+    pub const PYTHON_FILES: [&'static str; 3] = ["model.py", "model.pt2", "model.pt"];
+
     /// The file `bridge` would load from this version, in the bridge's order of preference.
     pub fn form_for(&self, bridge: BackendKind) -> Result<ModelForm> {
         let dir = &self.version_dir;
         let file = |name: &str| Some(dir.join(name)).filter(|p| p.is_file());
         let found = match bridge {
-            BackendKind::Python => file("model.py")
+            BackendKind::Python => file(Self::PYTHON_FILES[0])
                 .map(ModelForm::PythonHandler)
-                .or_else(|| file("model.pt2").map(ModelForm::Exported))
-                .or_else(|| file("model.pt").map(ModelForm::TorchScript)),
+                .or_else(|| file(Self::PYTHON_FILES[1]).map(ModelForm::Exported))
+                .or_else(|| file(Self::PYTHON_FILES[2]).map(ModelForm::TorchScript)),
             BackendKind::Torchscript => file("model.pt").map(ModelForm::TorchScript),
             BackendKind::Onnx | BackendKind::Tract => file("model.onnx").map(ModelForm::Onnx),
             BackendKind::Candle => file("config.json").map(|_| ModelForm::Directory(dir.clone())),

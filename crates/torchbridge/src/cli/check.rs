@@ -271,7 +271,7 @@ fn unchecked_python_forms(dir: &ModelDir, bridges: &[BackendKind]) -> Vec<String
     }
     let loaded = file_of(dir, BackendKind::Python);
     let torchscript = bridges.contains(&BackendKind::Torchscript);
-    ["model.py", "model.pt2", "model.pt"]
+    ModelDir::PYTHON_FILES
         .into_iter()
         .filter(|f| *f != loaded && dir.version_dir.join(f).is_file())
         .filter(|f| !(*f == "model.pt" && torchscript))
