@@ -323,6 +323,23 @@ def test_stop_finishes_the_request_in_flight_joins_and_frees_the_ports():
     server.stop()  # again: nothing to do
 
 
+def test_stop_waits_for_a_call_whose_request_already_timed_out():
+    finished = []
+
+    def slow(x):
+        time.sleep(1.5)
+        finished.append(True)
+        return x[:, :3]
+
+    server = torchbridge.Server(slow, name="slow", **IO, http_port=0, grpc_port=0,
+                                request_timeout_ms=200, max_queue_delay_us=None)
+    status, body = infer(server, np.ones((1, 8)))
+    assert status == 504 and "200 ms" in body["error"]
+    assert not finished  # the call still runs: its caller gave up
+    server.stop()
+    assert finished  # stop() returned only after the call did
+
+
 def test_leaving_the_with_block_stops_the_server():
     with torchbridge.Server(lambda x: x[:, :3], **IO, http_port=0, grpc_port=0) as server:
         assert infer(server, np.ones((2, 8)))[0] == 200

@@ -1,6 +1,6 @@
-use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -64,6 +64,22 @@ pub struct InstancePool {
     waiting: AtomicUsize,
     /// Dropped with the pool, which stops its watchdog thread.
     _watchdog: Option<Sender<()>>,
+    /// Held weakly: every worker thread holds it until it exits.
+    threads_alive: Weak<()>,
+}
+
+/// Whether a pool's worker threads are still running, readable after the pool is gone
+/// (a worker finishes the call it is in, even one whose caller gave up, before exiting).
+/// An embedder that must not tear down what the backends use (a Python interpreter)
+/// while they run waits on it.
+#[derive(Debug, Clone)]
+pub struct PoolThreads(Weak<()>);
+
+impl PoolThreads {
+    /// True while any of the pool's worker threads has not exited.
+    pub fn running(&self) -> bool {
+        self.0.strong_count() > 0
+    }
 }
 
 impl std::fmt::Debug for InstancePool {
@@ -87,25 +103,30 @@ impl InstancePool {
         let (jobs, queue) = crossbeam_channel::unbounded::<Work>();
         let (loaded_tx, loaded_rx) = std::sync::mpsc::channel();
         let stats = Arc::new(ModelStats::for_instances(instances));
+        let alive = Arc::new(());
         let mut workers = Vec::with_capacity(instances);
         for index in 0..instances {
-            let (load, queue, loaded, stats) = (
+            let (load, queue, loaded, stats, alive) = (
                 load.clone(),
                 queue.clone(),
                 loaded_tx.clone(),
                 stats.clone(),
+                alive.clone(),
             );
             let spawned = std::thread::Builder::new()
                 .name(format!("tb-{model}-{index}"))
-                .spawn(move || match load(index) {
-                    Ok(backend) => {
-                        let instance = Arc::new(Instance::new(index, backend));
-                        let _ = loaded.send(Ok(instance.clone()));
-                        drop(loaded);
-                        serve(instance, queue, &stats);
-                    }
-                    Err(e) => {
-                        let _ = loaded.send(Err(e));
+                .spawn(move || {
+                    let _alive = alive;
+                    match load(index) {
+                        Ok(backend) => {
+                            let instance = Arc::new(Instance::new(index, backend));
+                            let _ = loaded.send(Ok(instance.clone()));
+                            drop(loaded);
+                            serve(instance, queue, &stats);
+                        }
+                        Err(e) => {
+                            let _ = loaded.send(Err(e));
+                        }
                     }
                 });
             workers.push(spawned.map_err(|e| {
@@ -113,6 +134,8 @@ impl InstancePool {
             })?);
         }
         drop(loaded_tx);
+        let threads_alive = Arc::downgrade(&alive);
+        drop(alive);
         let mut pool = InstancePool {
             metadata: ModelMetadata {
                 name: model.to_string(),
@@ -129,6 +152,7 @@ impl InstancePool {
             any_thread: false,
             waiting: AtomicUsize::new(0),
             _watchdog: None,
+            threads_alive,
         };
         let mut failed = None;
         for result in loaded_rx.iter().take(instances) {
@@ -171,6 +195,11 @@ impl InstancePool {
 
     pub fn instances(&self) -> usize {
         self.workers.len()
+    }
+
+    /// A handle that tells whether this pool's threads still run, after the pool is gone.
+    pub fn threads(&self) -> PoolThreads {
+        PoolThreads(self.threads_alive.clone())
     }
 
     /// Queues a checked batch; the receiver yields its outputs. A batch not started by

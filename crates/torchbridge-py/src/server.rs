@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
-use torchbridge::{InstancePool, ModelDir, ModelMetadata, Registry, ServedModel};
+use torchbridge::{InstancePool, ModelDir, ModelMetadata, PoolThreads, Registry, ServedModel};
 use torchbridge_server::{AppState, ServerSettings, TraceSettings};
 
 use crate::error::PyResult;
@@ -25,6 +25,8 @@ use crate::error::PyResult;
 const SIGNAL_POLL: Duration = Duration::from_millis(100);
 /// How long, after the server stops, its runtime waits for background tasks.
 const RUNTIME_GRACE: Duration = Duration::from_secs(5);
+/// How often `stop` looks whether the instances' threads have exited.
+const THREADS_POLL: Duration = Duration::from_millis(10);
 
 /// A running server. `stop` drains it (admission stops, admitted requests finish) and
 /// joins its thread; dropping it unstopped only asks it to stop.
@@ -35,6 +37,10 @@ pub(crate) struct PyServer {
     stop: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
     finished: Arc<Finished>,
+    /// The instance threads of every pool the registry started: `stop` returns only once
+    /// they have exited, so no call of the callable outlives it (a request that timed
+    /// out may leave its call running; the interpreter must not finalize under it).
+    pools: Arc<Mutex<Vec<PoolThreads>>>,
 }
 
 /// The server thread's outcome, once it has one.
@@ -95,9 +101,11 @@ impl PyServer {
         let (http_addr, grpc_addr) = (local_addr(&http)?, local_addr(&grpc)?);
 
         let callable = Arc::new(callable);
+        let pools = Arc::new(Mutex::new(Vec::new()));
+        let started = pools.clone();
         let registry = Arc::new(Registry::new(
             repository,
-            Arc::new(move |dir: &ModelDir| start_callable(dir, &callable)),
+            Arc::new(move |dir: &ModelDir| start_callable(dir, &callable, &started)),
         ));
         py.detach(|| registry.load(&name))?;
 
@@ -148,6 +156,7 @@ impl PyServer {
             stop: Mutex::new(Some(stop_tx)),
             thread: Mutex::new(Some(thread)),
             finished,
+            pools,
         })
     }
 
@@ -179,9 +188,11 @@ impl PyServer {
         }
     }
 
-    /// Stops admission, lets every admitted request finish, and joins the server's
-    /// thread (without the GIL, so the instances can finish their calls). Raises if the
-    /// server had failed. Calling it again does nothing.
+    /// Stops admission, lets every admitted request finish, joins the server's thread
+    /// and waits for the instances' threads to exit (without the GIL, so they can finish
+    /// their calls; a call still running for a request that timed out is waited for;
+    /// ctrl-c interrupts the wait). Raises if the server had failed. Calling it again
+    /// does nothing.
     fn stop(&self, py: Python<'_>) -> pyo3::PyResult<()> {
         if let Some(stop) = self.stop.lock().unwrap_or_else(|p| p.into_inner()).take() {
             let _ = stop.send(());
@@ -192,6 +203,7 @@ impl PyServer {
         {
             return Err(PyRuntimeError::new_err("the server thread panicked"));
         }
+        self.wait_for_instances(py)?;
         match self.finished.outcome() {
             Some(Err(message)) => Err(PyRuntimeError::new_err(message)),
             _ => Ok(()),
@@ -218,6 +230,29 @@ impl PyServer {
     #[getter]
     fn host(&self) -> String {
         self.http.ip().to_string()
+    }
+}
+
+impl PyServer {
+    /// Waits until every pool's instance threads have exited, looking at Python's
+    /// signals between waits.
+    fn wait_for_instances(&self, py: Python<'_>) -> pyo3::PyResult<()> {
+        let running = || {
+            let pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
+            pools.iter().any(PoolThreads::running)
+        };
+        let mut since_signals = Duration::ZERO;
+        while py.detach(|| {
+            std::thread::sleep(THREADS_POLL);
+            running()
+        }) {
+            since_signals += THREADS_POLL;
+            if since_signals >= SIGNAL_POLL {
+                since_signals = Duration::ZERO;
+                py.check_signals()?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -251,7 +286,11 @@ fn local_addr(listener: &StdListener) -> pyo3::PyResult<SocketAddr> {
 
 /// The registry's loader: the model's instances, each the python bridge's backend over
 /// the one callable, behind the batching scheduler when the config has `[batching]`.
-fn start_callable(dir: &ModelDir, callable: &Arc<Py<PyAny>>) -> torchbridge::Result<ServedModel> {
+fn start_callable(
+    dir: &ModelDir,
+    callable: &Arc<Py<PyAny>>,
+    started: &Mutex<Vec<PoolThreads>>,
+) -> torchbridge::Result<ServedModel> {
     let metadata = ModelMetadata {
         name: dir.name.clone(),
         version: dir.version,
@@ -265,6 +304,10 @@ fn start_callable(dir: &ModelDir, callable: &Arc<Py<PyAny>>) -> torchbridge::Res
     let pool = InstancePool::start(&dir.name, instances, move |_| {
         torchbridge_python::callable_backend(metadata.clone(), &callable)
     })?;
+    let mut pools = started.lock().unwrap_or_else(|p| p.into_inner());
+    pools.retain(PoolThreads::running);
+    pools.push(pool.threads());
+    drop(pools);
     Ok(ServedModel::new(pool, dir.config.batching.as_ref())?.with_labels(dir.labels.clone()))
 }
 

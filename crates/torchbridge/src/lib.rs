@@ -29,8 +29,8 @@ pub use bridges::{compiled_bridges, runtime_versions};
 pub use torchbridge_core::{
     Backend, BackendKind, Batch, BatchingConfig, Change, DataType, Device, Element, Error,
     InstancePool, Isolation, LoadContext, ModelConfig, ModelDir, ModelForm, ModelMetadata,
-    ModelStats, PythonError, Registry, RepositoryWatch, Result, ServedModel, Tensor, TensorSpec,
-    TokenizerConfig,
+    ModelStats, PoolThreads, PythonError, Registry, RepositoryWatch, Result, ServedModel, Tensor,
+    TensorSpec, TokenizerConfig,
 };
 
 /// Starts the model through `bridge`: its instances, behind a batching scheduler when
