@@ -71,9 +71,10 @@ pub struct ModelConfig {
     pub embedding: Option<EmbeddingConfig>,
 }
 
-/// The `[warmup]` table: representative calls run once the instances have loaded, so
-/// the first real requests do not pay for lazy initialisation (TorchScript profiling
-/// runs, ONNX Runtime's first allocations). A failing warm-up fails the load.
+/// The `[warmup]` table: representative calls each instance runs once it has loaded
+/// (an isolated instance's worker process on every start), so the first real requests
+/// do not pay for lazy initialisation (TorchScript profiling runs, ONNX Runtime's first
+/// allocations). A failing warm-up fails the load; the calls are not counted as requests.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WarmupConfig {
@@ -83,7 +84,7 @@ pub struct WarmupConfig {
     /// The size given to variable (-1) dims, such as a sequence length.
     #[serde(default = "default_variable_dim")]
     pub variable_dim: u32,
-    /// Calls per batch size; an instance runs them in turn, so give at least `instances`.
+    /// Calls per batch size, on every instance.
     #[serde(default = "default_warmup_calls")]
     pub calls: u32,
 }

@@ -36,39 +36,49 @@ pub use torchbridge_core::{
 /// Starts the model through `bridge`: its instances, behind a batching scheduler when
 /// the config has a `[batching]` table; the loader a server's [`Registry`] uses.
 pub fn start_model(dir: &ModelDir, bridge: BackendKind) -> Result<ServedModel> {
-    let model = ServedModel::new(start_pool(dir, bridge)?, dir.config.batching.as_ref())?
-        .with_labels(dir.labels.clone());
-    if let Some(warmup) = &dir.config.warmup {
-        warm_up(&model, warmup).map_err(|e| Error::Load {
-            model: dir.name.clone(),
-            bridge: bridge.as_str(),
-            message: format!("the warm-up ([warmup] in config.toml) failed: {e}"),
-        })?;
-    }
-    Ok(model)
+    Ok(
+        ServedModel::new(start_pool(dir, bridge)?, dir.config.batching.as_ref())?
+            .with_labels(dir.labels.clone()),
+    )
 }
 
-/// Runs the `[warmup]` calls with made-up inputs of the configured shapes.
-fn warm_up(model: &ServedModel, warmup: &torchbridge_core::WarmupConfig) -> Result<()> {
-    let meta = model.metadata();
-    let mut rng = random::Rng::new(0);
+/// Runs the `[warmup]` calls on one instance's backend, with made-up inputs of the
+/// configured shapes, before the instance takes requests: every instance warms its own
+/// engine (a restarted worker process too), and the calls are not counted as requests.
+pub(crate) fn warm_up(
+    ctx: &LoadContext,
+    backend: &mut dyn Backend,
+    bridge: BackendKind,
+) -> Result<()> {
+    let Some(warmup) = &ctx.config.warmup else {
+        return Ok(());
+    };
+    let meta = backend.metadata().clone();
     let sizes = if meta.max_batch_size > 0 {
         warmup.batch_sizes.clone()
     } else {
         vec![1]
     };
-    for rows in sizes {
-        let inputs = random::inputs(
-            meta,
-            rows as usize,
-            i64::from(warmup.variable_dim),
-            &mut rng,
-        )?;
-        for _ in 0..warmup.calls {
-            model.run_blocking(meta.prepare(inputs.clone())?)?;
+    let mut rng = random::Rng::new(0);
+    let mut run = || -> Result<()> {
+        for &rows in &sizes {
+            let inputs = random::inputs(
+                &meta,
+                rows as usize,
+                i64::from(warmup.variable_dim),
+                &mut rng,
+            )?;
+            for _ in 0..warmup.calls {
+                backend.infer(meta.prepare(inputs.clone())?)?;
+            }
         }
-    }
-    Ok(())
+        Ok(())
+    };
+    run().map_err(|e| Error::Load {
+        model: ctx.model.clone(),
+        bridge: bridge.as_str(),
+        message: format!("the warm-up ([warmup] in config.toml) failed: {e}"),
+    })
 }
 
 /// Starts `config.instances` instances of the model through `bridge`, each loading
@@ -84,7 +94,13 @@ pub fn start_pool(dir: &ModelDir, bridge: BackendKind) -> Result<InstancePool> {
             ..ctx.clone()
         };
         match isolation {
-            Isolation::None => bridges::with_tokenizer(&ctx, bridges::load_backend(&ctx, bridge)?),
+            Isolation::None => {
+                let mut backend =
+                    bridges::with_tokenizer(&ctx, bridges::load_backend(&ctx, bridge)?)?;
+                warm_up(&ctx, backend.as_mut(), bridge)?;
+                Ok(backend)
+            }
+            // The worker process warms its own instance, on every start.
             Isolation::Process => Ok(Box::new(worker::WorkerBackend::start(
                 &ctx,
                 bridge,

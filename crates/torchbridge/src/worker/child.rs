@@ -106,5 +106,7 @@ fn load(args: &WorkerArgs) -> Result<Box<dyn torchbridge_core::Backend>> {
     ctx.instance = args.instance;
     ctx.config.threads = args.threads;
     let backend = crate::bridges::load_backend(&ctx, args.bridge)?;
-    crate::bridges::with_tokenizer(&ctx, backend)
+    let mut backend = crate::bridges::with_tokenizer(&ctx, backend)?;
+    crate::warm_up(&ctx, backend.as_mut(), args.bridge)?;
+    Ok(backend)
 }

@@ -139,6 +139,7 @@ impl WorkerBackend {
     /// The running child: the one started after the last died once it has loaded, or a
     /// new one.
     fn running(&mut self) -> Result<&mut Running> {
+        self.reap_if_exited();
         if self.running.is_none() {
             let starting = match self.starting.take() {
                 Some(starting) => Ok(starting),
@@ -176,6 +177,26 @@ impl WorkerBackend {
             }
         }
         Ok(self.running.as_mut().expect("started above"))
+    }
+
+    /// Reaps the child if it has exited since its last batch (killed while idle, by
+    /// the OOM killer say), so that the next batch goes to a new one instead of failing.
+    fn reap_if_exited(&mut self) {
+        let Some(running) = &mut self.running else {
+            return;
+        };
+        let Ok(Some(status)) = running.child.try_wait() else {
+            return;
+        };
+        tracing::error!(
+            model = self.command.ctx.model,
+            instance = self.command.ctx.instance,
+            pid = running.child.id(),
+            "the worker process died while idle ({}); starting a new one",
+            describe(status)
+        );
+        *lock(&self.pid) = None;
+        self.running = None;
     }
 
     /// Sends `batch` and reads the reply; an I/O error means the child is gone.
