@@ -115,10 +115,10 @@ def assert_all_settled(server: Server, startup=None) -> None:
     assert not unsettled, f"ready while models are unsettled: {unsettled}"
 
 
-def start_server(repo: Path, log: Path, *extra: str) -> Server:
+def start_server(repo: Path, log: Path, *extra: str, binary: Path = BINARY) -> Server:
     assert BINARY.exists(), f"{BINARY} is missing: build it with `cargo build -p torchbridge`"
     http, grpc, metrics = free_port(), free_port(), free_port()
-    args = [str(BINARY), "serve", "--model-repository", str(repo), "--host", "127.0.0.1",
+    args = [str(binary), "serve", "--model-repository", str(repo), "--host", "127.0.0.1",
             "--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics),
             *extra]
     out = log.open("w")

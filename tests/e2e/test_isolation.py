@@ -6,6 +6,7 @@ served by a new worker."""
 
 import concurrent.futures
 import os
+import shutil
 import time
 
 import numpy as np
@@ -14,7 +15,7 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from conftest import require_models, start_server, stop_server
+from conftest import BINARY, require_models, start_server, stop_server
 
 MODEL = "py_crashing"
 
@@ -201,3 +202,26 @@ def test_a_worker_busy_in_a_call_ends_when_its_server_is_killed(repo, tmp_path):
     finally:
         if server.process.poll() is None:
             server.process.kill()
+
+
+def test_workers_still_start_once_the_server_binary_was_replaced_on_disk(repo, tmp_path):
+    """An upgrade or a rebuild replaces the binary's file under a running server: its
+    workers are still this server's binary, not a file that is gone."""
+    require_models(repo, MODEL)
+    small = tmp_path / "repo"
+    small.mkdir()
+    (small / MODEL).symlink_to(repo / MODEL, target_is_directory=True)
+    binary = tmp_path / "torchbridge"
+    shutil.copy(BINARY, binary)
+    server = start_server(small, tmp_path / "serve.log", binary=binary)
+    try:
+        shutil.copy(BINARY, tmp_path / "next")
+        os.replace(tmp_path / "next", binary)  # the running server's file is now gone
+        client = httpclient.InferenceServerClient(server.http_url)
+        client.unload_model(MODEL)
+        client.load_model(MODEL)
+        np.testing.assert_array_equal(request(httpclient, client, 3.0), [[3.0, 0.5]])
+        with open(f"/proc/{worker_pid(httpclient, client)}/cmdline") as cmdline:
+            assert cmdline.read().split("\0")[:2] == ["torchbridge", "worker"]
+    finally:
+        stop_server(server)

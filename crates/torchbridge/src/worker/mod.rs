@@ -25,8 +25,8 @@ mod wire;
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::ExitStatusExt;
-use std::path::PathBuf;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
@@ -103,7 +103,14 @@ fn worker_program() -> std::io::Result<PathBuf> {
             exe.display()
         )));
     }
-    Ok(exe)
+    // This very binary even once its file was replaced (an upgrade, a rebuild): the
+    // kernel keeps the link, while `exe` would then name a file that is gone.
+    let this_binary = Path::new("/proc/self/exe");
+    Ok(if this_binary.exists() {
+        this_binary.into()
+    } else {
+        exe
+    })
 }
 
 impl WorkerBackend {
@@ -340,6 +347,9 @@ impl WorkerCommand {
             .map_err(|e| fail(format!("cannot pass stderr to the worker: {e}")))?;
         let model_dir = ctx.version_dir.parent().unwrap_or(&ctx.version_dir);
         let mut command = Command::new(&self.program);
+        if self.program == Path::new("/proc/self/exe") {
+            command.arg0("torchbridge"); // what `ps` shows
+        }
         command
             .arg("worker")
             .arg("--model-dir")
