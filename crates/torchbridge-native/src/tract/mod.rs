@@ -11,7 +11,7 @@ use torchbridge_core::{
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::infer::Factoid;
 use tract_onnx::tract_hir::ops::unimpl::UnimplementedOp;
-use tract_onnx::tract_hir::tract_core::plan::SimpleState;
+use tract_onnx::tract_hir::tract_core::plan::{EvalContext, SimpleState};
 
 const BRIDGE: &str = "tract";
 
@@ -26,7 +26,11 @@ pub fn tract_version() -> &'static str {
 }
 
 struct TractBackend {
+    plan: Arc<TypedRunnableModel>,
     state: TypedSimpleState,
+    /// Some operator keeps state between runs (a Scan, as an LSTM becomes): every call
+    /// gets a fresh state, or one request's hidden state would feed the next.
+    stateful: bool,
     metadata: ModelMetadata,
     /// Where each declared output sits among the plan's outputs.
     output_slots: Vec<usize>,
@@ -86,6 +90,7 @@ impl TractBackend {
         // `reconcile` guarantees every model input is declared; feed them in file order.
         let plan = typed.into_runnable().map_err(|e| fail(format!("{e:#}")))?;
         let state = SimpleState::new(&plan).map_err(|e| fail(format!("{e:#}")))?;
+        let stateful = keeps_state(&plan).map_err(|e| fail(format!("{e:#}")))?;
         tracing::info!(
             model = %ctx.model,
             version = ctx.version,
@@ -98,12 +103,26 @@ impl TractBackend {
         let mut metadata = metadata;
         reorder_inputs(&mut metadata, &inputs);
         Ok(TractBackend {
+            plan,
             state,
+            stateful,
             metadata,
             output_slots,
             timing: None,
         })
     }
+}
+
+/// Whether any operator of `plan` keeps state from one run to the next (tract's
+/// streaming sessions; a server wants every call independent).
+fn keeps_state(plan: &TypedRunnableModel) -> TractResult<bool> {
+    let outside = EvalContext::out_of_plan();
+    for node in plan.model().nodes() {
+        if node.op.state(&outside)?.is_some() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// tract-onnx keeps operators it does not know as placeholder nodes; name the first.
@@ -217,7 +236,18 @@ impl Backend for TractBackend {
             .collect::<Result<TVec<_>, _>>()
             .map_err(fail)?;
         let converted = Instant::now();
-        let outputs = self.state.run(inputs).map_err(|e| fail(format!("{e:#}")))?;
+        if self.stateful {
+            self.state = SimpleState::new(&self.plan).map_err(|e| fail(format!("{e:#}")))?;
+        }
+        let outputs = match self.state.run(inputs) {
+            Ok(outputs) => outputs,
+            Err(e) => {
+                // A failed run keeps what it bound (a symbol's size): the next would
+                // clash with it.
+                let _ = self.state.reset_turn();
+                return Err(fail(format!("{e:#}")));
+            }
+        };
         let computed = Instant::now();
         let tensors = self
             .metadata

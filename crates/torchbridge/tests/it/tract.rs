@@ -1,8 +1,9 @@
-//! What only the tract bridge does: refuse, at load, an operator it lacks.
+//! What only the tract bridge does: refuse, at load, an operator it lacks; run each call
+//! on a clean state (tract keeps state between the runs of one plan).
 
 use std::process::Command;
 
-use torchbridge::{BackendKind, Model};
+use torchbridge::{BackendKind, Model, Tensor};
 
 use crate::common::python;
 
@@ -35,4 +36,80 @@ onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]),
         e.contains("operator `NoSuchOp` (node `the_odd_one`)"),
         "{e}"
     );
+}
+
+/// A model directory `m` served through tract, its model.onnx written by `script` (which
+/// gets the path as its argument), with `config` as config.toml.
+fn tract_model(script: &str, config: &str) -> (tempfile::TempDir, Model) {
+    let dir = tempfile::tempdir().unwrap();
+    let version = dir.path().join("m/1");
+    std::fs::create_dir_all(&version).unwrap();
+    std::fs::write(dir.path().join("m/config.toml"), config).unwrap();
+    let status = Command::new(python())
+        .args(["-c", script])
+        .arg(version.join("model.onnx"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let model = Model::load_with(dir.path().join("m"), BackendKind::Tract).unwrap();
+    (dir, model)
+}
+
+fn run(model: &Model, rows: usize, seq: usize) -> torchbridge::Result<Vec<f32>> {
+    let x: Vec<f32> = (0..rows * seq * 8).map(|i| (i % 7) as f32 * 0.1).collect();
+    let x = Tensor::from_slice("X", vec![rows as i64, seq as i64, 8], &x)?;
+    model.infer(vec![x])?[0].to_vec::<f32>()
+}
+
+#[test]
+fn a_recurrent_model_answers_each_call_afresh_whatever_came_before() {
+    let script = r#"
+import sys, torch
+class M(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lstm = torch.nn.LSTM(8, 4, batch_first=True)
+    def forward(self, x):
+        return self.lstm(x)[0][:, -1]
+torch.manual_seed(0)
+torch.onnx.export(M().eval(), (torch.randn(1, 3, 8),), sys.argv[1], dynamo=False,
+                  input_names=["X"], output_names=["Y"],
+                  dynamic_axes={"X": {0: "batch", 1: "seq"}, "Y": {0: "batch"}})
+"#;
+    let config = "backend = \"tract\"\nmax_batch_size = 4\n";
+    let (_dir, model) = tract_model(script, config);
+    let first = run(&model, 1, 3).unwrap();
+    assert_eq!(
+        run(&model, 1, 3).unwrap(),
+        first,
+        "the hidden state carried over"
+    );
+    // Other batch sizes and lengths, then the first call again.
+    let two = run(&model, 2, 5).unwrap();
+    assert_eq!(two.len(), 8);
+    assert_eq!(run(&model, 1, 3).unwrap(), first);
+}
+
+#[test]
+fn a_call_that_fails_leaves_no_trace_on_the_next() {
+    // Two inputs whose variable lengths must match: a request where they differ fails,
+    // and must not bind the lengths for the calls after it.
+    let script = r#"
+import sys, onnx
+from onnx import helper, TensorProto as T
+a = helper.make_tensor_value_info("A", T.FLOAT, ["batch", "len"])
+b = helper.make_tensor_value_info("B", T.FLOAT, ["batch", "len"])
+y = helper.make_tensor_value_info("Y", T.FLOAT, ["batch", "len"])
+graph = helper.make_graph([helper.make_node("Add", ["A", "B"], ["Y"])], "g", [a, b], [y])
+onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), sys.argv[1])
+"#;
+    let config = "backend = \"tract\"\nmax_batch_size = 4\n";
+    let (_dir, model) = tract_model(script, config);
+    let pair = |a: usize, b: usize| {
+        let t = |name: &str, n: usize| Tensor::from_slice(name, vec![1, n as i64], &vec![1f32; n]);
+        model.infer(vec![t("A", a).unwrap(), t("B", b).unwrap()])
+    };
+    assert!(pair(3, 4).is_err());
+    assert_eq!(pair(4, 4).unwrap()[0].to_vec::<f32>().unwrap(), [2.0; 4]);
+    assert_eq!(pair(3, 3).unwrap()[0].to_vec::<f32>().unwrap(), [2.0; 3]);
 }
