@@ -489,3 +489,14 @@ def test_labels_name_the_classes_of_an_output_asked_for_as_classes():
 def test_labels_for_an_output_the_server_does_not_have_are_refused():
     with pytest.raises(ValueError, match="labels name output 'LOGITS'"):
         torchbridge.Server(mlp(), **IO, labels={"LOGITS": ["a"]}, http_port=0, grpc_port=0)
+
+
+def test_a_zero_dimensional_output_is_served_as_a_scalar():
+    total = torchbridge.Server(lambda x: x.sum(), name="total", max_batch_size=0,
+                               inputs=[("INPUT0", "FP32", [3])],
+                               outputs=[("OUTPUT0", "FP32", [])], http_port=0, grpc_port=0)
+    with total:
+        body = {"inputs": [{"name": "INPUT0", "datatype": "FP32", "shape": [3],
+                            "data": [1.5, 2.0, 4.0]}]}
+        reply = json.loads(post_json(total, "/v2/models/total/infer", body))
+        assert reply["outputs"][0]["shape"] == [] and reply["outputs"][0]["data"] == [7.5]

@@ -2,8 +2,8 @@
 //!
 //! In: each fixed-size input becomes an [`InputBuffer`] over its own bytes (no copy);
 //! BYTES inputs become a list of `bytes`. Out: the glue hands back a numpy array over
-//! each output's contiguous CPU memory (or `(bytes, shape)` for BYTES), whose buffer
-//! is copied once into [`Bytes`].
+//! each output's contiguous CPU memory (or `(buffer, shape)` for BYTES and 0-d
+//! outputs), whose buffer is copied once into [`Bytes`].
 
 use bytes::Bytes;
 use pyo3::buffer::PyUntypedBuffer;
@@ -69,11 +69,13 @@ pub(crate) fn outputs_from_python(
         .iter()
         .zip(items)
         .map(|(spec, item)| {
-            let (data, shape) = match spec.datatype {
-                DataType::Bytes => item
-                    .extract::<(Bound<'_, PyAny>, Vec<i64>)>()
-                    .and_then(|(bytes, shape)| Ok((copy_out(&bytes)?.0, shape))),
-                _ => copy_out(&item),
+            // BYTES and 0-d outputs come as (buffer, shape); the others as a buffer.
+            let with_shape = spec.datatype == DataType::Bytes || item.is_instance_of::<PyTuple>();
+            let (data, shape) = if with_shape {
+                item.extract::<(Bound<'_, PyAny>, Vec<i64>)>()
+                    .and_then(|(bytes, shape)| Ok((copy_out(&bytes)?.0, shape)))
+            } else {
+                copy_out(&item)
             }
             .map_err(|e| format!("output `{}` cannot be read: {e}", spec.name))?;
             Tensor::new(spec.name.clone(), spec.datatype, shape, data).map_err(|e| e.to_string())

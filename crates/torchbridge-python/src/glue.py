@@ -370,6 +370,10 @@ class Runner:
             value = value.contiguous()
         if datatype == "BF16":
             value = value.view(torch.int16)
+        if value.dim() == 0:
+            # A 0-d array exports no shape through the buffer protocol: one element
+            # and its (empty) shape instead.
+            return value.reshape(1).numpy(), []
         return value.numpy()
 
 
