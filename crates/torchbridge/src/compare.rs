@@ -8,7 +8,8 @@ pub struct Difference {
     pub max_abs: f64,
     /// `|a - b| / |b|` where `b` is the reference (0 where both are 0).
     pub max_rel: f64,
-    /// Elements outside `atol + rtol·|b|` (numpy's `allclose` rule).
+    /// Elements outside `atol + rtol·|b|` (numpy's `allclose` rule, NaN equal to NaN);
+    /// for integers and booleans, elements that differ at all.
     pub mismatched: usize,
     pub elements: usize,
 }
@@ -84,8 +85,23 @@ pub fn compare(
         elements: a.len(),
         ..Difference::default()
     };
+    if !reference.datatype.is_float() {
+        // Integers and booleans agree exactly or not at all (and an INT64 beyond 2^53
+        // would round in f64): count the elements whose bytes differ.
+        let width = reference.datatype.size().unwrap_or(1);
+        d.mismatched = actual
+            .data
+            .chunks(width)
+            .zip(reference.data.chunks(width))
+            .filter(|(x, y)| x != y)
+            .count();
+    }
     for (&x, &y) in a.iter().zip(&b) {
-        let abs = if x == y { 0.0 } else { (x - y).abs() };
+        let abs = if x == y || (x.is_nan() && y.is_nan()) {
+            0.0
+        } else {
+            (x - y).abs()
+        };
         let rel = if abs == 0.0 { 0.0 } else { abs / y.abs() };
         d.max_abs = d
             .max_abs
@@ -93,8 +109,9 @@ pub fn compare(
         d.max_rel = d
             .max_rel
             .max(if rel.is_nan() { f64::INFINITY } else { rel });
-        let close = abs <= atol + rtol * y.abs(); // false for NaN
-        if !close {
+        // NaN agrees with NaN only (numpy's `equal_nan`): both bridges made the same NaN.
+        let close = abs <= atol + rtol * y.abs() || (x.is_nan() && y.is_nan());
+        if !close && reference.datatype.is_float() {
             d.mismatched += 1;
         }
     }
@@ -116,5 +133,16 @@ mod tests {
         assert!(compare(&a, &c, 0.0, 0.0).unwrap_err().contains("INT64"));
         let nan = Tensor::from_slice("y", vec![3], &[1.0f32, f32::NAN, 4.0]).unwrap();
         assert_eq!(compare(&nan, &b, 1.0, 1.0).unwrap().mismatched, 1);
+        let same_nan = compare(&nan, &nan, 0.0, 0.0).unwrap();
+        assert_eq!((same_nan.mismatched, same_nan.max_abs), (0, 0.0));
+    }
+
+    #[test]
+    fn integers_agree_exactly_whatever_the_tolerance() {
+        let big = 1i64 << 60;
+        let a = Tensor::from_slice("y", vec![2], &[1_000_000i64, big]).unwrap();
+        let b = Tensor::from_slice("y", vec![2], &[1_000_001i64, big + 1]).unwrap();
+        assert_eq!(compare(&a, &b, 0.1, 10.0).unwrap().mismatched, 2);
+        assert_eq!(compare(&a, &a, 0.0, 0.0).unwrap().mismatched, 0);
     }
 }

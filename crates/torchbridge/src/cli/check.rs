@@ -1,7 +1,8 @@
 //! `torchbridge check`: do the model's forms agree, and which bridge is fastest?
 //!
 //! Every form present in the version directory runs the same inputs; the first bridge
-//! is the reference the others are compared with (numpy's `allclose` rule).
+//! is the reference the others are compared with (numpy's `allclose` rule, with a
+//! tolerance that suits each float datatype; integers and booleans exactly).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 use torchbridge::compare::compare;
 use torchbridge::random::Rng;
-use torchbridge::{BackendKind, Model, ModelDir, Tensor};
+use torchbridge::{BackendKind, DataType, Model, ModelDir, Tensor, TensorSpec};
 
 use super::{InputFile, read_inputs};
 
@@ -37,12 +38,14 @@ pub struct CheckArgs {
         conflicts_with = "batch_sizes"
     )]
     inputs: Vec<InputFile>,
-    /// Relative tolerance.
-    #[arg(long, default_value_t = 1e-4, value_parser = tolerance)]
-    rtol: f64,
-    /// Absolute tolerance.
-    #[arg(long, default_value_t = 1e-5, value_parser = tolerance)]
-    atol: f64,
+    /// Relative tolerance for float outputs [default: by datatype: FP32 1e-4, FP16 1e-2,
+    /// BF16 2e-2, FP64 1e-9; integer and BOOL outputs must match exactly].
+    #[arg(long, value_parser = tolerance)]
+    rtol: Option<f64>,
+    /// Absolute tolerance for float outputs [default: by datatype: FP32 1e-5, FP16 1e-2,
+    /// BF16 2e-2, FP64 1e-12].
+    #[arg(long, value_parser = tolerance)]
+    atol: Option<f64>,
     /// Timed calls per bridge and batch size (after 3 untimed ones).
     #[arg(long, default_value_t = 20,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
@@ -140,12 +143,11 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     };
 
     println!(
-        "{} v{} · reference: {} · rtol {} atol {}\n",
+        "{} v{} · reference: {} · {}\n",
         meta.name,
         meta.version,
         first.model.bridge(),
-        args.rtol,
-        args.atol
+        describe_tolerances(&args, &meta.outputs)
     );
     println!(
         "{:<12} {:<11} {:>9}  {}",
@@ -158,6 +160,7 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
             .collect::<String>()
     );
     let mut outputs = Vec::new();
+    let mut call_failures = Vec::new();
     let mut fastest: Vec<Option<(Duration, BackendKind)>> = vec![None; cases.len()];
     for l in &loaded {
         let mut row = format!(
@@ -167,16 +170,27 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
             l.load_time.as_secs_f64()
         );
         let mut per_case = Vec::new();
-        for (case, (_, inputs)) in cases.iter().enumerate() {
-            let (out, p50) = time(&l.model, inputs, args.iterations)?;
-            if fastest[case].is_none_or(|(best, _)| p50 < best) {
-                fastest[case] = Some((p50, l.model.bridge()));
+        for (case, (name, inputs)) in cases.iter().enumerate() {
+            match time(&l.model, inputs, args.iterations) {
+                Ok((out, p50)) => {
+                    if fastest[case].is_none_or(|(best, _)| p50 < best) {
+                        fastest[case] = Some((p50, l.model.bridge()));
+                    }
+                    row.push_str(&format!("{:>11.3} ms", p50.as_secs_f64() * 1e3));
+                    per_case.push(Some(out));
+                }
+                Err(e) => {
+                    row.push_str(&format!("{:>14}", "FAILED"));
+                    call_failures.push(format!("{}: FAILED at {name}: {e:#}", l.model.bridge()));
+                    per_case.push(None);
+                }
             }
-            row.push_str(&format!("{:>11.3} ms", p50.as_secs_f64() * 1e3));
-            per_case.push(out);
         }
         println!("{row}");
         outputs.push(per_case);
+    }
+    for failure in &call_failures {
+        eprintln!("{failure}");
     }
     if loaded.len() > 1 {
         let winners: Vec<String> = cases
@@ -194,8 +208,12 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let mut disagree = false;
     for (l, per_case) in loaded.iter().zip(&outputs).skip(1) {
         for ((case, _), (outs, refs)) in cases.iter().zip(per_case.iter().zip(&outputs[0])) {
+            let (Some(outs), Some(refs)) = (outs, refs) else {
+                continue; // a failed call, reported above
+            };
             for (out, reference) in outs.iter().zip(refs) {
-                let (abs, rel, ok) = match compare(out, reference, args.rtol, args.atol) {
+                let (rtol, atol) = tolerances(&args, reference.datatype);
+                let (abs, rel, ok) = match compare(out, reference, rtol, atol) {
                     Ok(d) => (
                         format!("{:.2e}", d.max_abs),
                         format!("{:.2e}", d.max_rel),
@@ -219,10 +237,15 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
         }
     }
     println!();
+    let within = describe_tolerances(&args, &meta.outputs);
     if disagree {
+        println!("verdict: the forms DISAGREE beyond {within}");
+        return Ok(ExitCode::from(1));
+    }
+    if !call_failures.is_empty() {
         println!(
-            "verdict: the forms DISAGREE beyond rtol {} atol {}",
-            args.rtol, args.atol
+            "verdict: {} call(s) FAILED (above); what ran agrees within {within}",
+            call_failures.len()
         );
         return Ok(ExitCode::from(1));
     }
@@ -230,10 +253,7 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
         let names: Vec<&str> = failed.iter().map(|(b, _)| b.as_str()).collect();
         let rest = match loaded.len() {
             1 => format!("{} alone loaded: nothing compared", first.model.bridge()),
-            n => format!(
-                "the {n} that loaded agree within rtol {} atol {}",
-                args.rtol, args.atol
-            ),
+            n => format!("the {n} that loaded agree within {within}"),
         };
         println!(
             "verdict: {} FAILED to load (above); {rest}",
@@ -248,11 +268,42 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
-        "verdict: the forms agree within rtol {} atol {}",
-        args.rtol, args.atol
-    );
+    println!("verdict: the forms agree within {within}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// (rtol, atol) for outputs of `datatype`: the ones given, else what suits the datatype's
+/// precision (what `torchbridge.export` checks its forms with); integers are exact anyway.
+fn tolerances(args: &CheckArgs, datatype: DataType) -> (f64, f64) {
+    let (rtol, atol) = match datatype {
+        DataType::Fp16 => (1e-2, 1e-2),
+        DataType::Bf16 => (2e-2, 2e-2),
+        DataType::Fp64 => (1e-9, 1e-12),
+        _ => (1e-4, 1e-5),
+    };
+    (args.rtol.unwrap_or(rtol), args.atol.unwrap_or(atol))
+}
+
+/// The tolerances in words, for the header and the verdict: those of the datatypes
+/// among `outputs`.
+fn describe_tolerances(args: &CheckArgs, outputs: &[TensorSpec]) -> String {
+    let mut floats: Vec<DataType> = Vec::new();
+    for spec in outputs {
+        if spec.datatype.is_float() && !floats.contains(&spec.datatype) {
+            floats.push(spec.datatype);
+        }
+    }
+    let mut parts: Vec<String> = floats
+        .into_iter()
+        .map(|dt| {
+            let (rtol, atol) = tolerances(args, dt);
+            format!("{dt} rtol {rtol:e} atol {atol:e}")
+        })
+        .collect();
+    if outputs.iter().any(|spec| !spec.datatype.is_float()) {
+        parts.push("integers exactly".into());
+    }
+    parts.join(", ")
 }
 
 /// The file (or directory, for candle) `bridge` loads from `dir`.

@@ -104,6 +104,35 @@ fn check_fails_when_a_form_disagrees() {
 }
 
 #[test]
+fn check_reports_a_failing_call_with_its_bridge_and_batch_and_compares_the_rest() {
+    let copy = tempfile::tempdir().unwrap();
+    copy_dir(&model_dir("mlp"), copy.path());
+    // The TorchScript file's own network, but past 4 rows the handler raises.
+    let picky = "import os, torch\n\nclass Model:\n    def __init__(self, model_dir, config):\n        self.net = torch.jit.load(os.path.join(model_dir, 'model.pt'))\n\n    def predict(self, inputs):\n        x = inputs['INPUT0']\n        if x.shape[0] > 4:\n            raise ValueError('at most 4 rows')\n        return {'OUTPUT0': self.net(x)}\n";
+    std::fs::write(copy.path().join("1/model.py"), picky).unwrap();
+    let out = torchbridge(&[
+        "check",
+        copy.path().to_str().unwrap(),
+        "--bridges",
+        "torchscript,python",
+        "--batch-sizes",
+        "1,8",
+        "--iterations",
+        "1",
+    ]);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    for needle in [
+        "python: FAILED at batch 8:",
+        "at most 4 rows",
+        "python       OUTPUT0          batch 1",
+        "verdict: 1 call(s) FAILED (above); what ran agrees",
+    ] {
+        assert!(shown.contains(needle), "missing {needle:?} in:\n{shown}");
+    }
+}
+
+#[test]
 fn check_compares_the_forms_that_load_and_fails_naming_the_one_that_does_not() {
     let copy = tempfile::tempdir().unwrap();
     copy_dir(&model_dir("mlp"), copy.path());
