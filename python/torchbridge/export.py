@@ -259,10 +259,16 @@ def _spec(name: str, tensor: torch.Tensor, batched: bool, what: str, dynamic=())
 
 def _check_batch_first(module, example, out_names, outputs):
     """Every output has the batch's rows first, at one row and at the example's
-    (whose `outputs` are at hand)."""
-    with torch.no_grad():
-        one = module(*(t[:1] for t in example))
-    one = _repo.as_list(one, out_names if isinstance(one, Mapping) else None)
+    (whose `outputs` are at hand), and the example's first and last rows come out as
+    they do run alone: dim 0 of every input is a batch of independent rows (a
+    time-major RNN's dim 0 passes the shape checks, and batching would mix requests)."""
+    def alone(rows):
+        with torch.no_grad():
+            got = module(*(t[rows] for t in example))
+        return _repo.as_list(got, out_names if isinstance(got, Mapping) else None)
+
+    first, last = slice(0, 1), slice(-1, None)
+    one = alone(first)
     for rows, got in ((1, one), (example[0].shape[0], outputs)):
         for name, tensor in zip(out_names, got, strict=True):
             if tensor.dim() == 0 or tensor.shape[0] != rows:
@@ -270,6 +276,25 @@ def _check_batch_first(module, example, out_names, outputs):
                     f"output {name} has shape {list(tensor.shape)} for {rows} row(s): with "
                     f"max_batch_size > 0 every output's first dim is the batch (pass "
                     f"max_batch_size=0 for a model without one)")
+    rows = example[0].shape[0]
+    for which, row, single in (("first", first, one), ("last", last, alone(last))):
+        for name, batched, alone_out in zip(out_names, outputs, single, strict=True):
+            if not _same_rows(batched[row], alone_out):
+                raise ExportError(
+                    f"output {name}: the {which} row of the {rows}-row example differs from "
+                    f"that row run alone, so the rows of dim 0 are not independent requests "
+                    f"(is dim 0 time or channels, as in an RNN without batch_first=True?); "
+                    f"put the batch first, or pass max_batch_size=0")
+
+
+def _same_rows(batched, alone) -> bool:
+    """Equal within ten times the datatype's tolerance (a batch may sum in another
+    order); integers and booleans exactly."""
+    if batched.shape != alone.shape or batched.dtype != alone.dtype:
+        return False
+    rtol, atol = _repo.TOLERANCES.get(alone.dtype, (0.0, 0.0))
+    return torch.allclose(batched.double(), alone.double(), rtol=10 * rtol, atol=10 * atol,
+                          equal_nan=True)
 
 
 def _dynamic_axes(module, example, in_names, out_names, outputs, batched, dynamic_dims):

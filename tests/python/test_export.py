@@ -160,6 +160,25 @@ def test_an_example_of_one_row_does_not_hide_code_that_fixes_the_batch(tmp_path)
     assert done.outputs == [("OUTPUT0", "FP32", [4])]
 
 
+class TimeMajorGRU(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.gru = nn.GRU(8, 4)  # [time, batch, features]: dim 0 is time
+
+    def forward(self, x):
+        return self.gru(x)[0]
+
+
+def test_a_model_whose_dim_0_is_not_a_batch_of_independent_rows_is_refused(tmp_path):
+    with pytest.raises(torchbridge.ExportError, match=r"last row of the 5-row example differs"):
+        torchbridge.export(TimeMajorGRU(), torch.randn(5, 2, 8), tmp_path, name="tm",
+                           bridges=("onnx",))
+    assert not (tmp_path / "tm").exists()
+    # Served without a batch dimension, it exports.
+    torchbridge.export(TimeMajorGRU(), torch.randn(5, 2, 8), tmp_path, name="tm",
+                       bridges=("onnx",), max_batch_size=0)
+
+
 def test_a_second_export_adds_a_version_and_the_newest_is_served(tmp_path):
     torch.manual_seed(4)
     first, second, x = MLP(), MLP(), torch.randn(2, 16)
