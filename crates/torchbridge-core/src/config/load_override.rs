@@ -214,9 +214,20 @@ fn merge(
             "instance_group" => instance_groups(&mut c, value).map_err(at)?,
             "dynamic_batching" => c.batching = batching(c.batching.take(), value).map_err(at)?,
             "version_policy" => c.version_policy = version_policy(value).map_err(at)?,
-            "input" => c.inputs = tensors(value, false).map_err(at)?,
+            "input" => {
+                let given = tensors(value, false).map_err(at)?;
+                // A `[tokenizer]` model shows its text input in place of the model's
+                // own: given back, the config's inputs stand.
+                let shown = c.tokenizer.as_ref().is_some_and(|t| {
+                    matches!(given.as_slice(), [one] if one.name == t.input
+                        && one.datatype == DataType::Bytes)
+                });
+                if !shown {
+                    c.inputs = given;
+                }
+            }
             "output" => c.outputs = tensors(value, true).map_err(at)?,
-            "parameters" => c.parameters = parameters(value).map_err(at)?,
+            "parameters" => c.parameters = parameters(value, &c.parameters).map_err(at)?,
             k if DESCRIPTIVE.contains(&k) || is_empty(value) => {}
             _ => return Err(at("is not a setting torchbridge has; leave it out".into())),
         }
@@ -434,16 +445,24 @@ fn datatype(value: &Value) -> Result<DataType, String> {
     }
 }
 
-/// Triton's `{"key": {"string_value": "…"}}`; python handlers get the strings.
-fn parameters(value: &Value) -> Result<toml::Table, String> {
+/// Triton's `{"key": {"string_value": "…"}}`; python handlers get the strings, except
+/// where config.toml (`base`) has a number or boolean that reads as the same text: the
+/// config routes show it that way, and sending a shown config back changes nothing.
+fn parameters(value: &Value, base: &toml::Table) -> Result<toml::Table, String> {
     object(value)?
         .iter()
         .map(|(key, entry)| {
-            entry
+            let text = entry
                 .get("string_value")
                 .and_then(Value::as_str)
-                .map(|text| (key.clone(), toml::Value::String(text.to_string())))
-                .ok_or_else(|| format!("`{key}` must be {{\"string_value\": \"…\"}}, got {entry}"))
+                .ok_or_else(|| {
+                    format!("`{key}` must be {{\"string_value\": \"…\"}}, got {entry}")
+                })?;
+            let value = match base.get(key) {
+                Some(kept) if !kept.is_str() && kept.to_string() == text => kept.clone(),
+                _ => toml::Value::String(text.to_string()),
+            };
+            Ok((key.clone(), value))
         })
         .collect()
 }

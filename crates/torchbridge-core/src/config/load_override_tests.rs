@@ -237,3 +237,36 @@ fn a_loads_config_may_not_decide_what_the_operator_trusts() {
         .apply(&base(), "net");
     assert!(e.unwrap_err().contains("`tokenizer.file`"));
 }
+
+#[test]
+fn a_shown_config_given_back_keeps_typed_parameters_and_a_tokenizers_inputs() {
+    let base = ModelConfig::from_toml(
+        "backend = \"onnx\"\nmax_batch_size = 8\n[parameters]\ndelay_ms = 400\nfast = true\n\
+         mode = \"a\"\n[tokenizer]\ninput = \"TEXT\"\n",
+    )
+    .unwrap();
+    let shown = r#"{"input": [{"name": "TEXT", "data_type": "TYPE_STRING", "dims": [1]}],
+        "parameters": {"delay_ms": {"string_value": "400"}, "fast": {"string_value": "true"},
+                       "mode": {"string_value": "a"}}}"#;
+    let c = ConfigOverride::parse(shown)
+        .unwrap()
+        .apply(&base, "net")
+        .unwrap();
+    assert_eq!(
+        c.parameters, base.parameters,
+        "400 stays a number, true a boolean"
+    );
+    assert_eq!(
+        c.inputs, base.inputs,
+        "the shown text input is not the model's input"
+    );
+    // Changed, a value is the client's string; other inputs are taken as given.
+    let edited = r#"{"input": [{"name": "ids", "data_type": "TYPE_INT64", "dims": [-1]}],
+        "parameters": {"delay_ms": {"string_value": "50"}}}"#;
+    let c = ConfigOverride::parse(edited)
+        .unwrap()
+        .apply(&base, "net")
+        .unwrap();
+    assert_eq!(c.parameters["delay_ms"].as_str(), Some("50"));
+    assert_eq!(c.inputs[0].name, "ids");
+}
