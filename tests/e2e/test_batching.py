@@ -2,6 +2,7 @@
 
 import concurrent.futures
 import json
+import time
 import urllib.request
 
 import numpy as np
@@ -11,6 +12,15 @@ import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 from conftest import require_models
+
+
+def counted(server, model, outcome, protocol):
+    """torchbridge_inference_requests_total for `model` (version 1) so far."""
+    key = (f'torchbridge_inference_requests_total{{model="{model}",version="1",'
+           f'outcome="{outcome}",protocol="{protocol}"}} ')
+    with urllib.request.urlopen(f"http://{server.metrics_url}/metrics", timeout=10) as r:
+        lines = [line for line in r.read().decode().splitlines() if line.startswith(key)]
+    return float(lines[0].split()[-1]) if lines else 0.0
 
 
 def stats(server, model):
@@ -55,8 +65,16 @@ def test_a_full_queue_refuses_at_once_with_429_and_loses_nothing(server):
         except InferenceServerException as e:
             return i, None, e
 
+    before = {outcome: counted(server, "slow_batched", outcome, "http")
+              for outcome in ("rejected", "invalid")}
     with concurrent.futures.ThreadPoolExecutor(24) as pool:
         results = list(pool.map(call, range(24)))
+    # A request refused before it reaches the model (an unknown output) counts too.
+    with pytest.raises(InferenceServerException, match="NOPE"):
+        x = httpclient.InferInput("X", [1, 2], "FP32")
+        x.set_data_from_numpy(np.zeros((1, 2), np.float32))
+        httpclient.InferenceServerClient(server.http_url).infer(
+            "slow_batched", [x], outputs=[httpclient.InferRequestedOutput("NOPE")])
     answered = [(i, y) for i, y, e in results if e is None]
     refused = [e for _, _, e in results if e is not None]
     assert answered and refused, "expected some answers and some refusals"
@@ -65,6 +83,8 @@ def test_a_full_queue_refuses_at_once_with_429_and_loses_nothing(server):
     for e in refused:
         assert e.status() == "429", (e.status(), e.message())
         assert "slow_batched" in e.message() and "queue" in e.message()
+    assert counted(server, "slow_batched", "rejected", "http") - before["rejected"] == len(refused)
+    assert counted(server, "slow_batched", "invalid", "http") - before["invalid"] == 1
 
 
 def test_a_request_not_started_by_its_timeout_gets_504_and_is_not_run(server):
@@ -105,9 +125,11 @@ def test_grpc_overload_is_resource_exhausted(server):
         except InferenceServerException as e:
             return e.status()
 
+    before = counted(server, "slow_batched", "rejected", "grpc")
     with concurrent.futures.ThreadPoolExecutor(24) as pool:
         codes = [c for c in pool.map(call, range(24)) if c is not None]
     assert codes and set(codes) == {"StatusCode.RESOURCE_EXHAUSTED"}, codes
+    assert counted(server, "slow_batched", "rejected", "grpc") - before == len(codes)
 
 
 def test_scheduler_metrics_are_exported(server):
@@ -117,3 +139,19 @@ def test_scheduler_metrics_are_exported(server):
                  "torchbridge_batch_size", "torchbridge_inflight_requests",
                  "torchbridge_queue_depth"]:
         assert f'{name}' in text and 'model="mlp_batched"' in text, name
+
+
+def test_a_grpc_request_whose_client_gave_up_is_counted_abandoned(server):
+    # slow: 400 ms a call; the client waits 100 ms.
+    require_models(server.repo, "slow")
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    before = counted(server, "slow", "abandoned", "grpc")
+    for i in range(3):
+        x = grpcclient.InferInput("X", [1, 2], "FP32")
+        x.set_data_from_numpy(np.full((1, 2), i, dtype=np.float32))
+        with pytest.raises(InferenceServerException):
+            client.infer("slow", [x], client_timeout=0.1)
+    deadline = time.monotonic() + 10
+    while counted(server, "slow", "abandoned", "grpc") - before < 3:
+        assert time.monotonic() < deadline, "abandoned gRPC requests were not counted"
+        time.sleep(0.05)

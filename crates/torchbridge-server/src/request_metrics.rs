@@ -23,16 +23,31 @@ pub(crate) enum Outcome {
     Success,
     /// The client's fault (a bad tensor, an unknown model).
     Invalid,
+    /// Refused at once by admission control (the model's queue is full: 429 /
+    /// RESOURCE_EXHAUSTED).
+    Rejected,
     Failure,
     /// The client went away before its answer (the handler was dropped mid-request).
     Abandoned,
 }
 
 impl Outcome {
+    /// How an HTTP error status ended the request.
+    pub fn of_status(status: axum::http::StatusCode) -> Outcome {
+        if status == axum::http::StatusCode::TOO_MANY_REQUESTS {
+            Outcome::Rejected
+        } else if status.is_client_error() {
+            Outcome::Invalid
+        } else {
+            Outcome::Failure
+        }
+    }
+
     fn label(self) -> &'static str {
         match self {
             Outcome::Success => "success",
             Outcome::Invalid => "invalid",
+            Outcome::Rejected => "rejected",
             Outcome::Failure => "failure",
             Outcome::Abandoned => "abandoned",
         }

@@ -25,39 +25,67 @@ pub(super) async fn infer(
     rpc: &'static str,
     request: ModelInferRequest,
 ) -> Result<ModelInferResponse, Status> {
-    let started = Instant::now();
-    let model = request.model_name.clone();
-    let version = request.model_version.clone();
-    let id = request.id.clone();
+    let mut counted = Counted {
+        state,
+        model: request.model_name.clone(),
+        version: request.model_version.clone(),
+        id: request.id.clone(),
+        started: Instant::now(),
+        outcome: None,
+    };
     let result = run(state, request)
         .await
-        .map_err(|e| error::failed(rpc, &model, &e));
-    // Outcomes as the HTTP side names them. Client-chosen names of unknown models would
-    // make unbounded label sets, so those are counted without a name (and versions only
-    // as numbers).
-    let (outcome, version, model) = match &result {
-        Ok(r) => (Outcome::Success, r.model_version.as_str(), model.as_str()),
-        Err(s) if s.code() == Code::NotFound => (Outcome::Invalid, "", ""),
-        Err(s) if s.code() == Code::InvalidArgument => {
-            (Outcome::Invalid, version.as_str(), model.as_str())
+        .map_err(|e| error::failed(rpc, &counted.model, &e));
+    // Outcomes as the HTTP side names them.
+    counted.outcome = Some(match &result {
+        Ok(r) => {
+            counted.version.clone_from(&r.model_version);
+            Outcome::Success
         }
-        Err(_) => (Outcome::Failure, version.as_str(), model.as_str()),
-    };
-    // A request that named no version counts under the one it was meant for, as on
-    // HTTP: the latest served (none when the model is not served at all).
-    let version = match version.parse().ok() {
-        None if !model.is_empty() => state
-            .registry
-            .get(model, None)
-            .ok()
-            .map(|m| m.metadata().version),
-        parsed => parsed,
-    };
-    let elapsed = started.elapsed();
-    state
-        .metrics
-        .inference(model, version, &id, outcome, Protocol::Grpc, elapsed);
+        Err(s) if s.code() == Code::NotFound => {
+            counted.model.clear(); // an unknown model: counted without its name
+            Outcome::Invalid
+        }
+        Err(s) if s.code() == Code::InvalidArgument => Outcome::Invalid,
+        Err(s) if s.code() == Code::ResourceExhausted => Outcome::Rejected,
+        Err(_) => Outcome::Failure,
+    });
     result
+}
+
+/// One request's count, made when it is dropped: with its outcome once it has one, or
+/// as `abandoned` if the client gave up first (a deadline, a cancel: the request's
+/// future is dropped mid-await).
+struct Counted<'a> {
+    state: &'a AppState,
+    model: String,
+    version: String,
+    id: String,
+    started: Instant,
+    outcome: Option<Outcome>,
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        // Client-chosen names of unknown models would make unbounded label sets: a
+        // model counts by name only when served, its version only as a number.
+        let served = || self.state.registry.get(&self.model, None).ok();
+        let outcome = self.outcome.unwrap_or(Outcome::Abandoned);
+        let unknown = self.model.is_empty() || (self.outcome.is_none() && served().is_none());
+        let (model, version) = if unknown {
+            ("", None)
+        } else {
+            // A request that named no version counts under the one it was meant for,
+            // as on HTTP: the latest served (none when the model is not served at all).
+            let version = self.version.parse().ok();
+            let version = version.or_else(|| served().map(|m| m.metadata().version));
+            (self.model.as_str(), version)
+        };
+        let elapsed = self.started.elapsed();
+        self.state
+            .metrics
+            .inference(model, version, &self.id, outcome, Protocol::Grpc, elapsed);
+    }
 }
 
 async fn run(state: &AppState, request: ModelInferRequest) -> Result<ModelInferResponse> {

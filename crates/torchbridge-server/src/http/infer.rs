@@ -1,5 +1,7 @@
 //! `POST /v2/models/{model}[/versions/{version}]/infer`.
 
+use std::time::Instant;
+
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
@@ -22,8 +24,75 @@ pub async fn infer(
     headers: HeaderMap,
     Body(body): Body,
 ) -> Result<Response, ApiError> {
+    let arrived = Instant::now();
+    let (request, version) = match admit(&state, &model, &headers, body).await {
+        Ok(admitted) => admitted,
+        Err(e) => {
+            // Refused before it reached the model: counted all the same, as gRPC counts
+            // it (an unknown model's client-chosen name without a name).
+            let known = state.registry.get(&model.name, model.version).ok();
+            let (name, version) = match &known {
+                Some(served) => (model.name.as_str(), Some(served.metadata().version)),
+                None if e.status() == StatusCode::NOT_FOUND => ("", None),
+                None => (model.name.as_str(), model.version),
+            };
+            let outcome = Outcome::of_status(e.status());
+            let elapsed = arrived.elapsed();
+            state
+                .metrics
+                .inference(name, version, "", outcome, Protocol::Http, elapsed);
+            return Err(e);
+        }
+    };
+
+    let in_flight = state
+        .metrics
+        .in_flight(&model.name, Some(version), Protocol::Http);
+    // The server's time limit applies inside: a model that does not answer in time is
+    // a 504 from there.
+    let result = state
+        .infer_within(&model.name, model.version, request.inputs, request.timeout)
+        .await
+        .map_err(ApiError::from)
+        .and_then(|(pool, outputs)| {
+            // Counted as the client sees it: an output that cannot be delivered (a
+            // shared-memory region too small) fails the request.
+            let outputs = request
+                .outputs
+                .select(outputs, pool.metadata(), pool.labels())?;
+            for (tensor, delivery) in &outputs {
+                if let Delivery::SharedMemory(at) = delivery {
+                    state.shared_memory.write(&tensor.name, at, &tensor.data)?;
+                }
+            }
+            let encoded = response::encode(
+                &model.name,
+                pool.metadata().version,
+                request.id.as_deref(),
+                &outputs,
+            )?;
+            Ok(encoded)
+        });
+    let outcome = match &result {
+        Ok(_) => Outcome::Success,
+        Err(e) => Outcome::of_status(e.status()),
+    };
+    in_flight.answered(request.id.as_deref().unwrap_or_default(), outcome);
+    Ok(response::into_response(
+        result?,
+        Encoding::accepted(&headers),
+    ))
+}
+
+/// The request decoded and checked against the model it names, with that model's version.
+async fn admit(
+    state: &AppState,
+    model: &ModelRef,
+    headers: &HeaderMap,
+    body: bytes::Bytes,
+) -> Result<(request::InferRequest, u64), ApiError> {
     let pool = state.registry.get(&model.name, model.version)?;
-    let json_bytes = header_length(&headers)?;
+    let json_bytes = header_length(headers)?;
     let mut request = if json_bytes.unwrap_or(body.len()) <= DECODE_INLINE_MAX {
         request::decode(
             body,
@@ -43,42 +112,5 @@ pub async fn infer(
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??
     };
     request.outputs.check(pool.metadata())?;
-    let version = pool.metadata().version;
-    drop(pool);
-
-    let in_flight = state
-        .metrics
-        .in_flight(&model.name, Some(version), Protocol::Http);
-    // The server's time limit applies inside: a model that does not answer in time is
-    // a 504 from there.
-    let result = state
-        .infer_within(&model.name, model.version, request.inputs, request.timeout)
-        .await
-        .map_err(ApiError::from);
-    let outcome = match &result {
-        Ok(_) => Outcome::Success,
-        Err(e) if e.status().is_client_error() => Outcome::Invalid,
-        Err(_) => Outcome::Failure,
-    };
-    in_flight.answered(request.id.as_deref().unwrap_or_default(), outcome);
-
-    let (pool, outputs) = result?;
-    let outputs = request
-        .outputs
-        .select(outputs, pool.metadata(), pool.labels())?;
-    for (tensor, delivery) in &outputs {
-        if let Delivery::SharedMemory(at) = delivery {
-            state.shared_memory.write(&tensor.name, at, &tensor.data)?;
-        }
-    }
-    let encoded = response::encode(
-        &model.name,
-        pool.metadata().version,
-        request.id.as_deref(),
-        &outputs,
-    )?;
-    Ok(response::into_response(
-        encoded,
-        Encoding::accepted(&headers),
-    ))
+    Ok((request, pool.metadata().version))
 }
