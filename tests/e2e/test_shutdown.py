@@ -94,9 +94,11 @@ def test_sigterm_under_continuous_load_answers_every_admitted_request(repo, tmp_
     assert len(answered) >= 16, f"only {len(answered)} answered: the load did not run"
 
 
-def test_sigterm_ends_an_open_grpc_stream_after_answering_it(repo, tmp_path):
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_ends_an_open_grpc_stream_after_answering_it(repo, tmp_path, stop_signal):
     """A client that keeps a stream open (as tritonclient's start_stream does) must not
-    hold the server up: the stream's requests are answered, then it ends."""
+    hold the server up: the stream's requests are answered, then it ends. SIGHUP (its
+    terminal closed) stops it the same way."""
     require_models(repo, "slow")
     server = start_server(repo, tmp_path / "serve.log")
     client, replies, x = open_stream(server)
@@ -105,9 +107,12 @@ def test_sigterm_ends_an_open_grpc_stream_after_answering_it(repo, tmp_path):
         assert replies.get(timeout=30)[1] is None
         client.async_stream_infer("slow", [x], request_id="in flight")
         time.sleep(0.1)
-        server.process.send_signal(signal.SIGTERM)
+        server.process.send_signal(stop_signal)
         result, error = replies.get(timeout=30)
         assert error is None and result.get_response().id == "in flight"
+        # Then the stream ends saying that the server stopped reading it.
+        result, error = replies.get(timeout=30)
+        assert result is None and "shutting down" in str(error), error
         assert server.process.wait(timeout=30) == 0, server.log_text()
     finally:
         client.close()

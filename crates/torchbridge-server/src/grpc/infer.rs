@@ -128,7 +128,8 @@ async fn run(state: &AppState, request: ModelInferRequest) -> Result<ModelInferR
 /// order is how its clients match replies). Up to `STREAM_IN_FLIGHT` requests run at
 /// once, started in arrival order, so they still batch together; a reply that is ready
 /// waits only for those before it. A failed request is answered on the stream with its
-/// error; the stream goes on.
+/// error; the stream goes on. When the server stops, the stream ends UNAVAILABLE once
+/// what was read is answered.
 pub(super) fn stream(
     state: AppState,
     requests: Streaming<ModelInferRequest>,
@@ -156,8 +157,15 @@ async fn serve_stream(state: AppState, mut requests: Streaming<ModelInferRequest
                     return;
                 }
             }
-            // The server is stopping: answer what was read, then end the stream.
-            () = stopped(&mut stopping), if reading => reading = false,
+            // The server is stopping: answer what was read, then end the stream with
+            // UNAVAILABLE, so the client knows that what it sends next is not read.
+            () = stopped(&mut stopping), if reading => {
+                reading = false;
+                broken = Some(Status::unavailable(
+                    "the server is shutting down: the stream ends after the replies to the \
+                     requests read so far; later ones were not read",
+                ));
+            }
             next = requests.message(), if reading && running.len() < STREAM_IN_FLIGHT => {
                 match next {
                     Ok(Some(request)) => {

@@ -43,10 +43,13 @@ fn record(
         // "Not ready" is the answer to a readiness probe, asked every few seconds while
         // a model loads: not a failure to log as one.
         tracing::debug!(%method, route, status, "not ready: {reason}");
-    } else if status >= 500 {
+    } else if status == 500 {
         tracing::error!(%method, route, status, "request failed: {reason}");
     } else {
-        tracing::warn!(%method, route, status, "request refused: {reason}");
+        // The client's mistake, a model not ready, a full queue, a timeout: answers,
+        // not server faults, at info as on gRPC (a client retrying a wrong request
+        // would otherwise fill the log at the default level).
+        tracing::info!(%method, route, status, "request refused: {reason}");
     }
 }
 

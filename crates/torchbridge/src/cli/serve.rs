@@ -438,13 +438,12 @@ async fn follow_repository(registry: Arc<Registry>, mut watch: RepositoryWatch, 
     }
 }
 
-/// Resolves on SIGTERM or ctrl-c: admission stops, in-flight requests finish.
+/// Resolves on SIGTERM, ctrl-c (SIGINT) or SIGHUP (the terminal closed): admission
+/// stops, in-flight requests finish.
 async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let on = |kind: SignalKind| async move {
+        match signal(kind) {
             Ok(mut s) => {
                 s.recv().await;
             }
@@ -452,7 +451,8 @@ async fn shutdown_signal() {
         }
     };
     tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
+        () = on(SignalKind::interrupt()) => {},
+        () = on(SignalKind::terminate()) => {},
+        () = on(SignalKind::hangup()) => {},
     }
 }
