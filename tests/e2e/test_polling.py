@@ -64,8 +64,13 @@ def test_the_server_follows_its_repository(polled):
     client = httpclient.InferenceServerClient(server.http_url)
     np.testing.assert_array_equal(answer(client, "a", "FP32", np.float32), X + 1)
 
-    # A new model appears.
+    # A new model appears (before the next poll sees it, it is named as one that will).
     place_model(root, fixtures, "b", {"1": "dtypes_FP64"})
+    try:
+        client.get_model_metadata("b")
+    except InferenceServerException as early:
+        said = early.message()
+        assert "the next poll of the repository loads it" in said or "loading" in said, said
     wait_until(lambda: client.is_model_ready("b"), "model b loaded")
     np.testing.assert_array_equal(answer(client, "b", "FP64", np.float64), X + 1)
 
@@ -83,6 +88,10 @@ def test_the_server_follows_its_repository(polled):
                "the failed reload reported")
     assert "max_batch_size" in server.log_text()
     np.testing.assert_array_equal(answer(client, "a", "FP64", np.float64), X + 1)
+    # The index says so: still READY, with the failed reload as the reason.
+    [entry] = [m for m in client.get_model_repository_index() if m["name"] == "a"]
+    assert entry["state"] == "READY", entry
+    assert "its reload failed" in entry["reason"] and "max_batch_size" in entry["reason"], entry
 
     # A model that disappears leaves the index; the others serve on.
     shutil.rmtree(root / "b")

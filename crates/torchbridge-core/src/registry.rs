@@ -1,5 +1,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, RwLock};
 
 use crate::uploads::{Uploads, discard};
@@ -43,6 +45,10 @@ pub struct Registry {
     overrides: Mutex<BTreeMap<String, ConfigOverride>>,
     /// The models that serve from files a load request carried, not from the repository.
     uploads: Uploads,
+    /// Why the latest reload of a model that serves on failed (for the index).
+    reload_failures: Mutex<BTreeMap<String, String>>,
+    /// A [`RepositoryWatch`](crate::RepositoryWatch) loads models as they appear.
+    followed: AtomicBool,
 }
 
 impl std::fmt::Debug for Registry {
@@ -62,7 +68,15 @@ impl Registry {
             stamps: Mutex::default(),
             overrides: Mutex::default(),
             uploads: Uploads::default(),
+            reload_failures: Mutex::default(),
+            followed: AtomicBool::new(false),
         }
+    }
+
+    /// Says that a repository watch follows this repository: a model directory not loaded
+    /// yet is one the next poll loads (not one to load through the repository API).
+    pub(crate) fn set_followed(&self) {
+        self.followed.store(true, Relaxed);
     }
 
     pub fn root(&self) -> &Path {
@@ -316,6 +330,7 @@ impl Registry {
         match loaded {
             Ok(versions) => {
                 models.insert(name.to_string(), ModelState::Ready(versions));
+                self.reload_failures.lock().unwrap().remove(name);
                 let mut overrides = self.overrides.lock().unwrap();
                 match config_override {
                     Some(o) => overrides.insert(name.to_string(), o),
@@ -328,6 +343,10 @@ impl Registry {
                 tracing::error!(
                     model = name,
                     "reload failed, the loaded versions serve on: {e}"
+                );
+                self.reload_failures.lock().unwrap().insert(
+                    name.to_string(),
+                    format!("serving the versions loaded before: its reload failed: {e}"),
                 );
                 Err(e)
             }
@@ -346,6 +365,7 @@ impl Registry {
             Some(state) => {
                 *state = ModelState::Unavailable("unloaded".into());
                 self.overrides.lock().unwrap().remove(name);
+                self.reload_failures.lock().unwrap().remove(name);
                 self.uploads.serve_from(name, None);
                 Ok(())
             }
@@ -358,6 +378,7 @@ impl Registry {
     pub fn remove(&self, name: &str) {
         self.models.write().unwrap().remove(name);
         self.overrides.lock().unwrap().remove(name);
+        self.reload_failures.lock().unwrap().remove(name);
         self.uploads.serve_from(name, None);
         self.stamps
             .lock()
@@ -371,9 +392,15 @@ impl Registry {
         match models.get(name) {
             None if self.on_disk(name) => Err(Error::NotReady {
                 model: name.into(),
-                reason: "not loaded; load it through the repository API \
-                         (POST /v2/repository/models/{name}/load)"
-                    .replace("{name}", name),
+                reason: if self.followed.load(Relaxed) {
+                    "new in the repository, not loaded yet: the next poll of the repository \
+                     loads it"
+                        .into()
+                } else {
+                    "not loaded; load it through the repository API \
+                     (POST /v2/repository/models/{name}/load)"
+                        .replace("{name}", name)
+                },
             }),
             None => Err(Error::ModelNotFound(name.to_string())),
             Some(ModelState::Loading) => Err(Error::NotReady {
@@ -433,6 +460,7 @@ impl Registry {
     /// on disk not yet loaded.
     pub fn index(&self) -> Vec<IndexEntry> {
         let models = self.models.read().unwrap();
+        let reload_failures = self.reload_failures.lock().unwrap();
         let on_disk = self.scan().unwrap_or_default();
         let mut names: Vec<&String> = models.keys().chain(on_disk.iter()).collect();
         names.sort();
@@ -446,11 +474,14 @@ impl Registry {
                 reason,
             };
             match models.get(name) {
-                Some(ModelState::Ready(versions)) => entries.extend(
-                    versions
-                        .keys()
-                        .map(|&v| entry(Some(v), "READY", String::new())),
-                ),
+                Some(ModelState::Ready(versions)) => {
+                    let reason = reload_failures.get(name).cloned().unwrap_or_default();
+                    entries.extend(
+                        versions
+                            .keys()
+                            .map(|&v| entry(Some(v), "READY", reason.clone())),
+                    );
+                }
                 Some(ModelState::Loading) => entries.push(entry(None, "LOADING", String::new())),
                 Some(ModelState::Unavailable(r)) => {
                     entries.push(entry(None, "UNAVAILABLE", r.clone()));

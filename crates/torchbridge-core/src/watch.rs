@@ -38,6 +38,7 @@ pub enum Change {
 impl RepositoryWatch {
     /// Takes the repository as it is now: later polls act on what changes after this.
     pub fn new(registry: &Registry) -> Self {
+        registry.set_followed();
         let mut watch = RepositoryWatch::default();
         for name in registry.scan().unwrap_or_default() {
             let stamps = stamps(&registry.root().join(&name), MAX_DEPTH);

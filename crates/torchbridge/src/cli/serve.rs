@@ -426,12 +426,16 @@ async fn follow_repository(registry: Arc<Registry>, mut watch: RepositoryWatch, 
                 Change::Reloaded(name, Ok(())) => {
                     println!("torchbridge: model `{name}` changed and reloaded");
                 }
-                Change::Reloaded(name, Err(e)) => eprintln!(
-                    "torchbridge: model `{name}` changed, and its reload failed (what was loaded serves on): {e}"
+                // The registry has logged the error itself (once: a traceback is long).
+                Change::Reloaded(name, Err(_)) => eprintln!(
+                    "torchbridge: model `{name}` changed, and its reload failed (the error is \
+                     in the log; the repository index gives it as the reason); what was \
+                     loaded serves on"
                 ),
-                Change::Failed(name, e) => {
-                    eprintln!("torchbridge: model `{name}` appeared and failed to load: {e}");
-                }
+                Change::Failed(name, _) => eprintln!(
+                    "torchbridge: model `{name}` appeared and failed to load (the error is in \
+                     the log and the repository index)"
+                ),
                 Change::Removed(name) => println!("torchbridge: model `{name}` was removed"),
             }
         }
