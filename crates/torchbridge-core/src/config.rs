@@ -151,6 +151,8 @@ impl Default for BatchingConfig {
 /// machine ran out of memory.
 const MAX_INSTANCES: u32 = 256;
 const MAX_THREADS: u32 = 1024;
+/// Intra-op threads of all instances together (each bound alone allowed 262,144).
+const MAX_THREADS_IN_ALL: u32 = 4096;
 
 /// Warm-up bounds: a load waits for its warm-up, and a load's config comes from a client.
 const MAX_WARMUP_CALLS: u32 = 1000;
@@ -310,6 +312,15 @@ impl ModelConfig {
                 "`threads = {}`: at most {MAX_THREADS} intra-op threads an instance (0 sizes \
                  them from the CPUs the process may use)",
                 self.threads
+            ));
+        }
+        if self.threads.saturating_mul(self.instances) > MAX_THREADS_IN_ALL {
+            return Err(format!(
+                "`instances = {}` with `threads = {}` each: {} threads, more than \
+                 {MAX_THREADS_IN_ALL} in all (0 threads shares the CPUs out among the instances)",
+                self.instances,
+                self.threads,
+                u64::from(self.threads) * u64::from(self.instances)
             ));
         }
         self.version_policy.check()?;
@@ -481,6 +492,13 @@ max_queue_wait_us = 20000
         );
         let e = error_of("backend = \"onnx\"\nthreads = 100000");
         assert!(e.contains("`threads = 100000`: at most 1024"), "{e}");
+        let e = error_of("backend = \"onnx\"\ninstances = 5\nthreads = 1024");
+        assert!(e.contains("5120 threads, more than 4096 in all"), "{e}");
+        let e = error_of("backend = \"onnx\"\n[tokenizer]\nmax_length = 4294967295");
+        assert!(
+            e.contains("`tokenizer.max_length = 4294967295`: at most 131072"),
+            "{e}"
+        );
         let e = error_of("backend = \"onnx\"\nmax_batch_size = 4\n[batching]\nmax_queue_size = 0");
         assert!(e.contains("`batching.max_queue_size = 0`"), "{e}");
         let e = error_of(

@@ -1,6 +1,10 @@
 //! Inputs made up from a model's metadata, for `infer --random`, `check` and `bench`.
 
-use crate::{DataType, ModelMetadata, Result, Tensor};
+use crate::{DataType, Error, ModelMetadata, Result, Tensor};
+
+/// The most elements one made-up tensor may hold (512 MB of FP32): a batch size or
+/// variable dim past it is a mistake that would take the machine's memory.
+const MAX_ELEMENTS: usize = 1 << 27;
 
 /// A small deterministic generator (SplitMix64): the same seed gives the same inputs
 /// on every machine, so a disagreement between bridges can be reproduced.
@@ -53,7 +57,17 @@ pub fn inputs(
 /// Floats in [-1, 1), integers in [0, 10) (valid as token ids or class indices),
 /// booleans, and short ASCII strings.
 pub fn tensor(name: &str, datatype: DataType, shape: Vec<i64>, rng: &mut Rng) -> Result<Tensor> {
-    let n: usize = shape.iter().map(|&d| d.max(0) as usize).product();
+    let n = shape
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d.max(0) as usize))
+        .filter(|&n| n <= MAX_ELEMENTS)
+        .ok_or_else(|| {
+            Error::InvalidInput(format!(
+                "a made-up input `{name}` of shape {shape:?} would hold more than \
+                 {MAX_ELEMENTS} elements: ask for fewer rows (or a smaller size for variable \
+                 dims)"
+            ))
+        })?;
     let float = |rng: &mut Rng| rng.unit() * 2.0 - 1.0;
     let int = |rng: &mut Rng| (rng.next_u64() % 10) as i64;
     macro_rules! fill {
@@ -86,5 +100,28 @@ pub fn tensor(name: &str, datatype: DataType, shape: Vec<i64>, rng: &mut Rng) ->
                 .collect();
             Tensor::from_strings(name, shape, &words)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_made_up_tensor_past_the_bound_is_refused_before_any_allocation() {
+        let mut rng = Rng::new(0);
+        let e = tensor("X", DataType::Fp32, vec![4_294_967_295, 4], &mut rng).unwrap_err();
+        assert!(e.to_string().contains("made-up input `X`"), "{e}");
+        let e = tensor("X", DataType::Fp32, vec![i64::MAX, i64::MAX], &mut rng).unwrap_err();
+        assert!(
+            e.to_string().contains("more than 134217728 elements"),
+            "{e}"
+        );
+        assert_eq!(
+            tensor("X", DataType::Fp32, vec![2, 3], &mut rng)
+                .unwrap()
+                .element_count(),
+            6
+        );
     }
 }

@@ -276,11 +276,13 @@ fn array(value: &Value) -> Result<&Vec<Value>, String> {
 
 /// `instances` is the sum of the groups' counts; the kind (and first GPU) the device.
 fn instance_groups(c: &mut ModelConfig, value: &Value) -> Result<(), String> {
-    let mut count = 0;
+    let mut count: u32 = 0;
     let mut device = None;
     for group in array(value)? {
         let group = object(group)?;
-        count += group.get("count").map_or(Ok(1), uint)?;
+        count = count
+            .checked_add(group.get("count").map_or(Ok(1), uint)?)
+            .ok_or("the counts add up to more instances than there can be")?;
         let kind = match group.get("kind").and_then(Value::as_str) {
             None | Some("KIND_AUTO") => None,
             Some("KIND_CPU") => Some(Device::Cpu),

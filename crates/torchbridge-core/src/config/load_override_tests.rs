@@ -142,6 +142,10 @@ fn what_torchbridge_cannot_do_is_refused_by_name() {
             "`priority_levels`",
         ),
         (r#"{"version_policy": {"newest": {}}}"#, "`newest`"),
+        (
+            r#"{"instance_group": [{"count": 4294967295}, {"count": 2}]}"#,
+            "more instances than there can be",
+        ),
         // The merged config is checked as config.toml is.
         (r#"{"max_batch_size": 2}"#, "preferred_batch_sizes"),
     ] {

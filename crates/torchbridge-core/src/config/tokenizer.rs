@@ -4,6 +4,10 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+/// The longest `max_length` accepted (a long-context model's window; past it, one
+/// padded request could take gigabytes).
+const MAX_LENGTH: u32 = 1 << 17;
+
 /// The `[tokenizer]` table: clients send strings in one BYTES input (`input`); a
 /// `tokenizer.json` turns them into INT64 token tensors (`outputs`) that the bridge's
 /// model takes, so an embedding service is one config file.
@@ -62,6 +66,13 @@ impl TokenizerConfig {
     pub(super) fn check(&self) -> Result<(), String> {
         if self.max_length == 0 {
             return Err("`tokenizer.max_length` must be at least 1".into());
+        }
+        if self.max_length > MAX_LENGTH {
+            // Each text of a batch becomes this many tokens with `padding = "max_length"`.
+            return Err(format!(
+                "`tokenizer.max_length = {}`: at most {MAX_LENGTH} tokens",
+                self.max_length
+            ));
         }
         if self.outputs.is_empty() {
             return Err("`tokenizer.outputs` must name at least `input_ids`".into());
