@@ -9,6 +9,7 @@ import textwrap
 
 import numpy as np
 import pytest
+import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
@@ -113,6 +114,31 @@ def test_load_model_loads_only_the_named_models(repo, tmp_path):
                           "--metrics-port", "0"], capture_output=True, text=True, timeout=60)
     assert run.returncode != 0
     assert "--load-model nope: the repository has no model `nope`" in run.stderr, run.stderr
+
+
+def test_with_model_control_none_clients_cannot_load_or_unload(repo, tmp_path):
+    require_models(repo, "mlp")
+    root = tmp_path / "repo"
+    root.mkdir()
+    (root / "mlp").symlink_to(repo / "mlp", target_is_directory=True)
+    server = start_server(root, tmp_path / "serve.log", "--model-control-mode", "none")
+    try:
+        with httpclient.InferenceServerClient(server.http_url) as client:
+            with pytest.raises(InferenceServerException) as e:
+                client.unload_model("mlp")
+            assert e.value.status() == "403" and "--model-control-mode none" in e.value.message()
+            with pytest.raises(InferenceServerException) as e:
+                client.load_model("mlp", config='{"max_batch_size": 2}')
+            assert e.value.status() == "403", e.value
+            assert client.is_model_ready("mlp")
+            assert index(server)["mlp"]["state"] == "READY"
+        grpc = grpcclient.InferenceServerClient(server.grpc_url)
+        with pytest.raises(InferenceServerException) as e:
+            grpc.unload_model("mlp")
+        assert e.value.status() == "StatusCode.PERMISSION_DENIED", e.value
+        assert grpc.is_model_ready("mlp")
+    finally:
+        assert stop_server(server) == 0, server.log_text()
 
 
 def test_what_is_not_a_model_is_named_or_left_alone(repo, tmp_path):

@@ -31,6 +31,9 @@ pub struct ServerSettings {
     /// Whether a load request may carry the model's files (Triton's `file:` parameters).
     /// Off by default: a python model's files are code the server runs.
     pub allow_model_upload: bool,
+    /// Whether clients may load and unload models through the repository API (Triton's
+    /// explicit model control); off: those calls are refused (model control `none`).
+    pub model_control: bool,
     /// The logger clients may read and change (Triton's logging extension); `None`: the
     /// extension answers that it cannot.
     pub log: Option<Arc<dyn crate::LogLevels>>,
@@ -51,11 +54,16 @@ impl Default for ServerSettings {
             idle_poll: Duration::ZERO,
             allow_client_shm: false,
             allow_model_upload: false,
+            model_control: true,
             log: None,
             trace: crate::TraceSettings::default(),
         }
     }
 }
+
+/// What a client that loads or unloads a model is told when model control is off.
+pub(crate) const MODEL_CONTROL_OFF: &str = "loading and unloading models through the \
+    repository API is turned off on this server (serve --model-control-mode none)";
 
 /// What every handler shares; cheap to clone.
 #[derive(Debug, Clone)]

@@ -70,6 +70,16 @@ pub struct Inference {
     state: AppState,
 }
 
+impl Inference {
+    /// Refuses (PERMISSION_DENIED) when the server's model control is off.
+    fn model_control(&self) -> Result<(), Status> {
+        if self.state.settings.model_control {
+            return Ok(());
+        }
+        Err(Status::permission_denied(crate::state::MODEL_CONTROL_OFF))
+    }
+}
+
 /// Answers with `result`, logging a failure once.
 fn reply<T>(rpc: &'static str, model: &str, result: Result<T>) -> Result<Response<T>, Status> {
     result
@@ -193,6 +203,7 @@ impl GrpcInferenceService for Inference {
         &self,
         request: Request<RepositoryModelLoadRequest>,
     ) -> Result<Response<RepositoryModelLoadResponse>, Status> {
+        self.model_control()?;
         let request = request.into_inner();
         let name = request.model_name.clone();
         reply(
@@ -206,6 +217,7 @@ impl GrpcInferenceService for Inference {
         &self,
         request: Request<RepositoryModelUnloadRequest>,
     ) -> Result<Response<RepositoryModelUnloadResponse>, Status> {
+        self.model_control()?;
         let request = request.into_inner();
         let name = request.model_name.clone();
         reply(

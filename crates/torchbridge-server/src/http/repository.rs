@@ -56,6 +56,7 @@ pub async fn load(
     model: ModelRef,
     Body(body): Body,
 ) -> Result<StatusCode, ApiError> {
+    model_control(&state)?;
     let request: LoadRequestJson = json_or_default(&body)?;
     let parameters = request.parameters.into_iter().map(|(key, value)| {
         let value = match value {
@@ -80,10 +81,22 @@ pub async fn unload(
     model: ModelRef,
     Body(body): Body,
 ) -> Result<StatusCode, ApiError> {
+    model_control(&state)?;
     let _: Map<String, Value> = json_or_default(&body)?;
     state.registry.unload(&model.name)?;
     tracing::info!(model = %model.name, "unloaded through the repository API");
     Ok(StatusCode::OK)
+}
+
+/// Refuses (403) when the server's model control is off.
+fn model_control(state: &AppState) -> Result<(), ApiError> {
+    if state.settings.model_control {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::FORBIDDEN,
+        crate::state::MODEL_CONTROL_OFF,
+    ))
 }
 
 fn internal(e: tokio::task::JoinError) -> ApiError {

@@ -64,6 +64,18 @@ pub struct ServeArgs {
     /// when tokens are required) may then run code in it: a python model is code.
     #[arg(long, env = "TORCHBRIDGE_ALLOW_MODEL_UPLOAD")]
     allow_model_upload: bool,
+    /// Whether clients may load and unload models through the repository API (Triton's
+    /// modes): `explicit` lets any client that reaches the server (with a token, when
+    /// tokens are required) load, reload with another config, and unload; `none` refuses
+    /// those calls (403 / PERMISSION_DENIED), and the models are those loaded at
+    /// startup (and by --poll-repository-secs).
+    #[arg(
+        long,
+        env = "TORCHBRIDGE_MODEL_CONTROL_MODE",
+        value_enum,
+        default_value = "explicit"
+    )]
+    model_control_mode: ModelControlMode,
     /// Look at the repository every this many seconds and follow it: load a model
     /// directory that appears, reload one whose files change (its loaded versions serve
     /// on if that fails), remove one that disappears. 0: off.
@@ -87,6 +99,15 @@ pub struct ServeArgs {
     limits: LimitArgs,
     #[command(flatten)]
     trace: TraceArgs,
+}
+
+/// Who loads and unloads models once the server runs (`--model-control-mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ModelControlMode {
+    /// Clients, through the repository API.
+    Explicit,
+    /// Nobody: the repository API's load and unload are refused.
+    None,
 }
 
 /// Authentication and TLS, both off unless asked for.
@@ -308,6 +329,7 @@ async fn serve(
         idle_poll: Duration::from_micros(args.idle_poll_us),
         allow_client_shm: args.allow_client_shm,
         allow_model_upload: args.allow_model_upload,
+        model_control: args.model_control_mode == ModelControlMode::Explicit,
         log: Some(logger),
         trace,
         runtime_versions: tokio::task::spawn_blocking(torchbridge::runtime_versions).await?,
