@@ -295,7 +295,7 @@ def _batching(max_batch_size: int, delay_us: int | None,
             raise ValueError("preferred_batch_sizes needs dynamic batching "
                              "(max_batch_size > 0 and max_queue_delay_us not None)")
         return ""
-    _check_int("max_queue_delay_us", delay_us, 0)
+    _check_int("max_queue_delay_us", delay_us, 0, 10_000_000)  # the server's bound: 10 s
     lines = [f"max_queue_delay_us = {delay_us}"]
     if preferred:
         for size in preferred:

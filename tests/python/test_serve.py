@@ -403,6 +403,8 @@ def stacks_of(process: subprocess.Popen) -> str:
     ({"preferred_batch_sizes": [128]}, ValueError, "preferred_batch_sizes must be"),
     ({"http_port": 70000}, ValueError, "http_port must be an integer in 0..65535"),
     ({"idle_poll_us": -1}, ValueError, "idle_poll_us must be an integer >= 0"),
+    ({"max_queue_delay_us": 10**12}, ValueError,
+     "max_queue_delay_us must be an integer in 0..10000000"),
     ({"allow_client_shm": "yes"}, TypeError, "allow_client_shm must be True or False"),
     ({"fn": 3}, TypeError, "fn must be callable"),
     ({"trace_file": "/no/such/dir/t.json"}, ValueError, "the directory '/no/such/dir' does not"),

@@ -290,6 +290,12 @@ fn instance_groups(c: &mut ModelConfig, value: &Value) -> Result<(), String> {
                 let gpus = group
                     .get("gpus")
                     .map_or(Ok(&[][..]), |g| array(g).map(|a| &a[..]))?;
+                if gpus.len() > 1 {
+                    return Err(format!(
+                        "a group on GPUs {}: torchbridge runs a model's instances on one device",
+                        Value::Array(gpus.to_vec())
+                    ));
+                }
                 let gpu = gpus.first().map_or(Ok(0), uint)?;
                 Some(Device::Cuda(gpu as usize))
             }
@@ -337,11 +343,22 @@ fn batching(base: Option<BatchingConfig>, value: &Value) -> Result<Option<Batchi
                     .map_err(at)?;
             }
             "default_queue_policy" => {
-                // Triton's 0 means "no limit"; torchbridge's queue always has one.
-                if let Some(size) = object(value).map_err(at)?.get("max_queue_size") {
-                    match uint(size).map_err(at)? {
-                        0 => {}
-                        n => b.max_queue_size = n,
+                for (field, setting) in object(value).map_err(at)? {
+                    match field.as_str() {
+                        // Triton's 0 means "no limit"; torchbridge's queue always has one.
+                        "max_queue_size" => match uint(setting).map_err(at)? {
+                            0 => {}
+                            n => b.max_queue_size = n,
+                        },
+                        // Triton's default action, and the only one torchbridge takes.
+                        "timeout_action" if setting == "REJECT" => {}
+                        _ if is_empty(setting) => {}
+                        _ => {
+                            return Err(at(format!(
+                                "sets `{field}` to {setting}, which torchbridge does not have \
+                                 (a request's own `timeout` parameter bounds its wait)"
+                            )));
+                        }
                     }
                 }
             }

@@ -143,6 +143,18 @@ fn what_torchbridge_cannot_do_is_refused_by_name() {
         ),
         (r#"{"version_policy": {"newest": {}}}"#, "`newest`"),
         (
+            r#"{"dynamic_batching": {"default_queue_policy": {"timeout_action": "DELAY"}}}"#,
+            "sets `timeout_action` to \"DELAY\"",
+        ),
+        (
+            r#"{"dynamic_batching": {"default_queue_policy": {"default_timeout_microseconds": 100}}}"#,
+            "`default_timeout_microseconds`",
+        ),
+        (
+            r#"{"instance_group": [{"kind": "KIND_GPU", "gpus": [0, 1]}]}"#,
+            "on one device",
+        ),
+        (
             r#"{"instance_group": [{"count": 4294967295}, {"count": 2}]}"#,
             "more instances than there can be",
         ),
@@ -154,6 +166,11 @@ fn what_torchbridge_cannot_do_is_refused_by_name() {
     }
     // Unset fields, as clients send them, ask for nothing.
     applied(r#"{"sequence_batching": {}, "optimization": null, "model_warmup": []}"#).unwrap();
+    applied(
+        r#"{"dynamic_batching": {"default_queue_policy": {"timeout_action": "REJECT",
+        "default_timeout_microseconds": 0, "allow_timeout_override": false}}}"#,
+    )
+    .unwrap();
 }
 
 #[test]

@@ -56,13 +56,13 @@ pub struct ServeArgs {
     /// `systemsharedmemory` extension) and pass tensors through them. Any client that
     /// reaches the server may then read and write the shared-memory objects of the
     /// server's user: only for clients on the same host that you trust.
-    #[arg(long, env = "TORCHBRIDGE_ALLOW_CLIENT_SHM")]
+    #[arg(long, env = "TORCHBRIDGE_ALLOW_CLIENT_SHM", value_parser = clap::builder::BoolishValueParser::new())]
     allow_client_shm: bool,
     /// Let a repository load request carry the model's files (Triton's `file:` load
     /// parameters, tritonclient's `load_model(name, config=..., files=...)`), written to a
     /// directory of the server's own. Any client that reaches the server (with a token,
     /// when tokens are required) may then run code in it: a python model is code.
-    #[arg(long, env = "TORCHBRIDGE_ALLOW_MODEL_UPLOAD")]
+    #[arg(long, env = "TORCHBRIDGE_ALLOW_MODEL_UPLOAD", value_parser = clap::builder::BoolishValueParser::new())]
     allow_model_upload: bool,
     /// Whether clients may load and unload models through the repository API (Triton's
     /// modes): `explicit` lets any client that reaches the server (with a token, when
@@ -122,7 +122,7 @@ struct SecurityArgs {
     auth_token_env: Option<String>,
     /// Leave the health checks (/v2/health/live, /v2/health/ready; gRPC ServerLive,
     /// ServerReady, grpc.health.v1.Health/Check) open when tokens are required.
-    #[arg(long, env = "TORCHBRIDGE_AUTH_ALLOW_HEALTH")]
+    #[arg(long, env = "TORCHBRIDGE_AUTH_ALLOW_HEALTH", value_parser = clap::builder::BoolishValueParser::new())]
     auth_allow_health: bool,
     /// Serve HTTP and gRPC over TLS with this PEM certificate chain (needs --tls-key).
     #[arg(

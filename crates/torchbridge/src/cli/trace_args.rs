@@ -22,15 +22,21 @@ pub struct TraceArgs {
     trace_level: String,
     /// Trace one request in this many.
     #[arg(long, env = "TORCHBRIDGE_TRACE_RATE", default_value_t = 1000,
-          value_parser = clap::value_parser!(u64).range(1..))]
+          value_parser = clap::value_parser!(u64).range(1..), requires = "trace_file")]
     trace_rate: u64,
     /// Trace this many requests, then stop; -1: no limit.
     #[arg(long, env = "TORCHBRIDGE_TRACE_COUNT", default_value_t = -1,
-          value_parser = clap::value_parser!(i64).range(-1..), allow_negative_numbers = true)]
+          value_parser = clap::value_parser!(i64).range(-1..), allow_negative_numbers = true,
+          requires = "trace_file")]
     trace_count: i64,
     /// Write the traces every this many; 0: all at once when the server stops (they are
     /// kept in memory until then).
-    #[arg(long, env = "TORCHBRIDGE_TRACE_LOG_FREQUENCY", default_value_t = 0)]
+    #[arg(
+        long,
+        env = "TORCHBRIDGE_TRACE_LOG_FREQUENCY",
+        default_value_t = 0,
+        requires = "trace_file"
+    )]
     trace_log_frequency: u64,
 }
 
