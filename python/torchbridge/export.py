@@ -165,10 +165,16 @@ def _export(module, example, repository, name, bridges, max_batch_size, input_na
         if made_dir:
             shutil.rmtree(model_dir, ignore_errors=True)
         raise ExportError(f"{err}{_python_hint(err, type(module))}") from err
-    vdir = model_dir / str(version)
-    staged.rename(vdir)
     old = _old_config(model_dir)
     top, tables, labels = _kept_settings(old, labels, outs)
+    clash = _clash_with_batch_size(tables, max_batch_size)
+    if clash:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise ExportError(f"config.toml keeps {clash}, which does not fit max_batch_size="
+                          f"{max_batch_size}: edit config.toml first (export keeps its "
+                          f"other settings), or export with a larger max_batch_size")
+    vdir = model_dir / str(version)
+    staged.rename(vdir)
     if trust_pickle:
         top["trust_pickle"] = True
     if instances is None:  # as config.toml said, else one
@@ -204,6 +210,19 @@ def _kept_settings(old: dict, labels, outs):
         labels = {o["name"]: o["labels"] for o in old.get("output", [])
                   if "labels" in o and dims.get(o["name"]) == o.get("dims")} or None
     return top, tables, labels
+
+
+def _clash_with_batch_size(tables: dict, max_batch_size: int) -> str | None:
+    """The kept setting that the new max_batch_size would make config.toml refuse."""
+    batching, warmup = tables.get("batching"), tables.get("warmup") or {}
+    if batching is not None and max_batch_size == 0:
+        return "a [batching] table"
+    for table, key in ((batching or {}, "batching.preferred_batch_sizes"),
+                       (warmup, "warmup.batch_sizes")):
+        sizes = table.get(key.split(".")[1], [])
+        if max_batch_size > 0 and any(size > max_batch_size for size in sizes):
+            return f"`{key} = {sizes}`"
+    return None
 
 
 def _check_name(name: object) -> None:

@@ -211,6 +211,18 @@ def test_a_re_export_keeps_the_operators_settings_and_the_labels(tmp_path):
     # An output whose classes changed does not keep the old names.
     torchbridge.export(MLP(n_out=3), x, tmp_path, name="m", bridges="onnx")
     assert "labels" not in config.read_text()
+    # A kept setting that a smaller max_batch_size would break refuses the export, and
+    # nothing is written: the model still loads as it was.
+    config.write_text(config.read_text().replace("[batching]",
+                                                 "[batching]\npreferred_batch_sizes = [32]"))
+    with pytest.raises(torchbridge.ExportError,
+                       match=r"`batching.preferred_batch_sizes = \[32\]`, which does not fit "
+                             r"max_batch_size=4"):
+        torchbridge.export(MLP(n_out=3), x, tmp_path, name="m", bridges="onnx",
+                           max_batch_size=4)
+    assert sorted(p.name for p in (tmp_path / "m").iterdir() if p.name.isdigit()) == \
+        ["1", "2", "3"]
+    assert torchbridge.Model.load(tmp_path / "m").version == 3
 
 
 def test_trust_pickle_writes_the_module_pickled(tmp_path):
