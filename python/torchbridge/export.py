@@ -59,7 +59,8 @@ def export(module: nn.Module, example_inputs: torch.Tensor | Sequence[torch.Tens
     The python form is the state dict plus a generated model.py holding the module's
     class source, rebuilt as `cls(**init_kwargs)`; that class may use only torch. With
     `trust_pickle=True` it is the whole module pickled (model.pt, loaded only with
-    `trust_pickle = true` in config.toml) instead.
+    `trust_pickle = true` in config.toml) instead; a pickle names its classes by module,
+    so they must be importable where the server runs (not defined in the script itself).
 
     labels: class names of outputs, {output name: [name of class 0, 1, ...]}; a server
     asked for an output's top classes (Triton's classification, tritonclient's
@@ -360,6 +361,15 @@ def _versions(model_dir: Path) -> list[int]:
 
 
 def _write_pickle(vdir: Path, module: nn.Module, example, out_names) -> float:
+    # A pickle names each class by its module; the server imports that module to load
+    # it, and a script's own classes live in `__main__`, which the server's is not.
+    scripted = sorted({type(m).__qualname__ for m in module.modules()
+                       if type(m).__module__ == "__main__"})
+    if scripted:
+        raise ValueError(f"python form (trust_pickle): the pickle refers to "
+                         f"{', '.join(scripted)} in `__main__` (the running script), which "
+                         f"the server cannot import: define the classes in a module the "
+                         f"model's python_env can import, or leave trust_pickle out")
     path = vdir / "model.pt"
     torch.save(module, path)
     with torch.no_grad():

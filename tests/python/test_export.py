@@ -1,6 +1,10 @@
 """torchbridge.export of several model shapes, each form loaded back through
 torchbridge.Model (every bridge) and compared with the eager module."""
 
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 import torch
@@ -236,6 +240,28 @@ def test_trust_pickle_writes_the_module_pickled(tmp_path):
     with torch.no_grad():
         np.testing.assert_allclose(check_every_bridge_.infer({"INPUT0": x.numpy()})["OUTPUT0"],
                                    net(x).numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_trust_pickle_refuses_a_scripts_own_classes_the_server_could_not_import(tmp_path):
+    script = textwrap.dedent('''
+        import sys, torch, torchbridge
+        class Block(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.fc = torch.nn.Linear(2, 2)
+            def forward(self, x):
+                return self.fc(x)
+        net = torch.nn.Sequential(Block(), torch.nn.ReLU())
+        try:
+            torchbridge.export(net, torch.randn(2, 2), sys.argv[1], name="p",
+                               bridges=("python",), trust_pickle=True)
+        except torchbridge.ExportError as e:
+            print(e)
+    ''')
+    run = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True,
+                         text=True, timeout=300)
+    assert "refers to Block in `__main__`" in run.stdout, run.stdout + run.stderr
+    assert not (tmp_path / "p").exists() or not any((tmp_path / "p").glob("[0-9]*"))
 
 
 class Unexportable(nn.Module):
