@@ -87,6 +87,20 @@ def test_a_full_queue_refuses_at_once_with_429_and_loses_nothing(server):
     assert counted(server, "slow_batched", "invalid", "http") - before["invalid"] == 1
 
 
+def test_a_request_started_before_its_timeout_gets_its_answer(server):
+    # slow: 400 ms a call, idle: a 100 ms timeout bounds the wait for an instance, not
+    # the call (as in Triton).
+    require_models(server.repo, "slow")
+    for client, module in ((httpclient.InferenceServerClient(server.http_url), httpclient),
+                           (grpcclient.InferenceServerClient(server.grpc_url), grpcclient)):
+        x = module.InferInput("X", [1, 2], "FP32")
+        x.set_data_from_numpy(np.full((1, 2), 3, dtype=np.float32))
+        started = time.monotonic()
+        y = client.infer("slow", [x], timeout=100_000).as_numpy("Y")
+        np.testing.assert_array_equal(y, np.full((1, 2), 3, dtype=np.float32))
+        assert time.monotonic() - started >= 0.35
+
+
 def test_a_request_not_started_by_its_timeout_gets_504_and_is_not_run(server):
     # slow: 4 instances, 400 ms a call; of 8 requests with a 100 ms timeout, the 4 that
     # must wait for an instance time out.
@@ -108,6 +122,7 @@ def test_a_request_not_started_by_its_timeout_gets_504_and_is_not_run(server):
     assert len(errors) >= 1
     for e in errors:
         assert e.status() == "504", (e.status(), e.message())
+        assert "did not start the request before its deadline" in e.message(), e.message()
     after = stats(server, "slow")
     assert after["inference_count"] - before["inference_count"] == 8 - len(errors)
 

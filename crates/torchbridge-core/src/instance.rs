@@ -16,6 +16,8 @@ use crate::{Backend, Batch, Error, ModelStats, Result, Tensor};
 pub(crate) trait Waiter: Send {
     /// Nobody waits any more: the job is skipped.
     fn is_closed(&self) -> bool;
+    /// The job's call starts now (before its deadline).
+    fn starting(&self);
     /// The outcome, and the call that produced it (`None`: the job never ran).
     fn complete(self: Box<Self>, result: Result<Vec<Tensor>>, ran: Option<RanCall>);
 }
@@ -107,6 +109,7 @@ fn run_job(instance: &Instance, job: Job, stats: &ModelStats) {
             .complete(Err(Error::Timeout { model, waited_ms }), None);
         return;
     }
+    job.waiter.starting();
     let (result, ran) = call(instance, backend, job.batch, job.answer_by, stats);
     job.waiter.complete(result, Some(ran));
 }

@@ -37,6 +37,10 @@ impl Waiter for Direct {
         self.reply.is_closed()
     }
 
+    fn starting(&self) {
+        trace::mark_started(&self.trace);
+    }
+
     fn complete(self: Box<Self>, result: Result<Vec<Tensor>>, ran: Option<RanCall>) {
         if let Some(ran) = ran {
             self.stats.queued(ran.started - self.enqueued);
@@ -296,6 +300,7 @@ impl InstancePool {
             }
             let arrived = Instant::now();
             self.stats.queued(Duration::ZERO);
+            trace::mark_started(trace);
             let (result, ran) = call(instance, backend, batch, None, &self.stats);
             self.stats.answered(result.is_ok(), arrived.elapsed());
             let call = Some(ran);

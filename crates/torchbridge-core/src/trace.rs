@@ -5,13 +5,19 @@
 //! requests carry `None` and pay nothing more.
 
 use std::sync::OnceLock;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
 use crate::CallTiming;
 
-/// Filled in once, when the traced request's call has run (or was given up).
+/// Filled in once, when the traced request's call has run (or was given up); marked
+/// when that call starts.
 #[derive(Debug, Default)]
-pub struct CallTrace(OnceLock<CallTimes>);
+pub struct CallTrace {
+    times: OnceLock<CallTimes>,
+    started: AtomicBool,
+}
 
 /// A traced request's path through the model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,12 +41,25 @@ pub struct RanCall {
 impl CallTrace {
     /// What was recorded; `None` until the call has been answered.
     pub fn times(&self) -> Option<CallTimes> {
-        self.0.get().copied()
+        self.times.get().copied()
+    }
+
+    /// Whether an instance has started the call that carries the request (it started
+    /// before the request's deadline, so it will be answered with the call's outcome).
+    pub fn started(&self) -> bool {
+        self.started.load(Relaxed)
     }
 
     /// Records the request's times; only the first record counts.
     pub(crate) fn record(&self, times: CallTimes) {
-        let _ = self.0.set(times);
+        let _ = self.times.set(times);
+    }
+}
+
+/// Marks a request's trace, when it has one, as started.
+pub(crate) fn mark_started(trace: &Option<std::sync::Arc<CallTrace>>) {
+    if let Some(trace) = trace {
+        trace.started.store(true, Relaxed);
     }
 }
 

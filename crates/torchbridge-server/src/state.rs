@@ -128,8 +128,10 @@ impl AppState {
         self.infer_within(model, version, inputs, None).await
     }
 
-    /// As [`AppState::infer`], with the client's own time limit when it gives one (the
-    /// server's `request_timeout` still applies when shorter).
+    /// As [`AppState::infer`], with the client's own time limit when it gives one
+    /// (Triton's `timeout` parameter): a request not started by then is answered
+    /// [`Error::Timeout`] at once and never run; one whose call has started is answered
+    /// with the call's outcome, as in Triton. The server's `request_timeout` bounds both.
     pub async fn infer_within(
         &self,
         model: &str,
@@ -139,23 +141,43 @@ impl AppState {
     ) -> Result<(Arc<ServedModel>, Vec<Tensor>)> {
         let arrived = Instant::now();
         let _in_flight = self.idle_poll.as_ref().map(|p| p.request());
-        let limit = timeout.map_or(self.settings.request_timeout, |t| {
-            t.min(self.settings.request_timeout)
-        });
+        let server_limit = self.settings.request_timeout;
+        // The client's limit, when it is the shorter: only then does it matter whether
+        // the call has started when it passes, which the request's trace tells.
+        let client_limit = timeout.filter(|t| *t < server_limit);
+        let limit = client_limit.unwrap_or(server_limit);
         let deadline = arrived.checked_add(limit);
         let served = self.registry.get(model, version)?;
         let sampled = self.tracer.sample(model, arrived);
-        let call = sampled.as_ref().map(|s| s.call.clone());
+        let call = match &sampled {
+            Some(s) => Some(s.call.clone()),
+            None => client_limit.map(|_| Arc::new(torchbridge_core::CallTrace::default())),
+        };
         let run = async {
             let batch = served.metadata().prepare(inputs)?;
-            // A call that started in time may still run past the limit (a hung
-            // handler): the caller is answered at the limit all the same.
-            tokio::time::timeout(limit, served.run_traced(batch, deadline, call))
-                .await
-                .map_err(|_| Error::DeadlineExceeded {
+            let running = served.run_traced(batch, deadline, call.clone());
+            tokio::pin!(running);
+            let exceeded = |limit: Duration| Error::DeadlineExceeded {
+                model: model.to_string(),
+                limit_ms: u64::try_from(limit.as_millis()).unwrap_or(u64::MAX),
+            };
+            match tokio::time::timeout(limit, &mut running).await {
+                Ok(outputs) => outputs,
+                // Started in time: its answer is the call's, within the server's limit.
+                Err(_) if client_limit.is_some() && call.as_ref().is_some_and(|c| c.started()) => {
+                    tokio::time::timeout(server_limit.saturating_sub(limit), running)
+                        .await
+                        .map_err(|_| exceeded(server_limit))?
+                }
+                // Still queued: it never runs (its job is skipped once its waiter is
+                // gone). A call that started in time may still run past the server's
+                // limit (a hung handler): the caller is answered at the limit all the same.
+                Err(_) if client_limit.is_some() => Err(Error::Timeout {
                     model: model.to_string(),
-                    limit_ms: u64::try_from(limit.as_millis()).unwrap_or(u64::MAX),
-                })?
+                    waited_ms: u64::try_from(limit.as_millis()).unwrap_or(u64::MAX),
+                }),
+                Err(_) => Err(exceeded(limit)),
+            }
         };
         let outputs = run.await;
         if let Some(sampled) = sampled {

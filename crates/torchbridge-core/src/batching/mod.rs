@@ -360,6 +360,12 @@ impl Waiter for Group {
         self.members.iter().all(|m| m.reply.caller.is_closed())
     }
 
+    fn starting(&self) {
+        for member in &self.members {
+            trace::mark_started(&member.reply.trace);
+        }
+    }
+
     fn complete(mut self: Box<Self>, result: Result<Vec<Tensor>>, ran: Option<RanCall>) {
         if let Some(running) = &mut self.running {
             running.ran = ran.is_some();
