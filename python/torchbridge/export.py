@@ -319,7 +319,8 @@ def _same_rows(batched, alone) -> bool:
 
 def _dynamic_axes(module, example, in_names, out_names, outputs, batched, dynamic_dims):
     """({tensor name: [axis, ...]}, the example grown by one on those axes) for
-    `dynamic_dims`; the outputs' dynamic axes are those whose size follows."""
+    `dynamic_dims`; the outputs' dynamic axes are those whose size follows (growing the
+    inputs by one or by two)."""
     if not dynamic_dims:
         return {}, None
     axes = {}
@@ -336,19 +337,25 @@ def _dynamic_axes(module, example, in_names, out_names, outputs, batched, dynami
                               f"{low}..{rank - 1}{batch}")
         axes[name] = sorted(set(given))
 
-    def grown(tensor, name):
+    def grown(tensor, name, by):
         for axis in axes.get(name, ()):
             last = tensor.narrow(axis, tensor.shape[axis] - 1, 1)
-            tensor = torch.cat([tensor, last], dim=axis)
+            tensor = torch.cat([tensor] + [last] * by, dim=axis)
         return tensor
 
-    other = tuple(grown(t, n) for n, t in zip(in_names, example, strict=True))
-    with torch.no_grad():
-        other_out = module(*other)
-    other_outputs = _repo.as_list(other_out, out_names if isinstance(other_out, Mapping)
-                                  else None)
-    for name, before, after in zip(out_names, outputs, other_outputs, strict=True):
-        changed = [a for a, (x, y) in enumerate(zip(before.shape, after.shape)) if x != y]
+    def run(by):
+        inputs = tuple(grown(t, n, by) for n, t in zip(in_names, example, strict=True))
+        with torch.no_grad():
+            out = module(*inputs)
+        return inputs, _repo.as_list(out, out_names if isinstance(out, Mapping) else None)
+
+    # Grown by one and by two: a strided layer's output may not grow with every step.
+    other, other_outputs = run(1)
+    _, further_outputs = run(2)
+    for name, before, after, further in zip(out_names, outputs, other_outputs,
+                                            further_outputs, strict=True):
+        changed = [a for a, (x, y, z) in enumerate(zip(before.shape, after.shape,
+                                                       further.shape)) if x != y or x != z]
         if changed:
             axes[name] = changed
     return axes, other

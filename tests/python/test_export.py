@@ -139,6 +139,22 @@ def test_dynamic_dims_serve_other_sequence_lengths_in_every_form(tmp_path):
     check_every_bridge(tmp_path / "tok", net, (ids,), ["INPUT0"])
 
 
+class Strided(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv1d(4, 4, kernel_size=3, stride=2)
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+def test_a_strided_output_that_grows_every_other_step_is_dynamic(tmp_path):
+    # Length 9 and 10 both give 4 outputs; 11 gives 5.
+    done = torchbridge.export(Strided(), torch.randn(2, 4, 9), tmp_path, name="strided",
+                              bridges=("onnx",), dynamic_dims={"INPUT0": [2]})
+    assert done.outputs == [("OUTPUT0", "FP32", [4, -1])]
+
+
 @pytest.mark.parametrize("dynamic, why", [
     ({"IDS": [1]}, "dynamic_dims names 'IDS', but the inputs are"),
     ({"INPUT0": [0]}, "axis 0 is not one of 1..1 \\(axis 0 is the batch\\)"),
