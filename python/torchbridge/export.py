@@ -124,8 +124,12 @@ def _export(module, example, repository, name, bridges, max_batch_size, input_na
                           f"the module returns, in its order: {list(out)} (or leave "
                           f"output_names out)")
     in_names = list(input_names or [f"INPUT{i}" for i in range(len(example))])
-    outputs = _repo.as_list(out, output_names) if isinstance(out, Mapping) \
-        else _repo.as_list(out, None)
+    try:
+        outputs = _repo.as_list(out, output_names) if isinstance(out, Mapping) \
+            else _repo.as_list(out, None)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise ExportError(f"the module's outputs must be a tensor, or a tuple, list or dict "
+                          f"of tensors (not nested), got {type(out).__name__} ({err})") from err
     out_names = list(output_names or [f"OUTPUT{i}" for i in range(len(outputs))])
     if len(in_names) != len(example) or len(out_names) != len(outputs):
         raise ExportError(f"{len(example)} example inputs and {len(outputs)} outputs, but "
@@ -145,8 +149,13 @@ def _export(module, example, repository, name, bridges, max_batch_size, input_na
     python = "python" in forms and not trust_pickle
     if python:
         _check_rebuildable(type(module))
-    model_py = _repo.handler_source(type(module), dict(init_kwargs or {}), in_names,
-                                    out_names) if python else None
+    try:
+        model_py = _repo.handler_source(type(module), dict(init_kwargs or {}), in_names,
+                                        out_names) if python else None
+    except (OSError, TypeError) as err:  # inspect.getsource: no file behind the class
+        raise ExportError(f"python form: the source of {type(module).__name__} cannot be "
+                          f"read ({err}); define the class in a file, leave \"python\" out "
+                          f"of bridges, or pass trust_pickle=True") from err
     made_dir = not model_dir.exists()
     version = max(_versions(model_dir), default=0) + 1
     # Written beside the repository's versions under a name no server reads as one, then
@@ -283,8 +292,15 @@ def _check_batch_first(module, example, out_names, outputs):
     they do run alone: dim 0 of every input is a batch of independent rows (a
     time-major RNN's dim 0 passes the shape checks, and batching would mix requests)."""
     def alone(rows):
-        with torch.no_grad():
-            got = module(*(t[rows] for t in example))
+        try:
+            with torch.no_grad():
+                got = module(*(t[rows] for t in example))
+        except Exception as err:
+            raise ExportError(
+                f"the module fails on one row of the example ({type(err).__name__}: {err}); "
+                f"with max_batch_size > 0 it must take any number of rows (does it fix the "
+                f"batch size, as a reshape to the example's size does?); pass "
+                f"max_batch_size=0 for a model without a batch dimension") from err
         return _repo.as_list(got, out_names if isinstance(got, Mapping) else None)
 
     first, last = slice(0, 1), slice(-1, None)

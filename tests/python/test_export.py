@@ -335,7 +335,20 @@ def test_half_precision_modules_export_in_every_form(tmp_path):
     np.testing.assert_allclose(got["OUTPUT0"].astype(np.float32), want, rtol=1e-2, atol=1e-2)
 
 
+class FixesTheBatch(nn.Module):
+    def forward(self, x):
+        return x.reshape(4, 12)
+
+
+class NestedOut(nn.Module):
+    def forward(self, x):
+        return x, (x, x)
+
+
 @pytest.mark.parametrize("kwargs,why", [
+    ({"module": FixesTheBatch(), "example_inputs": torch.randn(4, 12)},
+     "the module fails on one row of the example \\(RuntimeError: shape"),
+    ({"module": NestedOut()}, "must be a tensor, or a tuple, list or dict of tensors"),
     ({"name": "../escape"}, "name must be a non-empty model name"),
     ({"name": ""}, "name must be a non-empty model name"),
     ({"name": "a/b"}, "name must be a non-empty model name"),
