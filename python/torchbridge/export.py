@@ -49,7 +49,9 @@ def export(module: nn.Module, example_inputs: torch.Tensor | Sequence[torch.Tens
            dynamic_dims: Mapping[str, Sequence[int]] | None = None) -> Exported:
     """Writes `<repository>/<name>/config.toml` and a new version directory (the highest
     present + 1) holding the model in the form each of `bridges` reads; the first bridge
-    is the config's `backend`.
+    is the config's `backend`. Each form is loaded back and compared with the module on
+    the example (onnx through onnxruntime: tract reads the same file and is not run here;
+    `torchbridge check` runs every bridge).
 
     example_inputs: one tensor or a tuple, in the order `module.forward` takes them, with
     the batch dimension first when max_batch_size > 0 (0: the model does not batch).

@@ -20,7 +20,8 @@ pub(crate) fn load_backend(ctx: &LoadContext, bridge: BackendKind) -> Result<Box
             model: ctx.model.clone(),
             bridge: other.as_str(),
             message: format!(
-                "this build of torchbridge does not include the {other} bridge (cargo feature `{other}`)"
+                "this build of torchbridge does not include the {other} bridge (cargo \
+                 feature `{other}`; the Python package: built with `--features native`)"
             ),
         }),
     }
@@ -85,7 +86,8 @@ pub(crate) fn with_tokenizer(
             model: ctx.model.clone(),
             bridge: "tokenizer",
             message: "config.toml has a `[tokenizer]` table, but this build of torchbridge \
-                      does not include the tokenizer stage (cargo feature `tokenizer`)"
+                      does not include the tokenizer stage (cargo feature `tokenizer`; the \
+                      Python package: built with `--features native`)"
                 .to_string(),
         }),
     }
