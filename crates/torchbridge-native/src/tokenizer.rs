@@ -95,6 +95,23 @@ fn public_metadata(
             ));
         }
     }
+    // A token tensor the model takes but the tokenizer does not make would be the
+    // client's to send, and a client that sends text cannot know its length.
+    let made_here = [
+        TokenOutput::InputIds,
+        TokenOutput::AttentionMask,
+        TokenOutput::TokenTypeIds,
+    ];
+    if let Some(missing) = made_here
+        .into_iter()
+        .find(|o| !config.outputs.contains(o) && inner.inputs.iter().any(|s| s.name == o.as_str()))
+    {
+        return Err(format!(
+            "the model also takes `{0}`, which `tokenizer.outputs` does not make: add \
+             \"{0}\" to it (clients send text and cannot know the token count)",
+            missing.as_str()
+        ));
+    }
     if inner.inputs.iter().any(|s| s.name == config.input) {
         return Err(format!(
             "`tokenizer.input = \"{}\"` is already one of the model's inputs",

@@ -127,6 +127,11 @@ fn mismatches_with_the_model_are_load_errors() {
         e.contains("`token_type_ids`, which is not among its inputs"),
         "{e}"
     );
+    let e = error_of(dir.path(), "outputs = [\"input_ids\"]");
+    assert!(
+        e.contains("also takes `attention_mask`, which `tokenizer.outputs` does not make"),
+        "{e}"
+    );
     let e = error_of(dir.path(), "input = \"input_ids\"");
     assert!(e.contains("already one of the model's inputs"), "{e}");
     let e = error_of(dir.path(), "file = \"nope.json\"");
