@@ -5,6 +5,8 @@ waiting and fail. With `--load-model`, only the named models load; the others wa
 repository API."""
 
 import subprocess
+import urllib.error
+import urllib.request
 import textwrap
 
 import numpy as np
@@ -161,3 +163,19 @@ def test_what_is_not_a_model_is_named_or_left_alone(repo, tmp_path):
                          capture_output=True, text=True, timeout=60)
     assert run.returncode != 0
     assert "this is a model directory (it holds config.toml)" in run.stderr, run.stderr
+
+
+def test_metrics_listen_on_their_own_address_when_given(repo, tmp_path):
+    require_models(repo, "mlp")
+    root = tmp_path / "repo"
+    root.mkdir()
+    (root / "mlp").symlink_to(repo / "mlp", target_is_directory=True)
+    server = start_server(root, tmp_path / "serve.log", "--metrics-host", "127.0.0.2")
+    try:
+        port = server.metrics_url.rsplit(":", 1)[1]
+        with urllib.request.urlopen(f"http://127.0.0.2:{port}/metrics", timeout=10) as r:
+            assert "torchbridge_" in r.read().decode()
+        with pytest.raises(urllib.error.URLError):
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10)
+    finally:
+        assert stop_server(server) == 0, server.log_text()

@@ -32,9 +32,13 @@ pub struct ServeArgs {
     #[arg(long, env = "TORCHBRIDGE_GRPC_PORT", default_value_t = 8001)]
     grpc_port: u16,
     /// Prometheus metrics port (`GET /metrics`). It is never authenticated and never
-    /// TLS: keep it on a private network.
+    /// TLS: keep it on a private network (--metrics-host).
     #[arg(long, env = "TORCHBRIDGE_METRICS_PORT", default_value_t = 8002)]
     metrics_port: u16,
+    /// Address the metrics port listens on [default: --host], e.g. 127.0.0.1 to keep
+    /// metrics on this machine while inference listens on every interface.
+    #[arg(long, env = "TORCHBRIDGE_METRICS_HOST", value_parser = host)]
+    metrics_host: Option<IpAddr>,
     /// Default time a request may take, in milliseconds (at least 1).
     #[arg(long, env = "TORCHBRIDGE_REQUEST_TIMEOUT_MS", default_value_t = 60_000,
           value_parser = clap::value_parser!(u64).range(1..))]
@@ -276,9 +280,10 @@ async fn serve(
         Matcher::Suffix("_seconds".into()),
         Matcher::Full("torchbridge_batch_size".into()),
     );
-    let metrics_listener = tokio::net::TcpListener::bind(addr(args.metrics_port))
+    let metrics_at = SocketAddr::new(args.metrics_host.unwrap_or(args.host), args.metrics_port);
+    let metrics_listener = tokio::net::TcpListener::bind(metrics_at)
         .await
-        .with_context(|| format!("cannot serve metrics on {}", addr(args.metrics_port)))?;
+        .with_context(|| format!("cannot serve metrics on {metrics_at}"))?;
     let metrics_addr = metrics_listener.local_addr()?;
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .set_buckets_for_metric(seconds, &SECONDS_BUCKETS)?
