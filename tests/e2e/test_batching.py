@@ -11,7 +11,7 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from conftest import require_models
+from conftest import require_bridges, require_models, start_server, stop_server
 
 
 def counted(server, model, outcome, protocol):
@@ -170,3 +170,52 @@ def test_a_grpc_request_whose_client_gave_up_is_counted_abandoned(server):
     while counted(server, "slow", "abandoned", "grpc") - before < 3:
         assert time.monotonic() < deadline, "abandoned gRPC requests were not counted"
         time.sleep(0.05)
+
+
+SLEEPER = """
+import time
+
+
+class Model:
+    def __init__(self, model_dir, config):
+        pass
+
+    def predict(self, inputs):
+        time.sleep(2.0)
+        return {"Y": inputs["X"]}
+"""
+
+
+def test_a_started_call_past_its_clients_timeout_is_not_taken_for_stuck(tmp_path):
+    """A call that started before its request's `timeout` is waited for (to the server's
+    limit): the watchdog must not count its instance stuck at the client's deadline and
+    refuse everyone else meanwhile."""
+    require_bridges("python")
+    model = tmp_path / "repo" / "sleeper"
+    (model / "1").mkdir(parents=True)
+    (model / "1" / "model.py").write_text(SLEEPER)
+    (model / "config.toml").write_text(
+        'backend = "python"\nmax_batch_size = 4\n[[input]]\nname = "X"\ndatatype = "FP32"\n'
+        'dims = [2]\n[[output]]\nname = "Y"\ndatatype = "FP32"\ndims = [2]\n')
+    server = start_server(tmp_path / "repo", tmp_path / "serve.log")
+    try:
+        def call(timeout_us):
+            client = httpclient.InferenceServerClient(server.http_url, network_timeout=60)
+            x = httpclient.InferInput("X", [1, 2], "FP32")
+            x.set_data_from_numpy(np.ones((1, 2), dtype=np.float32))
+            try:
+                return client.infer("sleeper", [x], timeout=timeout_us).as_numpy("Y"), None
+            except InferenceServerException as e:
+                return None, e
+
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            first = pool.submit(call, 200_000)  # starts at once, runs 2 s
+            time.sleep(1.4)  # past the client's deadline and the 1 s stuck floor
+            second = pool.submit(call, None)  # waits its turn: not refused
+            for future in (first, second):
+                y, error = future.result(timeout=60)
+                assert error is None, error
+                np.testing.assert_array_equal(y, np.ones((1, 2), dtype=np.float32))
+        assert "is stuck" not in server.log_text(), server.log_text()
+    finally:
+        assert stop_server(server) == 0, server.log_text()

@@ -225,6 +225,7 @@ impl InstancePool {
     ) -> Result<oneshot::Receiver<Result<Vec<Tensor>>>> {
         let (reply, rx) = oneshot::channel();
         let enqueued = Instant::now();
+        let answer_by = trace::answer_by(&trace, deadline);
         let waiter = Direct {
             reply,
             enqueued,
@@ -236,7 +237,7 @@ impl InstancePool {
             batch,
             enqueued,
             deadline,
-            answer_by: deadline,
+            answer_by,
             waiter: Box::new(waiter),
         }))
         .map_err(|_| self.unavailable())?;

@@ -17,6 +17,9 @@ use crate::CallTiming;
 pub struct CallTrace {
     times: OnceLock<CallTimes>,
     started: AtomicBool,
+    /// When the request's caller gives up on a call that has started, if later than its
+    /// deadline to start (a client's own timeout is a deadline to start only).
+    answer_by: OnceLock<Instant>,
 }
 
 /// A traced request's path through the model.
@@ -50,6 +53,12 @@ impl CallTrace {
         self.started.load(Relaxed)
     }
 
+    /// Says that the caller waits for a started call until `by`, past the deadline to
+    /// start it gave: an instance's call counts as stuck only after that.
+    pub fn wait_for_started_call_until(&self, by: Instant) {
+        let _ = self.answer_by.set(by);
+    }
+
     /// Records the request's times; only the first record counts.
     pub(crate) fn record(&self, times: CallTimes) {
         let _ = self.times.set(times);
@@ -67,5 +76,17 @@ pub(crate) fn mark_started(trace: &Option<std::sync::Arc<CallTrace>>) {
 pub(crate) fn record(trace: &Option<std::sync::Arc<CallTrace>>, times: CallTimes) {
     if let Some(trace) = trace {
         trace.record(times);
+    }
+}
+
+/// When a request's caller gives up on its call once started: what its trace says, else
+/// its deadline.
+pub(crate) fn answer_by(
+    trace: &Option<std::sync::Arc<CallTrace>>,
+    deadline: Option<Instant>,
+) -> Option<Instant> {
+    match trace.as_ref().and_then(|t| t.answer_by.get()) {
+        Some(&by) => Some(by),
+        None => deadline,
     }
 }

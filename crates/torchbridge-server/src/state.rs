@@ -153,6 +153,13 @@ impl AppState {
             Some(s) => Some(s.call.clone()),
             None => client_limit.map(|_| Arc::new(torchbridge_core::CallTrace::default())),
         };
+        if let (Some(call), Some(_)) = (&call, client_limit)
+            && let Some(by) = arrived.checked_add(server_limit)
+        {
+            // A call that started in time is waited for to the server's limit: only past
+            // it is an instance stuck.
+            call.wait_for_started_call_until(by);
+        }
         let run = async {
             let batch = served.metadata().prepare(inputs)?;
             let running = served.run_traced(batch, deadline, call.clone());

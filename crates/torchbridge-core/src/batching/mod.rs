@@ -269,8 +269,11 @@ impl Queue {
     /// One backend call for a group of requests, handed out at `now`.
     fn job(&self, group: Vec<Request<Reply>>, now: Instant) -> Job {
         let enqueued = group[0].enqueued;
-        // The latest deadline of the group, if every member has one.
-        let deadlines: Option<Vec<Instant>> = group.iter().map(|r| r.deadline).collect();
+        // The latest time a member's caller waits for the call, if every member has one.
+        let deadlines: Option<Vec<Instant>> = group
+            .iter()
+            .map(|r| trace::answer_by(&r.reply.trace, r.deadline))
+            .collect();
         let answer_by = deadlines.and_then(|d| d.into_iter().max());
         let mut batches = Vec::with_capacity(group.len());
         let mut members = Vec::with_capacity(group.len());
