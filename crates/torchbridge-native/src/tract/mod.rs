@@ -239,13 +239,28 @@ impl Backend for TractBackend {
         if self.stateful {
             self.state = SimpleState::new(&self.plan).map_err(|e| fail(format!("{e:#}")))?;
         }
-        let outputs = match self.state.run(inputs) {
-            Ok(outputs) => outputs,
-            Err(e) => {
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.state.run(inputs)));
+        let outputs = match run {
+            Ok(Ok(outputs)) => outputs,
+            Ok(Err(e)) => {
                 // A failed run keeps what it bound (a symbol's size): the next would
                 // clash with it.
                 let _ = self.state.reset_turn();
                 return Err(fail(format!("{e:#}")));
+            }
+            Err(panic) => {
+                // Whatever the run left half done goes with the state it was in.
+                self.state = SimpleState::new(&self.plan).map_err(|e| fail(format!("{e:#}")))?;
+                let message = panic
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| panic.downcast_ref::<&str>().copied())
+                    .unwrap_or("no message");
+                return Err(fail(format!(
+                    "tract panicked running the model ({message}); an input value outside \
+                     what the model takes (a token id past an embedding table, an index past \
+                     a dim) does this"
+                )));
             }
         };
         let computed = Instant::now();
