@@ -113,3 +113,28 @@ onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]),
     assert_eq!(pair(4, 4).unwrap()[0].to_vec::<f32>().unwrap(), [2.0; 4]);
     assert_eq!(pair(3, 3).unwrap()[0].to_vec::<f32>().unwrap(), [2.0; 3]);
 }
+
+#[test]
+fn a_panic_inside_tract_is_an_error_and_the_model_serves_on() {
+    // An embedding lookup: ids past the table's 10 rows make tract panic.
+    let script = r#"
+import sys, numpy as np, onnx
+from onnx import helper, numpy_helper, TensorProto as T
+ids = helper.make_tensor_value_info("IDS", T.INT64, ["batch", 3])
+y = helper.make_tensor_value_info("Y", T.FLOAT, ["batch", 3, 4])
+table = numpy_helper.from_array(np.arange(40, dtype=np.float32).reshape(10, 4), "table")
+node = helper.make_node("Gather", ["table", "IDS"], ["Y"])
+graph = helper.make_graph([node], "g", [ids], [y], initializer=[table])
+onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), sys.argv[1])
+"#;
+    let config = "backend = \"tract\"\nmax_batch_size = 4\n";
+    let (_dir, model) = tract_model(script, config);
+    let ids = |v: [i64; 3]| Tensor::from_slice("IDS", vec![1, 3], &v).unwrap();
+    let e = model.infer(vec![ids([1, 99, 2])]).unwrap_err().to_string();
+    assert!(e.contains("tract panicked running the model"), "{e}");
+    let y = model.infer(vec![ids([0, 1, 9])]).unwrap()[0]
+        .to_vec::<f32>()
+        .unwrap();
+    assert_eq!(&y[..4], &[0.0, 1.0, 2.0, 3.0]);
+    assert_eq!(&y[8..], &[36.0, 37.0, 38.0, 39.0]);
+}
