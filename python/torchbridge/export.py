@@ -156,8 +156,8 @@ def _export(module, example, repository, name, bridges, max_batch_size, input_na
                                         out_names) if python else None
     except (OSError, TypeError) as err:  # inspect.getsource: no file behind the class
         raise ExportError(f"python form: the source of {type(module).__name__} cannot be "
-                          f"read ({err}); define the class in a file, leave \"python\" out "
-                          f"of bridges, or pass trust_pickle=True") from err
+                          f"read ({err}); define the class in a module (a .py file), or "
+                          f"leave \"python\" out of bridges") from err
     made_dir = not model_dir.exists()
     version = max(_versions(model_dir), default=0) + 1
     # Written beside the repository's versions under a name no server reads as one, then
@@ -338,7 +338,7 @@ def _same_rows(batched, alone) -> bool:
 def _dynamic_axes(module, example, in_names, out_names, outputs, batched, dynamic_dims):
     """({tensor name: [axis, ...]}, the example grown by one on those axes) for
     `dynamic_dims`; the outputs' dynamic axes are those whose size follows (growing the
-    inputs by one or by two)."""
+    inputs by one or by eight: strides up to 8)."""
     if not dynamic_dims:
         return {}, None
     axes = {}
@@ -367,9 +367,9 @@ def _dynamic_axes(module, example, in_names, out_names, outputs, batched, dynami
             out = module(*inputs)
         return inputs, _repo.as_list(out, out_names if isinstance(out, Mapping) else None)
 
-    # Grown by one and by two: a strided layer's output may not grow with every step.
+    # Grown by one and by eight: a strided layer's output grows only every stride steps.
     other, other_outputs = run(1)
-    _, further_outputs = run(2)
+    _, further_outputs = run(8)
     for name, before, after, further in zip(out_names, outputs, other_outputs,
                                             further_outputs, strict=True):
         changed = [a for a, (x, y, z) in enumerate(zip(before.shape, after.shape,
@@ -391,10 +391,10 @@ def _write_pickle(vdir: Path, module: nn.Module, example, out_names) -> float:
     scripted = sorted({type(m).__qualname__ for m in module.modules()
                        if type(m).__module__ == "__main__"})
     if scripted:
-        raise ValueError(f"python form (trust_pickle): the pickle refers to "
-                         f"{', '.join(scripted)} in `__main__` (the running script), which "
-                         f"the server cannot import: define the classes in a module the "
-                         f"model's python_env can import, or leave trust_pickle out")
+        raise ValueError(f"trust_pickle: the pickle refers to {', '.join(scripted)} in "
+                         f"`__main__` (the running script), which the server cannot import: "
+                         f"define the classes in a module (a .py file) that the model's "
+                         f"python_env can import, or leave \"python\" out of bridges")
     path = vdir / "model.pt"
     torch.save(module, path)
     with torch.no_grad():

@@ -149,10 +149,13 @@ class Strided(nn.Module):
 
 
 def test_a_strided_output_that_grows_every_other_step_is_dynamic(tmp_path):
-    # Length 9 and 10 both give 4 outputs; 11 gives 5.
-    done = torchbridge.export(Strided(), torch.randn(2, 4, 9), tmp_path, name="strided",
-                              bridges=("onnx",), dynamic_dims={"INPUT0": [2]})
-    assert done.outputs == [("OUTPUT0", "FP32", [4, -1])]
+    # Stride 2: lengths 9 and 10 both give 4 outputs; stride 3: 9, 10 and 11 give 3.
+    for stride in (2, 3):
+        net = Strided()
+        net.conv.stride = (stride,)
+        done = torchbridge.export(net, torch.randn(2, 4, 9), tmp_path, name=f"s{stride}",
+                                  bridges=("onnx",), dynamic_dims={"INPUT0": [2]})
+        assert done.outputs == [("OUTPUT0", "FP32", [4, -1])]
 
 
 @pytest.mark.parametrize("dynamic, why", [
@@ -277,6 +280,7 @@ def test_trust_pickle_refuses_a_scripts_own_classes_the_server_could_not_import(
     run = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True,
                          text=True, timeout=300)
     assert "refers to Block in `__main__`" in run.stdout, run.stdout + run.stderr
+    assert "trust_pickle=True" not in run.stdout, run.stdout  # not advised to the one using it
     assert not (tmp_path / "p").exists() or not any((tmp_path / "p").glob("[0-9]*"))
 
 
