@@ -141,6 +141,13 @@ def test_with_model_control_none_clients_cannot_load_or_unload(repo, tmp_path):
         assert grpc.is_model_ready("mlp")
     finally:
         assert stop_server(server) == 0, server.log_text()
+    # What --load-model leaves out could never load.
+    run = subprocess.run([str(BINARY), "serve", "--model-repository", str(root),
+                          "--model-control-mode", "none", "--load-model", "mlp",
+                          "--http-port", "0", "--grpc-port", "0", "--metrics-port", "0"],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode != 0
+    assert "--load-model needs --model-control-mode explicit" in run.stderr, run.stderr
 
 
 def test_what_is_not_a_model_is_named_or_left_alone(repo, tmp_path):

@@ -465,8 +465,9 @@ fn datatype(value: &Value) -> Result<DataType, String> {
 }
 
 /// Triton's `{"key": {"string_value": "…"}}`; python handlers get the strings, except
-/// where config.toml (`base`) has a number or boolean that reads as the same text: the
-/// config routes show it that way, and sending a shown config back changes nothing.
+/// where config.toml (`base`) has a number or boolean there and the text reads as one of
+/// that type: the config routes show such values as text, and sending a shown config
+/// back (edited or not) keeps their types.
 fn parameters(value: &Value, base: &toml::Table) -> Result<toml::Table, String> {
     object(value)?
         .iter()
@@ -477,8 +478,19 @@ fn parameters(value: &Value, base: &toml::Table) -> Result<toml::Table, String> 
                 .ok_or_else(|| {
                     format!("`{key}` must be {{\"string_value\": \"…\"}}, got {entry}")
                 })?;
+            // An edited value keeps the type config.toml gave it where the text reads
+            // as one (a handler doing `config["delay_ms"] / 1000` must not get "500").
             let value = match base.get(key) {
                 Some(kept) if !kept.is_str() && kept.to_string() == text => kept.clone(),
+                Some(toml::Value::Integer(_)) if text.parse::<i64>().is_ok() => {
+                    toml::Value::Integer(text.parse().unwrap_or_default())
+                }
+                Some(toml::Value::Float(_)) if text.parse::<f64>().is_ok() => {
+                    toml::Value::Float(text.parse().unwrap_or_default())
+                }
+                Some(toml::Value::Boolean(_)) if matches!(text, "true" | "false") => {
+                    toml::Value::Boolean(text == "true")
+                }
                 _ => toml::Value::String(text.to_string()),
             };
             Ok((key.clone(), value))

@@ -281,13 +281,25 @@ fn a_shown_config_given_back_keeps_typed_parameters_and_a_tokenizers_inputs() {
         c.inputs, base.inputs,
         "the shown text input is not the model's input"
     );
-    // Changed, a value is the client's string; other inputs are taken as given.
+    // Edited, a value keeps its type where it reads as one; other inputs are taken as
+    // given.
     let edited = r#"{"input": [{"name": "ids", "data_type": "TYPE_INT64", "dims": [-1]}],
-        "parameters": {"delay_ms": {"string_value": "50"}}}"#;
+        "parameters": {"delay_ms": {"string_value": "50"}, "fast": {"string_value": "no"},
+                       "mode": {"string_value": "7"}}}"#;
     let c = ConfigOverride::parse(edited)
         .unwrap()
         .apply(&base, "net")
         .unwrap();
-    assert_eq!(c.parameters["delay_ms"].as_str(), Some("50"));
+    assert_eq!(c.parameters["delay_ms"].as_integer(), Some(50));
+    assert_eq!(
+        c.parameters["fast"].as_str(),
+        Some("no"),
+        "not a boolean: as sent"
+    );
+    assert_eq!(
+        c.parameters["mode"].as_str(),
+        Some("7"),
+        "a string in config.toml stays one"
+    );
     assert_eq!(c.inputs[0].name, "ids");
 }

@@ -311,6 +311,11 @@ async fn serve(
     for stray in registry.strays()? {
         tracing::warn!("`{stray}/` in the model repository holds no config.toml: not served");
     }
+    anyhow::ensure!(
+        args.load_models.is_empty() || args.model_control_mode == ModelControlMode::Explicit,
+        "--load-model needs --model-control-mode explicit: with `none` the models it leaves \
+         out could never load"
+    );
     let names = startup_models(registry.scan()?, &args.load_models)?;
     // Not ready until every one of them has loaded or failed.
     registry.mark_loading(&names);
