@@ -358,6 +358,16 @@ impl ModelConfig {
             ));
         }
         if let Some(w) = &self.warmup
+            && self.max_batch_size == 0
+            && w.batch_sizes != default_warmup_batch_sizes()
+        {
+            return Err(format!(
+                "`warmup.batch_sizes = {:?}`: a model with `max_batch_size = 0` has no batch \
+                 dimension; leave it out",
+                w.batch_sizes
+            ));
+        }
+        if let Some(w) = &self.warmup
             && self.max_batch_size > 0
             && let Some(b) = w
                 .batch_sizes
@@ -492,6 +502,8 @@ max_queue_wait_us = 20000
         );
         let e = error_of("backend = \"onnx\"\nthreads = 100000");
         assert!(e.contains("`threads = 100000`: at most 1024"), "{e}");
+        let e = error_of("backend = \"onnx\"\n[warmup]\nbatch_sizes = [8]");
+        assert!(e.contains("has no batch dimension"), "{e}");
         let e = error_of("backend = \"onnx\"\ninstances = 5\nthreads = 1024");
         assert!(e.contains("5120 threads, more than 4096 in all"), "{e}");
         let e = error_of("backend = \"onnx\"\n[tokenizer]\nmax_length = 4294967295");
