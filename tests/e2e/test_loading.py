@@ -89,12 +89,18 @@ def test_models_load_side_by_side(tmp_path, threads):
         assert stop_server(server) == 0, server.log_text()
 
 
-def test_load_model_loads_only_the_named_models(repo, tmp_path):
-    require_models(repo, "mlp", "no_batch")
+def linked_repo(repo, tmp_path, *names):
+    """A repository of its own under `tmp_path` holding `names` of the fixtures (links)."""
     root = tmp_path / "repo"
     root.mkdir()
-    for name in ["mlp", "no_batch"]:
+    for name in names:
         (root / name).symlink_to(repo / name, target_is_directory=True)
+    return root
+
+
+def test_load_model_loads_only_the_named_models(repo, tmp_path):
+    require_models(repo, "mlp", "no_batch")
+    root = linked_repo(repo, tmp_path, "mlp", "no_batch")
     server = start_server(root, tmp_path / "serve.log", "--load-model", "no_batch")
     try:
         models = index(server)
@@ -120,9 +126,7 @@ def test_load_model_loads_only_the_named_models(repo, tmp_path):
 
 def test_with_model_control_none_clients_cannot_load_or_unload(repo, tmp_path):
     require_models(repo, "mlp")
-    root = tmp_path / "repo"
-    root.mkdir()
-    (root / "mlp").symlink_to(repo / "mlp", target_is_directory=True)
+    root = linked_repo(repo, tmp_path, "mlp")
     server = start_server(root, tmp_path / "serve.log", "--model-control-mode", "none")
     try:
         with httpclient.InferenceServerClient(server.http_url) as client:
@@ -152,9 +156,7 @@ def test_with_model_control_none_clients_cannot_load_or_unload(repo, tmp_path):
 
 def test_what_is_not_a_model_is_named_or_left_alone(repo, tmp_path):
     require_models(repo, "mlp")
-    root = tmp_path / "repo"
-    root.mkdir()
-    (root / "mlp").symlink_to(repo / "mlp", target_is_directory=True)
+    root = linked_repo(repo, tmp_path, "mlp")
     # A hidden copy (a backup) is not a model; one without config.toml is warned about.
     (root / ".mlp.bak").symlink_to(repo / "mlp", target_is_directory=True)
     (root / "unconfigured" / "1").mkdir(parents=True)
@@ -174,9 +176,7 @@ def test_what_is_not_a_model_is_named_or_left_alone(repo, tmp_path):
 
 def test_metrics_listen_on_their_own_address_when_given(repo, tmp_path):
     require_models(repo, "mlp")
-    root = tmp_path / "repo"
-    root.mkdir()
-    (root / "mlp").symlink_to(repo / "mlp", target_is_directory=True)
+    root = linked_repo(repo, tmp_path, "mlp")
     server = start_server(root, tmp_path / "serve.log", "--metrics-host", "127.0.0.2")
     try:
         port = server.metrics_url.rsplit(":", 1)[1]

@@ -9,10 +9,6 @@ use crate::common::python;
 
 #[test]
 fn an_unimplemented_operator_is_named_with_its_node_at_load() {
-    let dir = tempfile::tempdir().unwrap();
-    let version = dir.path().join("m/1");
-    std::fs::create_dir_all(&version).unwrap();
-    std::fs::write(dir.path().join("m/config.toml"), "backend = \"tract\"").unwrap();
     let script = r#"
 import sys, onnx
 from onnx import helper, TensorProto as T
@@ -23,12 +19,7 @@ odd = helper.make_node("NoSuchOp", ["H"], ["Y"], name="the_odd_one", domain="")
 graph = helper.make_graph([node, odd], "g", [x], [y])
 onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), sys.argv[1])
 "#;
-    let status = Command::new(python())
-        .args(["-c", script])
-        .arg(version.join("model.onnx"))
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let dir = tract_model_dir(script, "backend = \"tract\"");
     let e = Model::load_with(dir.path().join("m"), BackendKind::Tract)
         .unwrap_err()
         .to_string();
@@ -38,9 +29,9 @@ onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]),
     );
 }
 
-/// A model directory `m` served through tract, its model.onnx written by `script` (which
-/// gets the path as its argument), with `config` as config.toml.
-fn tract_model(script: &str, config: &str) -> (tempfile::TempDir, Model) {
+/// A model directory `m` for tract, its model.onnx written by `script` (which gets the
+/// path as its argument), with `config` as config.toml.
+fn tract_model_dir(script: &str, config: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let version = dir.path().join("m/1");
     std::fs::create_dir_all(&version).unwrap();
@@ -51,6 +42,12 @@ fn tract_model(script: &str, config: &str) -> (tempfile::TempDir, Model) {
         .status()
         .unwrap();
     assert!(status.success());
+    dir
+}
+
+/// [`tract_model_dir`]'s model, loaded.
+fn tract_model(script: &str, config: &str) -> (tempfile::TempDir, Model) {
+    let dir = tract_model_dir(script, config);
     let model = Model::load_with(dir.path().join("m"), BackendKind::Tract).unwrap();
     (dir, model)
 }
