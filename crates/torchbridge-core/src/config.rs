@@ -89,6 +89,43 @@ pub struct WarmupConfig {
     pub calls: u32,
 }
 
+impl WarmupConfig {
+    /// Batch sizes that fit the model, and calls and sizes a load can afford.
+    fn check(&self, max_batch_size: u32) -> Result<(), String> {
+        if max_batch_size == 0 && self.batch_sizes != default_warmup_batch_sizes() {
+            return Err(format!(
+                "`warmup.batch_sizes = {:?}`: a model with `max_batch_size = 0` has no batch \
+                 dimension; leave it out",
+                self.batch_sizes
+            ));
+        }
+        if max_batch_size > 0
+            && let Some(b) = self
+                .batch_sizes
+                .iter()
+                .find(|&&b| b == 0 || b > max_batch_size)
+        {
+            return Err(format!(
+                "`warmup.batch_sizes` holds {b}, outside 1..={max_batch_size}"
+            ));
+        }
+        if self.calls > MAX_WARMUP_CALLS {
+            return Err(format!(
+                "`warmup.calls = {}`: at most {MAX_WARMUP_CALLS} (a warm-up holds the load \
+                 until it is done)",
+                self.calls
+            ));
+        }
+        if self.variable_dim > MAX_WARMUP_VARIABLE_DIM {
+            return Err(format!(
+                "`warmup.variable_dim = {}`: at most {MAX_WARMUP_VARIABLE_DIM}",
+                self.variable_dim
+            ));
+        }
+        Ok(())
+    }
+}
+
 fn default_warmup_batch_sizes() -> Vec<u32> {
     vec![1]
 }
@@ -357,42 +394,8 @@ impl ModelConfig {
                 self.max_batch_size
             ));
         }
-        if let Some(w) = &self.warmup
-            && self.max_batch_size == 0
-            && w.batch_sizes != default_warmup_batch_sizes()
-        {
-            return Err(format!(
-                "`warmup.batch_sizes = {:?}`: a model with `max_batch_size = 0` has no batch \
-                 dimension; leave it out",
-                w.batch_sizes
-            ));
-        }
-        if let Some(w) = &self.warmup
-            && self.max_batch_size > 0
-            && let Some(b) = w
-                .batch_sizes
-                .iter()
-                .find(|&&b| b == 0 || b > self.max_batch_size)
-        {
-            return Err(format!(
-                "`warmup.batch_sizes` holds {b}, outside 1..={}",
-                self.max_batch_size
-            ));
-        }
         if let Some(w) = &self.warmup {
-            if w.calls > MAX_WARMUP_CALLS {
-                return Err(format!(
-                    "`warmup.calls = {}`: at most {MAX_WARMUP_CALLS} (a warm-up holds the \
-                     load until it is done)",
-                    w.calls
-                ));
-            }
-            if w.variable_dim > MAX_WARMUP_VARIABLE_DIM {
-                return Err(format!(
-                    "`warmup.variable_dim = {}`: at most {MAX_WARMUP_VARIABLE_DIM}",
-                    w.variable_dim
-                ));
-            }
+            w.check(self.max_batch_size)?;
         }
         if let Some(t) = &self.tokenizer {
             t.check()?;

@@ -1,8 +1,10 @@
 //! When one request's backend call ran, for a server that traces requests (Triton's trace
 //! extension). A request asks for it by handing a [`CallTrace`] to
 //! [`ServedModel::run_traced`](crate::ServedModel::run_traced); whoever runs the call —
-//! an instance thread, a dynamic batch, the caller itself — fills it in once. Untraced
-//! requests carry `None` and pay nothing more.
+//! an instance thread, a dynamic batch, the caller itself — fills it in once, and marks
+//! it when the call starts. A request with a client's own timeout carries one too: the
+//! mark says whether its call started in time. Other requests carry `None` and pay
+//! nothing more.
 
 use std::sync::OnceLock;
 use std::sync::atomic::AtomicBool;

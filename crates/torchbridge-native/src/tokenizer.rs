@@ -97,12 +97,7 @@ fn public_metadata(
     }
     // A token tensor the model takes but the tokenizer does not make would be the
     // client's to send, and a client that sends text cannot know its length.
-    let made_here = [
-        TokenOutput::InputIds,
-        TokenOutput::AttentionMask,
-        TokenOutput::TokenTypeIds,
-    ];
-    if let Some(missing) = made_here
+    if let Some(missing) = TokenOutput::ALL
         .into_iter()
         .find(|o| !config.outputs.contains(o) && inner.inputs.iter().any(|s| s.name == o.as_str()))
     {

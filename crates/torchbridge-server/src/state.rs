@@ -149,16 +149,14 @@ impl AppState {
         let deadline = arrived.checked_add(limit);
         let served = self.registry.get(model, version)?;
         let sampled = self.tracer.sample(model, arrived);
-        let call = match &sampled {
-            Some(s) => Some(s.call.clone()),
-            None => client_limit.map(|_| Arc::new(torchbridge_core::CallTrace::default())),
-        };
-        if let (Some(call), Some(_)) = (&call, client_limit)
-            && let Some(by) = arrived.checked_add(server_limit)
-        {
+        let mut call = sampled.as_ref().map(|s| s.call.clone());
+        if client_limit.is_some() {
             // A call that started in time is waited for to the server's limit: only past
             // it is an instance stuck.
-            call.wait_for_started_call_until(by);
+            let trace = call.get_or_insert_default();
+            if let Some(by) = arrived.checked_add(server_limit) {
+                trace.wait_for_started_call_until(by);
+            }
         }
         let run = async {
             let batch = served.metadata().prepare(inputs)?;
@@ -168,6 +166,8 @@ impl AppState {
                 model: model.to_string(),
                 limit_ms: u64::try_from(limit.as_millis()).unwrap_or(u64::MAX),
             };
+            // A call that runs past the server's limit (a hung handler) is answered at
+            // the limit all the same.
             match tokio::time::timeout(limit, &mut running).await {
                 Ok(outputs) => outputs,
                 // Started in time: its answer is the call's, within the server's limit.
@@ -176,9 +176,7 @@ impl AppState {
                         .await
                         .map_err(|_| exceeded(server_limit))?
                 }
-                // Still queued: it never runs (its job is skipped once its waiter is
-                // gone). A call that started in time may still run past the server's
-                // limit (a hung handler): the caller is answered at the limit all the same.
+                // Still queued: it never runs (its job is skipped once its waiter is gone).
                 Err(_) if client_limit.is_some() => Err(Error::Timeout {
                     model: model.to_string(),
                     waited_ms: u64::try_from(limit.as_millis()).unwrap_or(u64::MAX),

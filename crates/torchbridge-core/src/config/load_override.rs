@@ -480,19 +480,15 @@ fn parameters(value: &Value, base: &toml::Table) -> Result<toml::Table, String> 
                 })?;
             // An edited value keeps the type config.toml gave it where the text reads
             // as one (a handler doing `config["delay_ms"] / 1000` must not get "500").
-            let value = match base.get(key) {
-                Some(kept) if !kept.is_str() && kept.to_string() == text => kept.clone(),
-                Some(toml::Value::Integer(_)) if text.parse::<i64>().is_ok() => {
-                    toml::Value::Integer(text.parse().unwrap_or_default())
-                }
-                Some(toml::Value::Float(_)) if text.parse::<f64>().is_ok() => {
-                    toml::Value::Float(text.parse().unwrap_or_default())
-                }
-                Some(toml::Value::Boolean(_)) if matches!(text, "true" | "false") => {
-                    toml::Value::Boolean(text == "true")
-                }
-                _ => toml::Value::String(text.to_string()),
+            let typed = match base.get(key) {
+                Some(toml::Value::Integer(_)) => text.parse().ok().map(toml::Value::Integer),
+                Some(toml::Value::Float(_)) => text.parse().ok().map(toml::Value::Float),
+                Some(toml::Value::Boolean(_)) => text.parse().ok().map(toml::Value::Boolean),
+                // An array or table comes back as shown: kept if unchanged.
+                Some(kept) if !kept.is_str() && kept.to_string() == text => Some(kept.clone()),
+                _ => None,
             };
+            let value = typed.unwrap_or_else(|| toml::Value::String(text.to_string()));
             Ok((key.clone(), value))
         })
         .collect()

@@ -52,6 +52,13 @@ pub enum TokenOutput {
 }
 
 impl TokenOutput {
+    /// Every tensor the stage can make.
+    pub const ALL: [TokenOutput; 3] = [
+        TokenOutput::InputIds,
+        TokenOutput::AttentionMask,
+        TokenOutput::TokenTypeIds,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             TokenOutput::InputIds => "input_ids",

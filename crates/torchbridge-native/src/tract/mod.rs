@@ -89,7 +89,7 @@ impl TractBackend {
             .collect();
         // `reconcile` guarantees every model input is declared; feed them in file order.
         let plan = typed.into_runnable().map_err(|e| fail(format!("{e:#}")))?;
-        let state = SimpleState::new(&plan).map_err(|e| fail(format!("{e:#}")))?;
+        let state = fresh_state(&plan).map_err(fail)?;
         let stateful = keeps_state(&plan).map_err(|e| fail(format!("{e:#}")))?;
         tracing::info!(
             model = %ctx.model,
@@ -218,6 +218,11 @@ fn reorder_inputs(metadata: &mut ModelMetadata, file: &[FileTensor]) {
         .sort_by_key(|s| file.iter().position(|t| t.name == s.name));
 }
 
+/// A state with nothing of an earlier run in it (a hidden state, bound sizes).
+fn fresh_state(plan: &Arc<TypedRunnableModel>) -> Result<TypedSimpleState, String> {
+    SimpleState::new(plan).map_err(|e| format!("{e:#}"))
+}
+
 impl Backend for TractBackend {
     fn metadata(&self) -> &ModelMetadata {
         &self.metadata
@@ -237,7 +242,7 @@ impl Backend for TractBackend {
             .map_err(fail)?;
         let converted = Instant::now();
         if self.stateful {
-            self.state = SimpleState::new(&self.plan).map_err(|e| fail(format!("{e:#}")))?;
+            self.state = fresh_state(&self.plan).map_err(fail)?;
         }
         let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.state.run(inputs)));
         let outputs = match run {
@@ -250,7 +255,7 @@ impl Backend for TractBackend {
             }
             Err(panic) => {
                 // Whatever the run left half done goes with the state it was in.
-                self.state = SimpleState::new(&self.plan).map_err(|e| fail(format!("{e:#}")))?;
+                self.state = fresh_state(&self.plan).map_err(fail)?;
                 let message = panic
                     .downcast_ref::<String>()
                     .map(String::as_str)
