@@ -225,3 +225,41 @@ def test_workers_still_start_once_the_server_binary_was_replaced_on_disk(repo, t
             assert cmdline.read().split("\0")[:2] == ["torchbridge", "worker"]
     finally:
         stop_server(server)
+
+
+def test_a_worker_that_cannot_be_restarted_makes_its_model_unready_until_one_starts(
+        repo, tmp_path):
+    """The worker dies, and its replacement fails to load: requests fail at once with the
+    reason, and readiness and the index say so (the model no longer looks READY). Once
+    the model can load again, the next request starts a worker and the model is ready."""
+    require_models(repo, MODEL)
+    shutil.copytree(repo / MODEL, tmp_path / "repo" / MODEL)
+    refuse = tmp_path / "repo" / MODEL / "1" / "refuse_to_load"
+    server = start_server(tmp_path / "repo", tmp_path / "serve.log")
+    try:
+        client = httpclient.InferenceServerClient(server.http_url)
+        grpc = grpcclient.InferenceServerClient(server.grpc_url)
+        assert client.is_model_ready(MODEL) and grpc.is_model_ready(MODEL)
+        refuse.touch()
+        with pytest.raises(InferenceServerException, match="died while running this batch"):
+            request(httpclient, client, 201)
+        with pytest.raises(InferenceServerException, match="could not be restarted") as failed:
+            request(httpclient, client, 1.0)
+        assert "refuse_to_load is in the model directory" in str(failed.value)
+        assert not client.is_model_ready(MODEL)
+        assert not grpc.is_model_ready(MODEL)
+        [entry] = [m for m in client.get_model_repository_index() if m["name"] == MODEL]
+        assert entry["state"] == "UNAVAILABLE", entry
+        assert "could not be restarted" in entry["reason"], entry
+        # Statistics still report the model, with the failures counted.
+        [stats] = client.get_inference_statistics(MODEL)["model_stats"]
+        assert int(stats["inference_stats"]["fail"]["count"]) == 2, stats
+
+        refuse.unlink()
+        time.sleep(1.1)  # the restart backoff
+        np.testing.assert_array_equal(request(httpclient, client, 7.0), [[7.0, 0.5]])
+        assert client.is_model_ready(MODEL) and grpc.is_model_ready(MODEL)
+        [entry] = [m for m in client.get_model_repository_index() if m["name"] == MODEL]
+        assert entry["state"] == "READY", entry
+    finally:
+        stop_server(server)

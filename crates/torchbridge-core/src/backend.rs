@@ -37,6 +37,12 @@ pub trait Backend: Send {
     fn interrupter(&self) -> Option<Interrupt> {
         None
     }
+    /// Why this instance can serve nothing for now although it loaded (an isolated
+    /// worker process that died and could not be started again), asked after each call;
+    /// when every instance of a model says so, the model reports not ready with this.
+    fn broken(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Cuts short the call in flight on one backend (see [`Backend::interrupter`]).

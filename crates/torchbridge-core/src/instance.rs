@@ -144,6 +144,7 @@ pub(crate) fn call(
             backend.metadata().check_outputs(&outputs, rows)?;
             Ok(outputs)
         });
+    stats.health.set_broken(index, backend.broken());
     if let Some(busy) = stats.health.finished(index) {
         tracing::warn!(
             model = %backend.metadata().name,

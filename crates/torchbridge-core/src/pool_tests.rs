@@ -156,6 +156,22 @@ fn a_call_is_stuck_past_its_deadline_and_the_floor_and_reported_once() {
     assert_eq!(health.stuck(t0 + ms(3000)), vec![0]);
 }
 
+#[test]
+fn a_model_is_broken_only_while_every_instance_is() {
+    let health = crate::InstanceHealth::new(2);
+    assert_eq!(health.all_broken(), None);
+    health.set_broken(1, Some("worker 1 cannot start".into()));
+    assert_eq!(health.all_broken(), None, "instance 0 still serves");
+    health.set_broken(0, Some("worker 0 cannot start".into()));
+    assert_eq!(
+        health.all_broken().as_deref(),
+        Some("worker 0 cannot start")
+    );
+    health.set_broken(0, None);
+    assert_eq!(health.all_broken(), None, "instance 0 recovered");
+    assert_eq!(crate::InstanceHealth::new(0).all_broken(), None);
+}
+
 /// Sleeps the milliseconds its input `X` holds, then answers `Y = X`.
 struct Sleeper(ModelMetadata);
 

@@ -425,6 +425,18 @@ impl Registry {
         }
     }
 
+    /// `Ok` when `name` (at `version`) is loaded and can serve: not when every one of its
+    /// instances is broken (see [`ServedModel::broken`]), although requests still reach it.
+    pub fn ready(&self, name: &str, version: Option<u64>) -> Result<()> {
+        match self.get(name, version)?.broken() {
+            None => Ok(()),
+            Some(reason) => Err(Error::NotReady {
+                model: name.into(),
+                reason,
+            }),
+        }
+    }
+
     /// Whether `name` is a model directory of the repository (for an unknown model's
     /// error only: it reads the disk).
     fn on_disk(&self, name: &str) -> bool {
@@ -476,11 +488,10 @@ impl Registry {
             match models.get(name) {
                 Some(ModelState::Ready(versions)) => {
                     let reason = reload_failures.get(name).cloned().unwrap_or_default();
-                    entries.extend(
-                        versions
-                            .keys()
-                            .map(|&v| entry(Some(v), "READY", reason.clone())),
-                    );
+                    entries.extend(versions.iter().map(|(&v, model)| match model.broken() {
+                        None => entry(Some(v), "READY", reason.clone()),
+                        Some(broken) => entry(Some(v), "UNAVAILABLE", broken),
+                    }));
                 }
                 Some(ModelState::Loading) => entries.push(entry(None, "LOADING", String::new())),
                 Some(ModelState::Unavailable(r)) => {

@@ -135,6 +135,14 @@ impl ServedModel {
         }
     }
 
+    /// Why the model can serve nothing although it is loaded (every instance broken, see
+    /// [`Backend::broken`](crate::Backend::broken)); `None` when it can. Model readiness
+    /// and the repository index report it; requests are still taken, so that one can
+    /// find the instances recovered.
+    pub fn broken(&self) -> Option<String> {
+        self.stats().health.all_broken()
+    }
+
     /// While every instance is stuck, a request is refused at once rather than queued
     /// behind calls that may never return.
     fn check_not_stuck(&self) -> Result<()> {

@@ -1,6 +1,6 @@
 use std::collections::BTreeMap;
-use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -235,7 +235,11 @@ struct Slot {
     /// never.
     stuck_at: AtomicU64,
     /// The watchdog has reported this call as stuck (so it is reported once).
-    reported: std::sync::atomic::AtomicBool,
+    reported: AtomicBool,
+    /// Set while the instance can serve nothing (see [`InstanceHealth::set_broken`]);
+    /// the flag spares each call the lock.
+    broken: AtomicBool,
+    broken_reason: Mutex<Option<String>>,
 }
 
 // Ordering: `busy_since` is stored (Release) after `stuck_at` and loaded (Acquire)
@@ -262,6 +266,8 @@ impl InstanceHealth {
             busy_since: AtomicU64::new(0),
             stuck_at: AtomicU64::new(u64::MAX),
             reported: Default::default(),
+            broken: Default::default(),
+            broken_reason: Mutex::default(),
         };
         InstanceHealth {
             slots: (0..instances).map(|_| slot()).collect(),
@@ -323,5 +329,28 @@ impl InstanceHealth {
 
     pub fn instances(&self) -> usize {
         self.slots.len()
+    }
+
+    /// Records after each call whether instance `i` can serve nothing until it recovers
+    /// (`Some(why)`: its worker process could not be restarted) or is well (`None`).
+    pub fn set_broken(&self, i: usize, why: Option<String>) {
+        let Some(slot) = self.slots.get(i) else {
+            return;
+        };
+        if why.is_none() && !slot.broken.load(Relaxed) {
+            return;
+        }
+        let mut reason = slot.broken_reason.lock().unwrap();
+        slot.broken.store(why.is_some(), Relaxed);
+        *reason = why;
+    }
+
+    /// Why the model can serve nothing: every instance is broken (the first one's reason);
+    /// `None` while any instance can serve (and for a pool of none).
+    pub fn all_broken(&self) -> Option<String> {
+        if self.slots.is_empty() || !self.slots.iter().all(|s| s.broken.load(Relaxed)) {
+            return None;
+        }
+        self.slots[0].broken_reason.lock().unwrap().clone()
     }
 }

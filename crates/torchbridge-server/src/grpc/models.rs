@@ -26,10 +26,11 @@ pub(super) fn server_metadata(state: &AppState) -> ServerMetadataResponse {
     }
 }
 
-/// Ready when loaded (at that version, if one is named); an unknown model is not ready.
+/// Ready when loaded (at that version, if one is named) and able to serve; an unknown
+/// model is not ready.
 pub(super) fn ready(state: &AppState, request: &ModelReadyRequest) -> Result<ModelReadyResponse> {
     let version = convert::version(&request.version)?;
-    let ready = state.registry.get(&request.name, version).is_ok();
+    let ready = state.registry.ready(&request.name, version).is_ok();
     Ok(ModelReadyResponse { ready })
 }
 

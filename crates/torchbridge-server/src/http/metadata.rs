@@ -18,12 +18,12 @@ pub async fn model(
     Ok(Json(metadata_json(pool.metadata(), &versions)))
 }
 
-/// 200 when the model (version) is loaded; its error (404, 503) otherwise.
+/// 200 when the model (version) is loaded and can serve; its error (404, 503) otherwise.
 pub async fn ready(
     State(state): State<AppState>,
     model: ModelRef,
 ) -> Result<Json<Value>, ApiError> {
-    state.registry.get(&model.name, model.version)?;
+    state.registry.ready(&model.name, model.version)?;
     Ok(Json(json!({ "name": model.name, "ready": true })))
 }
 

@@ -17,7 +17,6 @@ pub async fn all(State(state): State<AppState>) -> Json<Value> {
         .registry
         .index()
         .iter()
-        .filter(|entry| entry.state == "READY")
         .filter_map(|entry| state.registry.get(&entry.name, entry.version).ok())
         .map(|pool| model_stats(&pool))
         .collect();

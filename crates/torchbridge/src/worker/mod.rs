@@ -288,6 +288,17 @@ impl Backend for WorkerBackend {
         self.timing
     }
 
+    fn broken(&self) -> Option<String> {
+        let why = match &self.failed_start.as_ref()?.1 {
+            Error::Inference { message, .. } => message.clone(),
+            other => format!("its worker process could not be restarted: {other}"),
+        };
+        Some(format!(
+            "{why} (a request at least {}s after the last attempt starts one again)",
+            RESTART_BACKOFF.as_secs()
+        ))
+    }
+
     fn interrupter(&self) -> Option<Interrupt> {
         let pid = self.pid.clone();
         Some(Arc::new(move || {
