@@ -124,11 +124,14 @@ def load(served, body: dict) -> tuple[int, str]:
                                         "dims": [4], "label_filename": "../../x"}]})},
      "must be a path inside the model directory"),
     ({"config": "trust_pickle = true\nbackend = \"onnx\""}, "`trust_pickle` is the operator's"),
+    ({"config": "max_batch_size = 2"}, "is a config.toml that cannot serve"),
+    ({"config": "backend = onnx"}, "is neither a JSON object (Triton's model config) nor TOML"),
 ])
 def test_a_config_that_cannot_load_is_refused_and_the_model_serves_on(served, parameters,
                                                                       message):
     status, error = load(served, {"parameters": parameters})
     assert status == 400 and message in error, (status, error)
+    assert "mlp_batched" in error, error
     with httpclient.InferenceServerClient(served.http_url) as client:
         assert client.get_model_config("mlp_batched")["instance_group"][0]["count"] == 2
         client.infer("mlp_batched", [mlp_input(1)])

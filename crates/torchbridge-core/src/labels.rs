@@ -23,19 +23,24 @@ impl OutputLabels {
                 continue;
             };
             let path = model_root.join(file);
-            let refuse = |why: String| {
-                Error::config(&path, format!("labels of output `{}`: {why}", output.name))
+            let refuse = |at: &Path, why: String| {
+                Error::config(at, format!("labels of output `{}`: {why}", output.name))
             };
             if !Path::new(file)
                 .components()
                 .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
             {
-                return Err(refuse(format!(
-                    "{file:?} must be a path inside the model directory (no `..`, not absolute)"
-                )));
+                // Named by the model directory: the path would be outside it.
+                return Err(refuse(
+                    model_root,
+                    format!(
+                        "{file:?} must be a path inside the model directory (no `..`, not \
+                         absolute)"
+                    ),
+                ));
             }
             let text = read_bounded(&path)
-                .map_err(|e| refuse(format!("cannot read the labels file: {e}")))?;
+                .map_err(|e| refuse(&path, format!("cannot read the labels file: {e}")))?;
             let names: Arc<[String]> = text.lines().map(str::to_string).collect();
             labels.insert(output.name.clone(), names);
         }

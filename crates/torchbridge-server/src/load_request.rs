@@ -20,8 +20,22 @@ pub(crate) enum LoadParameter {
 }
 
 impl LoadRequest {
-    /// Reads the parameters; `allow_upload` is the server's `allow_model_upload`.
+    /// Reads the parameters of a load of `model`; `allow_upload` is the server's
+    /// `allow_model_upload`. An error names the model.
     pub(crate) fn read(
+        model: &str,
+        parameters: impl IntoIterator<Item = (String, LoadParameter)>,
+        allow_upload: bool,
+    ) -> Result<Self> {
+        Self::read_parameters(parameters, allow_upload).map_err(|e| match e {
+            Error::InvalidInput(message) => {
+                Error::InvalidInput(format!("load of model `{model}`: {message}"))
+            }
+            other => other,
+        })
+    }
+
+    fn read_parameters(
         parameters: impl IntoIterator<Item = (String, LoadParameter)>,
         allow_upload: bool,
     ) -> Result<Self> {
@@ -98,6 +112,7 @@ mod tests {
 
     fn read(parameters: Vec<(&str, LoadParameter)>, allow: bool) -> Result<LoadRequest> {
         LoadRequest::read(
+            "net",
             parameters.into_iter().map(|(k, v)| (k.to_string(), v)),
             allow,
         )
@@ -155,7 +170,10 @@ mod tests {
             ),
         ] {
             let e = read(parameters, allow).unwrap_err().to_string();
-            assert!(e.contains(says), "{e}");
+            assert!(
+                e.contains(says) && e.starts_with("load of model `net`: "),
+                "{e}"
+            );
         }
     }
 }

@@ -43,9 +43,14 @@ impl ConfigOverride {
                 Err(e) => return Err(format!("is not valid JSON: {e}")),
             }
         } else {
-            let config = ModelConfig::from_toml(text).map_err(|e| {
-                format!("is neither a JSON object (Triton's model config) nor a config.toml: {e}")
-            })?;
+            if let Err(e) = toml::from_str::<toml::Table>(text) {
+                return Err(format!(
+                    "is neither a JSON object (Triton's model config) nor TOML (a whole \
+                     config.toml): {e}"
+                ));
+            }
+            let config = ModelConfig::from_toml(text)
+                .map_err(|e| format!("is a config.toml that cannot serve: {e}"))?;
             Form::Toml(Box::new(config))
         };
         Ok(ConfigOverride {

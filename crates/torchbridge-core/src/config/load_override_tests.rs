@@ -205,7 +205,12 @@ fn a_text_that_is_not_json_is_a_whole_config_toml() {
     assert!(c.batching.is_none() && c.inputs.is_empty());
     let e = ConfigOverride::parse("max_batch_size = 2").unwrap_err();
     assert!(
-        e.contains("neither a JSON object") && e.contains("backend"),
+        e.contains("is a config.toml that cannot serve") && e.contains("backend"),
+        "{e}"
+    );
+    let e = ConfigOverride::parse("backend = onnx").unwrap_err();
+    assert!(
+        e.contains("neither a JSON object") && e.contains("TOML"),
         "{e}"
     );
     let e = ConfigOverride::parse("{\"max_batch_size\": ").unwrap_err();

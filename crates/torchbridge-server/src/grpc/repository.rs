@@ -51,7 +51,11 @@ pub(super) async fn load(
         };
         (key, value)
     });
-    let load = LoadRequest::read(parameters, state.settings.allow_model_upload)?;
+    let load = LoadRequest::read(
+        &request.model_name,
+        parameters,
+        state.settings.allow_model_upload,
+    )?;
     let registry = state.registry.clone();
     let name = request.model_name;
     super::blocking(&name.clone(), move || load.load(&registry, &name)).await?;

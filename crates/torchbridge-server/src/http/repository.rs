@@ -65,7 +65,7 @@ pub async fn load(
         };
         (key, value)
     });
-    let request = LoadRequest::read(parameters, state.settings.allow_model_upload)?;
+    let request = LoadRequest::read(&model.name, parameters, state.settings.allow_model_upload)?;
     let registry = state.registry.clone();
     let name = model.name.clone();
     tokio::task::spawn_blocking(move || request.load(&registry, &name))
