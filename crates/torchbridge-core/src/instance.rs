@@ -161,7 +161,7 @@ pub(crate) fn call(
     instance.last_rows.store(rows, Relaxed);
     let timing = backend.last_timing();
     drop(backend);
-    stats.computed(rows, took, timing);
+    stats.executed(result.is_ok(), rows, took, timing);
     let ran = RanCall {
         started,
         timing,

@@ -42,12 +42,9 @@ impl Waiter for Direct {
     }
 
     fn complete(self: Box<Self>, result: Result<Vec<Tensor>>, ran: Option<RanCall>) {
-        if let Some(ran) = ran {
-            self.stats.queued(ran.started - self.enqueued);
-        }
         let queued = self.enqueued;
         trace::record(&self.trace, CallTimes { queued, call: ran });
-        self.stats.answered(result.is_ok(), self.enqueued.elapsed());
+        self.stats.answered(result.is_ok(), queued, ran.as_ref());
         let _ = self.reply.send(result);
     }
 }
@@ -300,10 +297,9 @@ impl InstancePool {
                 return Err(batch);
             }
             let arrived = Instant::now();
-            self.stats.queued(Duration::ZERO);
             trace::mark_started(trace);
             let (result, ran) = call(instance, backend, batch, None, &self.stats);
-            self.stats.answered(result.is_ok(), arrived.elapsed());
+            self.stats.answered(result.is_ok(), arrived, Some(&ran));
             let call = Some(ran);
             trace::record(
                 trace,

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 use metrics::{Gauge, Histogram};
 
 use crate::CallTiming;
+use crate::trace::RanCall;
 
 /// A count of events and their total time, as Triton's statistics report them.
 #[derive(Debug, Default)]
@@ -157,30 +158,44 @@ impl ModelStats {
         }
     }
 
-    /// A request waited `waited` for an instance to start on it.
-    pub fn queued(&self, waited: Duration) {
-        self.queue.record(waited);
-        if let Some(e) = self.exported.get() {
-            e.queue.record(waited.as_secs_f64());
+    /// A request that arrived at `arrived` was answered now, `ok` or with an error; `ran`
+    /// is the call that carried it, if one did. As in Triton, only a success counts its
+    /// queue wait and its call's time (the whole call's, for each request it carried);
+    /// a failure counts in `fail` alone.
+    pub fn answered(&self, ok: bool, arrived: Instant, ran: Option<&RanCall>) {
+        let elapsed = arrived.elapsed();
+        if !ok {
+            self.fail.record(elapsed);
+            return;
         }
-    }
-
-    /// A request was answered, `ok` or with an error, `elapsed` after it arrived.
-    pub fn answered(&self, ok: bool, elapsed: Duration) {
-        let outcome = if ok { &self.success } else { &self.fail };
-        outcome.record(elapsed);
-    }
-
-    /// A backend call ran `rows` rows in `total`, split as `timing` where the bridge
-    /// measures it.
-    pub fn computed(&self, rows: usize, total: Duration, timing: Option<CallTiming>) {
-        let timing = timing.unwrap_or(CallTiming {
-            compute: total,
+        self.success.record(elapsed);
+        let Some(ran) = ran else {
+            return;
+        };
+        let waited = ran.started.saturating_duration_since(arrived);
+        self.queue.record(waited);
+        let timing = ran.timing.unwrap_or(CallTiming {
+            compute: ran.ended - ran.started,
             ..CallTiming::default()
         });
         self.compute_input.record(timing.input);
         self.compute_infer.record(timing.compute);
         self.compute_output.record(timing.output);
+        if let Some(e) = self.exported.get() {
+            e.queue.record(waited.as_secs_f64());
+        }
+    }
+
+    /// A backend call ran `rows` rows in `total`, split as `timing` where the bridge
+    /// measures it; it counts as an execution (and its rows as inferences) when `ok`.
+    pub fn executed(&self, ok: bool, rows: usize, total: Duration, timing: Option<CallTiming>) {
+        if !ok {
+            return;
+        }
+        let timing = timing.unwrap_or(CallTiming {
+            compute: total,
+            ..CallTiming::default()
+        });
         self.batch_sizes.record(rows, total);
         self.execution_count.fetch_add(1, Relaxed);
         self.inference_count.fetch_add(rows as u64, Relaxed);

@@ -256,7 +256,7 @@ impl Queue {
     fn time_out(&self, late: Vec<Request<Reply>>, now: Instant) {
         for request in late {
             let waited = now - request.enqueued;
-            self.stats.answered(false, waited);
+            self.stats.answered(false, request.enqueued, None);
             let queued = request.enqueued;
             trace::record(&request.reply.trace, CallTimes { queued, call: None });
             let _ = request.reply.caller.send(Err(Error::Timeout {
@@ -387,11 +387,8 @@ impl Waiter for Group {
                 Ok(shares) => Ok(shares.next().expect("one share per request")),
                 Err(e) => Err(e.clone()),
             };
-            if let Some(ran) = ran {
-                self.stats.queued(ran.started - member.enqueued);
-            }
             self.stats
-                .answered(result.is_ok(), member.enqueued.elapsed());
+                .answered(result.is_ok(), member.enqueued, ran.as_ref());
             let queued = member.enqueued;
             trace::record(&member.reply.trace, CallTimes { queued, call: ran });
             let _ = member.reply.caller.send(result);

@@ -1,5 +1,6 @@
 //! The scheduler end to end, on a backend that doubles its input and logs each call.
 
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -132,11 +133,24 @@ fn many_threads_get_their_own_rows_from_shared_batches() {
     );
     assert_eq!(stats.success.count(), 24 * 20);
     assert_eq!(stats.queue.count(), 24 * 20);
+    // Each request counts the compute time of the call that carried it (Triton's
+    // per-request statistics), so the sum over requests exceeds the calls' own.
+    for stage in [
+        &stats.compute_input,
+        &stats.compute_infer,
+        &stats.compute_output,
+    ] {
+        assert_eq!(stage.count(), 24 * 20);
+    }
+    let call_nanos: u64 = sizes.iter().map(|s| s.nanos).sum();
+    assert!(
+        stats.compute_infer.nanos() > call_nanos,
+        "per request, not per call"
+    );
+    assert_eq!(stats.execution_count.load(Relaxed), calls.len() as u64);
     assert_eq!(
-        stats
-            .execution_count
-            .load(std::sync::atomic::Ordering::Relaxed),
-        calls.len() as u64
+        stats.inference_count.load(Relaxed),
+        calls.iter().sum::<usize>() as u64
     );
 }
 
@@ -206,7 +220,14 @@ fn a_failed_batch_fails_every_request_in_it() {
         assert!(e.contains("the bridge panicked: NaN input"), "{e}");
     }
     assert_eq!(*calls.lock().unwrap(), vec![2]);
-    assert_eq!(model.stats().fail.count(), 2);
+    // As in Triton, a failure counts in `fail` alone: no inference, execution, queue
+    // wait or compute time.
+    let stats = model.stats();
+    assert_eq!(stats.fail.count(), 2);
+    assert_eq!(stats.execution_count.load(Relaxed), 0);
+    assert_eq!(stats.inference_count.load(Relaxed), 0);
+    assert_eq!(stats.queue.count() + stats.compute_infer.count(), 0);
+    assert!(stats.batch_sizes.snapshot().is_empty());
 }
 
 #[test]
