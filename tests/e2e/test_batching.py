@@ -127,6 +127,19 @@ def test_a_request_not_started_by_its_timeout_gets_504_and_is_not_run(server):
     assert after["inference_count"] - before["inference_count"] == 8 - len(errors)
 
 
+def test_a_model_without_batching_ignores_the_timeout_parameter(server):
+    # As in Triton: only a model with dynamic batching honours `timeout`. A microsecond
+    # would otherwise pass before any instance could start the request.
+    require_models(server.repo, "py_error")
+    for client, module in ((httpclient.InferenceServerClient(server.http_url), httpclient),
+                           (grpcclient.InferenceServerClient(server.grpc_url), grpcclient)):
+        x = module.InferInput("X", [1, 2], "FP32")
+        x.set_data_from_numpy(np.full((1, 2), 2, dtype=np.float32))
+        for _ in range(5):
+            y = client.infer("py_error", [x], timeout=1).as_numpy("Y")
+            np.testing.assert_array_equal(y, np.full((1, 2), 2, dtype=np.float32))
+
+
 def test_grpc_overload_is_resource_exhausted(server):
     require_models(server.repo, "slow_batched")
     client = grpcclient.InferenceServerClient(server.grpc_url)

@@ -132,6 +132,8 @@ impl AppState {
     /// (Triton's `timeout` parameter): a request not started by then is answered
     /// [`Error::Timeout`] at once and never run; one whose call has started is answered
     /// with the call's outcome, as in Triton. The server's `request_timeout` bounds both.
+    /// As in Triton, only a model with dynamic batching (`[batching]`) honours the
+    /// client's limit; for the others it is ignored.
     pub async fn infer_within(
         &self,
         model: &str,
@@ -142,12 +144,14 @@ impl AppState {
         let arrived = Instant::now();
         let _in_flight = self.idle_poll.as_ref().map(|p| p.request());
         let server_limit = self.settings.request_timeout;
+        let served = self.registry.get(model, version)?;
         // The client's limit, when it is the shorter: only then does it matter whether
         // the call has started when it passes, which the request's trace tells.
-        let client_limit = timeout.filter(|t| *t < server_limit);
+        let client_limit = timeout
+            .filter(|t| *t < server_limit)
+            .filter(|_| served.batching().is_some());
         let limit = client_limit.unwrap_or(server_limit);
         let deadline = arrived.checked_add(limit);
-        let served = self.registry.get(model, version)?;
         let sampled = self.tracer.sample(model, arrived);
         let mut call = sampled.as_ref().map(|s| s.call.clone());
         if client_limit.is_some() {
