@@ -11,6 +11,7 @@ use torchbridge_core::{
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::infer::Factoid;
 use tract_onnx::tract_hir::ops::unimpl::UnimplementedOp;
+use tract_onnx::tract_hir::tract_core::ops::nn::{Reduce, Reducer};
 use tract_onnx::tract_hir::tract_core::plan::{EvalContext, SimpleState};
 
 const BRIDGE: &str = "tract";
@@ -88,6 +89,7 @@ impl TractBackend {
             .map(|spec| outputs.iter().position(|t| t.name == spec.name).unwrap())
             .collect();
         // `reconcile` guarantees every model input is declared; feed them in file order.
+        warn_of_narrow_sums(&typed, &ctx.model);
         let plan = typed.into_runnable().map_err(|e| fail(format!("{e:#}")))?;
         let state = fresh_state(&plan).map_err(fail)?;
         let stateful = keeps_state(&plan).map_err(|e| fail(format!("{e:#}")))?;
@@ -123,6 +125,36 @@ fn keeps_state(plan: &TypedRunnableModel) -> TractResult<bool> {
         }
     }
     Ok(false)
+}
+
+/// tract 0.23 sums integers in an `i32`: a 64-bit `ReduceSum` whose values or sum leave
+/// ±2^31 comes out wrong (truncated), with no error. Refusing every such model would
+/// refuse the common, harmless `attention_mask.sum()`, so the load warns, naming the
+/// nodes; the onnx bridge sums in 64 bits.
+fn warn_of_narrow_sums(model: &TypedModel, name: &str) {
+    let nodes: Vec<&str> = model
+        .nodes()
+        .iter()
+        .filter(|node| {
+            node.op_as::<Reduce>()
+                .is_some_and(|reduce| matches!(reduce.reducer, Reducer::Sum))
+                && node.inputs.first().is_some_and(|input| {
+                    model
+                        .outlet_fact(*input)
+                        .is_ok_and(|fact| matches!(fact.datum_type, DatumType::I64))
+                })
+        })
+        .map(|node| node.name.as_str())
+        .collect();
+    if !nodes.is_empty() {
+        tracing::warn!(
+            model = name,
+            "tract {} sums INT64 in 32 bits: node(s) {} give wrong results once their values or \
+             sums pass ±2^31 (serve this model through the onnx bridge if they can)",
+            tract_version(),
+            nodes.join(", ")
+        );
+    }
 }
 
 /// tract-onnx keeps operators it does not know as placeholder nodes; name the first.
@@ -261,10 +293,15 @@ impl Backend for TractBackend {
                     .map(String::as_str)
                     .or_else(|| panic.downcast_ref::<&str>().copied())
                     .unwrap_or("no message");
+                // Only an index out of bounds is the input's doing.
+                let hint = if message.contains("out of bounds") || message.contains("index") {
+                    "; an input value outside what the model takes (a token id past an \
+                     embedding table, an index past a dim) does this"
+                } else {
+                    ""
+                };
                 return Err(fail(format!(
-                    "tract panicked running the model ({message}); an input value outside \
-                     what the model takes (a token id past an embedding table, an index past \
-                     a dim) does this"
+                    "tract panicked running the model ({message}){hint}"
                 )));
             }
         };

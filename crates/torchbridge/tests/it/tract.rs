@@ -129,9 +129,31 @@ onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]),
     let ids = |v: [i64; 3]| Tensor::from_slice("IDS", vec![1, 3], &v).unwrap();
     let e = model.infer(vec![ids([1, 99, 2])]).unwrap_err().to_string();
     assert!(e.contains("tract panicked running the model"), "{e}");
+    assert!(e.contains("a token id past an embedding table"), "{e}");
     let y = model.infer(vec![ids([0, 1, 9])]).unwrap()[0]
         .to_vec::<f32>()
         .unwrap();
     assert_eq!(&y[..4], &[0.0, 1.0, 2.0, 3.0]);
     assert_eq!(&y[8..], &[36.0, 37.0, 38.0, 39.0]);
+}
+
+#[test]
+fn integers_wrap_as_in_onnx_runtime_in_debug_builds_too() {
+    // INT8 127 + 1: ONNX Runtime and libtorch wrap to -128; so does tract in a release
+    // build, and in a debug one only because the workspace turns its overflow checks off
+    // (it panicked: a 500 for a valid request).
+    let script = r#"
+import sys, numpy as np, onnx
+from onnx import helper, numpy_helper, TensorProto as T
+x = helper.make_tensor_value_info("X", T.INT8, ["batch", 2])
+y = helper.make_tensor_value_info("Y", T.INT8, ["batch", 2])
+one = numpy_helper.from_array(np.array([1], dtype=np.int8), "one")
+graph = helper.make_graph([helper.make_node("Add", ["X", "one"], ["Y"])], "g", [x], [y],
+                          initializer=[one])
+onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), sys.argv[1])
+"#;
+    let (_dir, model) = tract_model(script, "backend = \"tract\"\nmax_batch_size = 4\n");
+    let x = Tensor::from_slice("X", vec![1, 2], &[127i8, -5]).unwrap();
+    let y = model.infer(vec![x]).unwrap()[0].to_vec::<i8>().unwrap();
+    assert_eq!(y, [-128, -4]);
 }
