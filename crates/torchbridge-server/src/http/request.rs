@@ -103,6 +103,31 @@ fn timeout_us<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::
     }
 }
 
+/// Why the request's JSON could not be read, with what most likely caused it: binary
+/// tensor data after JSON whose length the header does not give, or cuts short.
+fn invalid_request(e: &serde_json::Error, header_length: Option<usize>) -> String {
+    let hint = match (header_length, e.classify()) {
+        (None, serde_json::error::Category::Syntax) if e.to_string().contains("trailing") => {
+            "; a body that carries binary tensor data after its JSON needs the \
+             Inference-Header-Content-Length header, the JSON's length in bytes"
+                .to_string()
+        }
+        (Some(length), serde_json::error::Category::Eof) => format!(
+            "; Inference-Header-Content-Length says the JSON is {length} bytes, which cuts \
+             it short"
+        ),
+        _ => String::new(),
+    };
+    let what = e.to_string();
+    // serde names the Rust type when the body is a JSON array, not an object.
+    let what = if what.contains("RequestJson") {
+        "the request must be a JSON object with `inputs`".to_string()
+    } else {
+        what
+    };
+    format!("invalid inference request: {what}{hint}")
+}
+
 /// Decodes a request body (already inflated), given its `Inference-Header-Content-Length`,
 /// within `limits`; inputs placed in shared memory are read from `shared_memory`.
 pub fn decode(
@@ -116,7 +141,7 @@ pub fn decode(
     // NaN and the infinities as Triton's clients write them, quoted for serde_json.
     let quoted = quote_non_finite(&json);
     let request: RequestJson = serde_json::from_slice(quoted.as_deref().unwrap_or(&json))
-        .map_err(|e| ApiError::bad_request(format!("invalid inference request: {e}")))?;
+        .map_err(|e| ApiError::bad_request(invalid_request(&e, header_length)))?;
     limits.check_count("inputs", request.inputs.len())?;
     if let Some(outputs) = &request.outputs {
         limits.check_count("requested outputs", outputs.len())?;

@@ -26,9 +26,8 @@ pub(super) struct Number<'a> {
 pub(super) enum Refusal {
     /// The JSON type the datatype cannot hold ("a number", "a boolean").
     WrongType(&'static str),
-    /// Out of the datatype's range; `exact` when the message shows the literal as the
-    /// integer it is, else as the nearest f64.
-    OutOfRange { exact: bool },
+    /// Out of the datatype's range (or, for an integer type, not a whole number).
+    OutOfRange,
     /// Text the float parser refused (never, after the scanner's grammar check).
     Unparsed,
 }
@@ -104,7 +103,7 @@ impl Number<'_> {
     fn integral_float(&self) -> Result<i64, Refusal> {
         let v = self.to_f64()?;
         if v.fract() != 0.0 || v.abs() > 9_007_199_254_740_992.0 {
-            return Err(Refusal::OutOfRange { exact: false });
+            return Err(Refusal::OutOfRange);
         }
         Ok(v as i64)
     }
@@ -130,9 +129,9 @@ macro_rules! integer_element {
             #[inline]
             fn number(n: &Number, out: &mut Vec<u8>) -> Result<(), Refusal> {
                 let x = match n.integer() {
-                    Some(v) => <$t>::try_from(v).map_err(|_| Refusal::OutOfRange { exact: true })?,
+                    Some(v) => <$t>::try_from(v).map_err(|_| Refusal::OutOfRange)?,
                     None => <$t>::try_from(n.integral_float()?)
-                        .map_err(|_| Refusal::OutOfRange { exact: false })?,
+                        .map_err(|_| Refusal::OutOfRange)?,
                 };
                 out.extend_from_slice(&x.to_le_bytes());
                 Ok(())
@@ -151,7 +150,7 @@ macro_rules! float_element {
                 let x: $t = $value;
                 // JSON numbers are finite: infinity means the literal is beyond the type.
                 if x.is_infinite() {
-                    return Err(Refusal::OutOfRange { exact: false });
+                    return Err(Refusal::OutOfRange);
                 }
                 out.extend_from_slice(&x.to_le_bytes());
                 Ok(())
@@ -181,7 +180,7 @@ impl Element for Bool {
     fn number(n: &Number, out: &mut Vec<u8>) -> Result<(), Refusal> {
         match n.integer() {
             Some(v @ (0 | 1)) => out.push(v as u8),
-            Some(v) if v > 0 => return Err(Refusal::OutOfRange { exact: true }),
+            Some(v) if v > 0 => return Err(Refusal::OutOfRange),
             _ => return Err(Refusal::WrongType("a number")),
         }
         Ok(())

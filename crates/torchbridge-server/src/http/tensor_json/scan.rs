@@ -228,12 +228,23 @@ fn refused(seed: DataSeed, refusal: Refusal, number: &Number) -> String {
     let literal = || String::from_utf8_lossy(number.text).into_owned();
     match refusal {
         Refusal::WrongType(got) => wrong_type(seed, got),
-        Refusal::OutOfRange { exact } => {
-            let shown = match number.to_f64() {
-                Ok(v) if !exact && v.is_finite() => v.to_string(),
-                _ => literal(),
-            };
-            format!("input `{name}`: {shown} is out of range for {datatype}")
+        // The number as the client wrote it (1e39, not its 40 digits).
+        Refusal::OutOfRange
+            if !datatype.is_float()
+                && number
+                    .to_f64()
+                    .is_ok_and(|v| v.is_finite() && v.fract() != 0.0) =>
+        {
+            format!(
+                "input `{name}`: {} is not a whole number, which {datatype} needs",
+                literal()
+            )
+        }
+        Refusal::OutOfRange => {
+            format!(
+                "input `{name}`: {} is out of range for {datatype}",
+                literal()
+            )
         }
         Refusal::Unparsed => malformed_text(name, datatype, &literal()),
     }
@@ -243,7 +254,7 @@ fn refused(seed: DataSeed, refusal: Refusal, number: &Number) -> String {
 fn refused_bool(seed: DataSeed, refusal: Refusal) -> String {
     match refusal {
         Refusal::WrongType(got) => wrong_type(seed, got),
-        Refusal::OutOfRange { .. } | Refusal::Unparsed => wrong_type(seed, "a boolean"),
+        Refusal::OutOfRange | Refusal::Unparsed => wrong_type(seed, "a boolean"),
     }
 }
 

@@ -162,7 +162,11 @@ fn element_count_and_ranges_are_checked() {
             "input `X`: -129 is out of range for INT8",
         ),
         ("UINT64", json!([-5]), "-5 is out of range for UINT64"),
-        ("INT32", json!([1.5]), "1.5 is out of range for INT32"),
+        (
+            "INT32",
+            json!([1.5]),
+            "1.5 is not a whole number, which INT32 needs",
+        ),
         ("FP16", json!([70000]), "70000 is out of range for FP16"),
         ("FP32", json!([1e39]), "out of range for FP32"),
         ("BOOL", json!([2]), "2 is out of range for BOOL"),
@@ -280,6 +284,35 @@ fn binary_sizes_must_add_up() {
     );
     let shm = json!({"inputs": [{"name": "A", "shape": [1], "datatype": "FP32", "parameters": {"shared_memory_region": "r", "shared_memory_byte_size": 4}}]});
     assert!(err(shm, &[]).contains("no shared-memory region `r` is registered"));
+}
+
+#[test]
+fn a_json_header_of_the_wrong_length_is_named() {
+    let input = json!({"inputs": [{"name": "A", "shape": [1], "datatype": "FP32", "parameters": {"binary_data_size": 4}}]});
+    let (body, n) = with_binary(input, &[0; 4]);
+    let decoded = |length| {
+        decode(
+            body.clone(),
+            length,
+            &Limits::default(),
+            &SharedMemory::default(),
+        )
+        .unwrap_err()
+        .message()
+        .to_string()
+    };
+    let e = decoded(None);
+    assert!(
+        e.contains("needs the Inference-Header-Content-Length header"),
+        "{e}"
+    );
+    let e = decoded(Some(n - 3));
+    assert!(e.contains("says the JSON is"), "{e}");
+    let e = request(json!([])).unwrap_err();
+    assert!(
+        e.contains("must be a JSON object with `inputs`") && !e.contains("RequestJson"),
+        "{e}"
+    );
 }
 
 #[test]

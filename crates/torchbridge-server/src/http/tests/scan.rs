@@ -225,13 +225,17 @@ fn each_refusal_names_the_input_and_the_value() {
         ),
         (Uint8, "[-1]", "input `x`: -1 is out of range for UINT8"),
         (Int8, "[-129]", "input `x`: -129 is out of range for INT8"),
-        (Int8, "[3e2]", "input `x`: 300 is out of range for INT8"),
-        (Int32, "[1.5]", "input `x`: 1.5 is out of range for INT32"),
+        (Int8, "[3e2]", "input `x`: 3e2 is out of range for INT8"),
+        (
+            Int32,
+            "[1.5]",
+            "input `x`: 1.5 is not a whole number, which INT32 needs",
+        ),
         (Uint64, "[-5]", "input `x`: -5 is out of range for UINT64"),
         (
             Uint64,
             "[18446744073709551616]",
-            "input `x`: 18446744073709552000 is out of range for UINT64",
+            "input `x`: 18446744073709551616 is out of range for UINT64",
         ),
         (
             Int64,
@@ -241,29 +245,17 @@ fn each_refusal_names_the_input_and_the_value() {
         (
             Int64,
             "[-9223372036854775809]",
-            "input `x`: -9223372036854776000 is out of range for INT64",
+            "input `x`: -9223372036854775809 is out of range for INT64",
         ),
-        (
-            Int64,
-            "[1e16]",
-            "input `x`: 10000000000000000 is out of range for INT64",
-        ),
+        (Int64, "[1e16]", "input `x`: 1e16 is out of range for INT64"),
         (
             Int32,
             "[1e400]",
             "input `x`: 1e400 is out of range for INT32",
         ),
         (Fp16, "[70000]", "input `x`: 70000 is out of range for FP16"),
-        (
-            Bf16,
-            "[-1e39]",
-            "input `x`: -1000000000000000000000000000000000000000 is out of range for BF16",
-        ),
-        (
-            Fp32,
-            "[1e39]",
-            "input `x`: 1000000000000000000000000000000000000000 is out of range for FP32",
-        ),
+        (Bf16, "[-1e39]", "input `x`: -1e39 is out of range for BF16"),
+        (Fp32, "[1e39]", "input `x`: 1e39 is out of range for FP32"),
         (Fp32, "[3.5e38]", "is out of range for FP32"),
         (Fp64, "[1e309]", "input `x`: 1e309 is out of range for FP64"),
         (
