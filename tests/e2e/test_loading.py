@@ -186,3 +186,22 @@ def test_metrics_listen_on_their_own_address_when_given(repo, tmp_path):
             urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10)
     finally:
         assert stop_server(server) == 0, server.log_text()
+
+
+def test_with_strict_readiness_a_model_that_failed_keeps_the_server_not_ready(repo, tmp_path):
+    # As in Triton (its default): ready only while every model it loaded is available.
+    # `pickled` fails to load (a pickle the config does not trust).
+    require_models(repo, "mlp", "pickled")
+    root = linked_repo(repo, tmp_path, "mlp", "pickled")
+    server = start_server(root, tmp_path / "serve.log", "--strict-readiness", "true")
+    try:
+        with httpclient.InferenceServerClient(server.http_url) as client, \
+                grpcclient.InferenceServerClient(server.grpc_url) as grpc:
+            assert index(server)["pickled"]["state"] == "UNAVAILABLE"
+            assert client.is_model_ready("mlp")
+            assert not client.is_server_ready() and not grpc.is_server_ready()
+            # An unloaded model no longer counts.
+            client.unload_model("pickled")
+            assert client.is_server_ready() and grpc.is_server_ready()
+    finally:
+        assert stop_server(server) == 0, server.log_text()

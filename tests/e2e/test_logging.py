@@ -1,6 +1,7 @@
 """Triton's logging extension: tritonclient's get_log_settings / update_log_settings over
 HTTP and gRPC read and change what the running server logs."""
 
+import json
 import time
 
 import numpy as np
@@ -82,3 +83,24 @@ def test_settings_that_cannot_be_made_are_refused_by_name(served, settings, mess
             client.update_log_settings(settings)
         assert e.value.status() == "400" and message in e.value.message()
         assert client.get_log_settings()["log_verbose_level"] == 0
+
+
+def test_with_json_lines_every_line_is_a_json_object(repo, tmp_path):
+    """--log-format json: the status lines (where it listens, a model that failed, the
+    stop) are JSON objects like the log's own, one a line; a failure is logged once."""
+    require_models(repo, "mlp", "pickled")  # pickled fails to load (an untrusted pickle)
+    root = tmp_path / "repo"
+    root.mkdir()
+    for name in ("mlp", "pickled"):
+        (root / name).symlink_to(repo / name, target_is_directory=True)
+    server = start_server(root, tmp_path / "serve.log", "--log-format", "json")
+    with httpclient.InferenceServerClient(server.http_url) as client:
+        assert client.get_log_settings()["log_format"] == "json"
+        client.update_log_settings({"log_format": "json"})  # what it says it is, it takes
+    assert stop_server(server) == 0, server.log_text()
+    lines = [json.loads(line) for line in server.log_text().splitlines() if line.strip()]
+    messages = [line["fields"]["message"] for line in lines]
+    assert any(m.startswith("HTTP on ") for m in messages), messages
+    assert "stopped" in messages and any(m.startswith("SIGTERM: stopping") for m in messages)
+    failed = [m for m in messages if "pickled" in m or "trust_pickle" in m]
+    assert sum("trust_pickle" in m for m in messages) == 1, failed  # the error, once

@@ -5,6 +5,7 @@ import queue
 import signal
 import subprocess
 import time
+import urllib.error
 import urllib.request
 
 import numpy as np
@@ -217,3 +218,81 @@ def test_sigterm_while_a_model_loads_stops_without_waiting_for_the_load(tmp_path
             process.kill()
             process.wait()
     assert "stopped while models were still loading" in log.read_text(), log.read_text()
+
+
+def ready_status(server):
+    try:
+        with urllib.request.urlopen(f"http://{server.http_url}/v2/health/ready", timeout=10) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def test_with_a_shutdown_delay_the_server_reports_not_ready_and_serves_on_first(repo, tmp_path):
+    """The load balancer's window: after SIGTERM, readiness is 503 at once while requests
+    are still served, until the delay ends and the server stops."""
+    require_models(repo, "mlp")
+    root = tmp_path / "repo"
+    root.mkdir()
+    (root / "mlp").symlink_to(repo / "mlp", target_is_directory=True)
+    server = start_server(root, tmp_path / "serve.log", "--shutdown-delay-secs", "3")
+    try:
+        client = httpclient.InferenceServerClient(server.http_url)
+        x = httpclient.InferInput("INPUT0", [1, 16], "FP32")
+        x.set_data_from_numpy(np.ones((1, 16), dtype=np.float32))
+        assert ready_status(server) == 200
+        signalled = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        assert ready_status(server) == 503
+        with grpcclient.InferenceServerClient(server.grpc_url) as grpc:
+            assert not grpc.is_server_ready()
+        assert client.infer("mlp", [x]).as_numpy("OUTPUT0").shape == (1, 4)
+        assert server.process.wait(timeout=30) == 0, server.log_text()
+        assert time.monotonic() - signalled >= 2.5
+    finally:
+        if server.process.poll() is None:
+            server.process.kill()
+    log = server.log_text()
+    assert "SIGTERM: stopping; reporting not ready and serving on for 3s" in log, log
+
+
+def half_sent_request(server):
+    """A connection whose request promised a body it never finishes sending."""
+    import socket
+    host, port = server.http_url.split(":")
+    conn = socket.create_connection((host, int(port)), timeout=30)
+    conn.sendall(b"POST /v2/models/mlp/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n"
+                 b"\r\n{\"inputs\": [")
+    return conn
+
+
+@pytest.mark.parametrize("how", ["exit timeout", "second signal"])
+def test_a_half_sent_request_does_not_hold_the_stop_for_long(repo, tmp_path, how):
+    # The client timeout (60 s by default) would otherwise hold the stop: a supervisor's
+    # grace period (Kubernetes: 30 s) runs out first.
+    require_models(repo, "mlp")
+    root = tmp_path / "repo"
+    root.mkdir()
+    (root / "mlp").symlink_to(repo / "mlp", target_is_directory=True)
+    flags = ["--exit-timeout-secs", "2"] if how == "exit timeout" else []
+    server = start_server(root, tmp_path / "serve.log", *flags)
+    conn = half_sent_request(server)
+    try:
+        time.sleep(0.5)
+        signalled = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        if how == "second signal":
+            time.sleep(1.0)
+            assert server.process.poll() is None, "the body is still on its way"
+            server.process.send_signal(signal.SIGTERM)
+        server.process.wait(timeout=20)
+        assert time.monotonic() - signalled < 10, server.log_text()
+    finally:
+        conn.close()
+        if server.process.poll() is None:
+            server.process.kill()
+    log = server.log_text()
+    said = ("after the listeners closed (--exit-timeout-secs)" if how == "exit timeout"
+            else "SIGTERM again")
+    assert said in log and "stopped without waiting for the requests in flight" in log, log

@@ -106,6 +106,13 @@ def test_settings_that_cannot_be_made_are_refused_by_name(traced, settings, mess
         assert client.get_trace_settings()["trace_level"] == ["OFF"]
 
 
+def test_trace_flags_at_their_defaults_need_no_trace_file(tmp_path):
+    # A deployment may spell out every setting, the defaults included.
+    server = start_server(tmp_path, tmp_path / "serve.log", "--trace-level", "OFF",
+                          "--trace-rate", "1000", "--trace-count", "-1")
+    assert stop_server(server) == 0, server.log_text()
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--trace-level", "TIMESTAMPS"], "--trace-file"),
     (["--trace-file", "/no/such/dir/trace.json"], "the directory /no/such/dir does not exist"),

@@ -363,7 +363,7 @@ impl Registry {
         let mut models = self.models.write().unwrap();
         match models.get_mut(name) {
             Some(state) => {
-                *state = ModelState::Unavailable("unloaded".into());
+                *state = ModelState::Unavailable(UNLOADED.into());
                 self.overrides.lock().unwrap().remove(name);
                 self.reload_failures.lock().unwrap().remove(name);
                 self.uploads.serve_from(name, None);
@@ -503,6 +503,21 @@ impl Registry {
         entries
     }
 
+    /// True when no model is still loading, none failed to load (an unloaded one does
+    /// not count), and every version served can serve (none has all its instances
+    /// broken): Triton's strict readiness.
+    pub fn all_available(&self) -> bool {
+        self.models
+            .read()
+            .unwrap()
+            .values()
+            .all(|state| match state {
+                ModelState::Loading => false,
+                ModelState::Unavailable(reason) => reason == UNLOADED,
+                ModelState::Ready(versions) => versions.values().all(|v| v.broken().is_none()),
+            })
+    }
+
     /// True when no model is still loading (failed models are in the index, with reasons).
     pub fn all_ready(&self) -> bool {
         !self
@@ -513,6 +528,9 @@ impl Registry {
             .any(|s| matches!(s, ModelState::Loading))
     }
 }
+
+/// The reason an unloaded model is unavailable.
+const UNLOADED: &str = "unloaded";
 
 /// Whether `name` can name a model directory of the repository: not empty, not hidden,
 /// and one path component.

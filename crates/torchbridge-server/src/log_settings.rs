@@ -22,6 +22,11 @@ pub trait LogLevels: Send + Sync + fmt::Debug {
     fn get(&self) -> LogSettings;
     /// Applies `settings`; the error says why it could not.
     fn set(&self, settings: LogSettings) -> std::result::Result<(), String>;
+    /// How lines are written (`log_format`), fixed at startup: Triton's `"default"`, or
+    /// `"json"`.
+    fn format(&self) -> &'static str {
+        "default"
+    }
 }
 
 /// One setting's value as a client sent it.
@@ -77,13 +82,13 @@ pub(crate) fn update(
                         .into(),
                 ));
             }
-            ("log_format", SettingValue::Text(f)) if f == "default" => {}
+            ("log_format", SettingValue::Text(f)) if f == levels.format() => {}
             ("log_format", _) => {
-                return Err(invalid(
-                    "log setting `log_format` can only be \"default\" while the server runs \
-                     (start it with --log-format json for JSON lines)"
-                        .into(),
-                ));
+                return Err(invalid(format!(
+                    "log setting `log_format` can only be {:?} while the server runs (the \
+                     format is chosen at startup: --log-format text or json)",
+                    levels.format()
+                )));
             }
             _ => {
                 return Err(invalid(format!(
@@ -102,7 +107,7 @@ pub(crate) fn update(
         ("log_warnings", SettingValue::Bool(s.warnings)),
         ("log_errors", SettingValue::Bool(s.errors)),
         ("log_verbose_level", SettingValue::Uint(s.verbose_level)),
-        ("log_format", SettingValue::Text("default".into())),
+        ("log_format", SettingValue::Text(levels.format().into())),
     ])
 }
 

@@ -1,4 +1,6 @@
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use torchbridge_core::{Error, Registry, Result, ServedModel, Tensor};
@@ -34,6 +36,10 @@ pub struct ServerSettings {
     /// Whether clients may load and unload models through the repository API (Triton's
     /// explicit model control); off: those calls are refused (model control `none`).
     pub model_control: bool,
+    /// Triton's strict readiness (its default): the server is ready only while every
+    /// model it was asked to load is available; off, once no model is still loading
+    /// (a failed one is reported by the index and its own ready endpoint).
+    pub strict_readiness: bool,
     /// The logger clients may read and change (Triton's logging extension); `None`: the
     /// extension answers that it cannot.
     pub log: Option<Arc<dyn crate::LogLevels>>,
@@ -55,6 +61,7 @@ impl Default for ServerSettings {
             allow_client_shm: false,
             allow_model_upload: false,
             model_control: true,
+            strict_readiness: true,
             log: None,
             trace: crate::TraceSettings::default(),
         }
@@ -79,6 +86,8 @@ pub struct AppState {
     /// Turns true when the server starts to stop: long-lived calls (gRPC streams) stop
     /// taking requests, answer those they hold and end.
     stopping: Arc<tokio::sync::watch::Sender<bool>>,
+    /// Set when a stop is coming ([`AppState::drain`]): the server reports not ready.
+    draining: Arc<AtomicBool>,
     /// Told of every inference request while [`serve`](crate::serve) runs with
     /// `settings.idle_poll`.
     idle_poll: Option<Arc<IdlePoll>>,
@@ -90,11 +99,28 @@ impl AppState {
             registry,
             tracer: Arc::new(Tracer::new(settings.trace.clone())),
             stopping: Arc::new(tokio::sync::watch::Sender::new(false)),
+            draining: Arc::default(),
             shared_memory: Arc::new(SharedMemory::new(settings.allow_client_shm)),
             settings: Arc::new(settings),
             metrics: Arc::default(),
             idle_poll: None,
         }
+    }
+
+    /// From now on the server reports not ready (a stop is coming: a load balancer should
+    /// send no more), while it still serves whatever it is sent.
+    pub fn drain(&self) {
+        self.draining.store(true, Relaxed);
+    }
+
+    /// Whether the server is ready: not about to stop, and its models available as
+    /// [`ServerSettings::strict_readiness`] asks (every one, or no longer loading).
+    pub fn server_ready(&self) -> bool {
+        !self.draining.load(Relaxed)
+            && match self.settings.strict_readiness {
+                true => self.registry.all_available(),
+                false => self.registry.all_ready(),
+            }
     }
 
     /// Tells long-lived calls that the server is stopping.

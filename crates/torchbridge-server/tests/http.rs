@@ -92,10 +92,11 @@ async fn health_and_server_metadata() {
         (live.status, live.json.clone()),
         (StatusCode::OK, json!({"live": true}))
     );
+    // `broken` failed to load: as in Triton (strict readiness, the default), not ready.
     let ready = get(&app, "/v2/health/ready").await;
     assert_eq!(
         (ready.status, ready.json.clone()),
-        (StatusCode::OK, json!({"ready": true}))
+        (StatusCode::SERVICE_UNAVAILABLE, json!({"ready": false}))
     );
     let meta = get(&app, "/v2").await;
     assert_eq!(meta.json["name"], "torchbridge");
@@ -297,6 +298,37 @@ async fn bodies_over_the_limit_are_413() {
 }
 
 /// The repository of [`app_with`], served with `auth`.
+#[tokio::test]
+async fn without_strict_readiness_a_failed_model_does_not_hold_the_server_back() {
+    let repo = tempfile::tempdir().unwrap();
+    let model = repo.path().join("broken");
+    std::fs::create_dir_all(model.join("1")).unwrap();
+    std::fs::write(model.join("config.toml"), "backend = \"onnx\"\n").unwrap();
+    let registry = Arc::new(Registry::new(repo.path(), refusing_loader()));
+    registry.load_all().unwrap();
+    let settings = ServerSettings {
+        strict_readiness: false,
+        ..ServerSettings::default()
+    };
+    let state = AppState::new(registry.clone(), settings);
+    let app = torchbridge_server::http::app(state.clone());
+    assert_eq!(get(&app, "/v2/health/ready").await.status, StatusCode::OK);
+    // An unloaded model does not count against readiness, strict or not.
+    registry.unload("broken").unwrap();
+    let strict = torchbridge_server::http::app(AppState::new(registry, ServerSettings::default()));
+    assert_eq!(
+        get(&strict, "/v2/health/ready").await.status,
+        StatusCode::OK
+    );
+    // A stop is coming: not ready, whatever the models.
+    state.drain();
+    let ready = get(&app, "/v2/health/ready").await;
+    assert_eq!(
+        (ready.status, ready.json),
+        (StatusCode::SERVICE_UNAVAILABLE, json!({"ready": false}))
+    );
+}
+
 fn app_with_auth(auth: Auth) -> (tempfile::TempDir, Router) {
     let repo = tempfile::tempdir().unwrap();
     let registry = Arc::new(Registry::new(repo.path(), refusing_loader()));

@@ -49,7 +49,7 @@ impl Health for HealthCheck {
                  `inference.GRPCInferenceService`"
             )));
         }
-        let status = match self.state.registry.all_ready() {
+        let status = match self.state.server_ready() {
             true => ServingStatus::Serving,
             false => ServingStatus::NotServing,
         };
@@ -96,6 +96,12 @@ mod tests {
         assert_eq!(
             check(&health, "").await.unwrap(),
             ServingStatus::Serving as i32
+        );
+        health.state.drain();
+        assert_eq!(
+            check(&health, "").await.unwrap(),
+            not_serving,
+            "a stop is coming"
         );
         let unknown = check(&health, "grpc.reflection").await.unwrap_err();
         assert_eq!(unknown.code(), tonic::Code::NotFound);

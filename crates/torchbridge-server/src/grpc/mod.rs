@@ -122,7 +122,7 @@ impl GrpcInferenceService for Inference {
         &self,
         _: Request<ServerReadyRequest>,
     ) -> Result<Response<ServerReadyResponse>, Status> {
-        let ready = self.state.registry.all_ready();
+        let ready = self.state.server_ready();
         Ok(Response::new(ServerReadyResponse { ready }))
     }
 

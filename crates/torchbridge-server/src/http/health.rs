@@ -28,10 +28,10 @@ pub async fn live() -> Json<Value> {
     Json(json!({ "live": true }))
 }
 
-/// Ready once no model is still loading (a model that failed is reported by the
-/// repository index and its own ready endpoint, and does not hold the server back).
+/// Ready as [`AppState::server_ready`] says: every model available (Triton's strict
+/// readiness, the default) or none still loading, and no stop coming.
 pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
-    let ready = state.registry.all_ready();
+    let ready = state.server_ready();
     let status = if ready {
         StatusCode::OK
     } else {

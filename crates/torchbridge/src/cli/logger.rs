@@ -23,6 +23,8 @@ pub struct Logger {
     /// What clients see, as last set (at first, what `--log` amounts to).
     #[cfg_attr(not(feature = "server"), allow(dead_code))]
     verbose_level: Mutex<u32>,
+    /// Lines as JSON objects (`--log-format json`), status lines included.
+    json: bool,
 }
 
 /// Whether each of the three switchable levels is logged.
@@ -79,8 +81,66 @@ impl Logger {
             filter: handle,
             switches,
             verbose_level: Mutex::new(verbose_level),
+            json,
         })
     }
+
+    /// A status line the user should see whatever `--log` filters (where the server
+    /// listens, that it stopped): on standard output, `torchbridge: <text>`, or with
+    /// `--log-format json` one JSON object like the log's own lines.
+    #[cfg_attr(not(feature = "server"), allow(dead_code))]
+    pub fn status(&self, text: &str) {
+        println!("{}", self.status_line("INFO", text));
+    }
+
+    /// As [`Logger::status`], for something that went wrong, on standard error.
+    #[cfg_attr(not(feature = "server"), allow(dead_code))]
+    pub fn problem(&self, text: &str) {
+        eprintln!("{}", self.status_line("WARN", text));
+    }
+
+    fn status_line(&self, level: &str, text: &str) -> String {
+        if !self.json {
+            return format!("torchbridge: {text}");
+        }
+        serde_json::json!({
+            "timestamp": rfc3339(std::time::SystemTime::now()),
+            "level": level,
+            "fields": { "message": text },
+            "target": "torchbridge",
+        })
+        .to_string()
+    }
+}
+
+/// `at` as RFC 3339 in UTC with microseconds, e.g. `2026-12-07T21:37:29.381305Z` (the
+/// form the log's JSON lines use).
+fn rfc3339(at: std::time::SystemTime) -> String {
+    let since = at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let (days, secs) = ((since.as_secs() / 86_400) as i64, since.as_secs() % 86_400);
+    // The civil date of a day count: years of 365.2425 days in 400-year eras, with the
+    // year starting in March so that the leap day ends it.
+    let era_day = days + 719_468;
+    let era = era_day.div_euclid(146_097);
+    let day_of_era = era_day.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60,
+        since.subsec_micros()
+    )
 }
 
 #[cfg(feature = "server")]
@@ -92,6 +152,10 @@ impl torchbridge_server::LogLevels for Logger {
             errors: self.switches.errors.load(Relaxed),
             verbose_level: *self.verbose_level.lock().unwrap(),
         }
+    }
+
+    fn format(&self) -> &'static str {
+        if self.json { "json" } else { "default" }
     }
 
     fn set(&self, s: torchbridge_server::LogSettings) -> Result<(), String> {
@@ -113,5 +177,23 @@ impl torchbridge_server::LogLevels for Logger {
         self.switches.errors.store(s.errors, Relaxed);
         *self.verbose_level.lock().unwrap() = s.verbose_level;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use super::rfc3339;
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        let at = |secs: u64, micros: u64| {
+            rfc3339(UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_micros(micros))
+        };
+        assert_eq!(at(0, 0), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(at(951_782_400, 5), "2000-02-29T00:00:00.000005Z");
+        assert_eq!(at(1_796_679_449, 381_305), "2026-12-07T21:37:29.381305Z");
+        assert_eq!(at(4_107_542_399, 0), "2100-02-28T23:59:59.000000Z");
     }
 }

@@ -8,6 +8,8 @@ pub mod logger;
 #[cfg(feature = "server")]
 pub mod serve;
 #[cfg(feature = "server")]
+mod stop;
+#[cfg(feature = "server")]
 mod trace_args;
 
 use std::path::PathBuf;

@@ -1,6 +1,5 @@
 //! `torchbridge serve`: every model of a repository over KServe v2 HTTP and gRPC.
 
-use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,6 +12,7 @@ use torchbridge::{Change, Registry, RepositoryWatch, start_model};
 use torchbridge_server::{AppState, Auth, Limits, ServerSettings, TlsSettings};
 
 use super::logger::Logger;
+use super::stop::{StopTimes, follow_signals};
 use super::trace_args::TraceArgs;
 
 /// Serve every model of a repository over HTTP and gRPC (KServe v2 / Open Inference Protocol).
@@ -26,14 +26,14 @@ pub struct ServeArgs {
     #[arg(long, env = "TORCHBRIDGE_HOST", default_value = "0.0.0.0", value_parser = host)]
     host: IpAddr,
     /// HTTP/REST port.
-    #[arg(long, env = "TORCHBRIDGE_HTTP_PORT", default_value_t = 8000)]
+    #[arg(long, env = "TORCHBRIDGE_HTTP_PORT", default_value_t = 8000, value_parser = port)]
     http_port: u16,
     /// gRPC port.
-    #[arg(long, env = "TORCHBRIDGE_GRPC_PORT", default_value_t = 8001)]
+    #[arg(long, env = "TORCHBRIDGE_GRPC_PORT", default_value_t = 8001, value_parser = port)]
     grpc_port: u16,
     /// Prometheus metrics port (`GET /metrics`). It is never authenticated and never
     /// TLS: keep it on a private network (--metrics-host).
-    #[arg(long, env = "TORCHBRIDGE_METRICS_PORT", default_value_t = 8002)]
+    #[arg(long, env = "TORCHBRIDGE_METRICS_PORT", default_value_t = 8002, value_parser = port)]
     metrics_port: u16,
     /// Address the metrics port listens on [default: --host], e.g. 127.0.0.1 to keep
     /// metrics on this machine while inference listens on every interface.
@@ -85,17 +85,33 @@ pub struct ServeArgs {
     /// on if that fails), remove one that disappears. 0: off.
     #[arg(long, env = "TORCHBRIDGE_POLL_REPOSITORY_SECS", default_value_t = 0)]
     poll_repository_secs: u64,
+    /// Whether the server is ready (`/v2/health/ready`, gRPC ServerReady and health
+    /// Check) only while every model it loaded is available, as in Triton: `true`; with
+    /// `false`, once no model is still loading, whatever failed (the index and each
+    /// model's ready endpoint report the failures).
+    #[arg(long, env = "TORCHBRIDGE_STRICT_READINESS", default_value = "true",
+          action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    strict_readiness: bool,
+    /// On SIGTERM (or ctrl-c, SIGHUP): report not ready at once, but go on serving for
+    /// this many seconds before closing the listeners, so that a load balancer stops
+    /// sending first (Kubernetes takes a terminating pod out of its endpoints while the
+    /// signal is delivered, not before). A second signal closes them at once.
+    #[arg(long, env = "TORCHBRIDGE_SHUTDOWN_DELAY_SECS", default_value_t = 0,
+          value_parser = clap::value_parser!(u64).range(..=MAX_CLIENT_TIMEOUT_SECS))]
+    shutdown_delay_secs: u64,
+    /// Once the listeners are closed, how many seconds the requests in flight may take to
+    /// finish (Triton's flag); past it the process exits without them. A second signal
+    /// exits at once.
+    #[arg(long, env = "TORCHBRIDGE_EXIT_TIMEOUT_SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(..=MAX_CLIENT_TIMEOUT_SECS))]
+    exit_timeout_secs: u64,
     /// How many models load at once at startup.
     #[arg(long, env = "TORCHBRIDGE_MODEL_LOAD_THREADS", default_value_t = 4,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     model_load_threads: usize,
     /// Load only this model at startup (repeat for several); the others stay unloaded
     /// until the repository API loads them (Triton's explicit model control).
-    #[arg(
-        long = "load-model",
-        value_name = "NAME",
-        conflicts_with = "poll_repository_secs"
-    )]
+    #[arg(long = "load-model", value_name = "NAME")]
     load_models: Vec<String>,
     #[command(flatten)]
     security: SecurityArgs,
@@ -235,10 +251,11 @@ impl SecurityArgs {
     }
 }
 
-/// Serves until SIGTERM or ctrl-c; clients may change what `logger` logs.
+/// Serves until SIGTERM or ctrl-c (see [`super::stop`]); clients may change what
+/// `logger` logs.
 pub fn run(args: ServeArgs, logger: Arc<Logger>) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    runtime.block_on(serve(args, logger, shutdown_signal()))?;
+    runtime.block_on(serve(args, logger))?;
     // Not waiting for blocking tasks: a model load abandoned at stop may run for minutes.
     runtime.shutdown_background();
     Ok(ExitCode::SUCCESS)
@@ -254,11 +271,7 @@ const ROWS_BUCKETS: [f64; 11] = [
     1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
 ];
 
-async fn serve(
-    args: ServeArgs,
-    logger: Arc<Logger>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
+async fn serve(args: ServeArgs, logger: Arc<Logger>) -> anyhow::Result<()> {
     let addr = |port| SocketAddr::new(args.host, port);
     let ports = [
         ("--http-port", args.http_port),
@@ -312,6 +325,12 @@ async fn serve(
         tracing::warn!("`{stray}/` in the model repository holds no config.toml: not served");
     }
     anyhow::ensure!(
+        args.load_models.is_empty() || args.poll_repository_secs == 0,
+        "--load-model cannot be used with --poll-repository-secs {} (polling loads every \
+         model of the repository); give one or the other",
+        args.poll_repository_secs
+    );
+    anyhow::ensure!(
         args.load_models.is_empty() || args.model_control_mode == ModelControlMode::Explicit,
         "--load-model needs --model-control-mode explicit: with `none` the models it leaves \
          out could never load"
@@ -340,7 +359,8 @@ async fn serve(
         allow_client_shm: args.allow_client_shm,
         allow_model_upload: args.allow_model_upload,
         model_control: args.model_control_mode == ModelControlMode::Explicit,
-        log: Some(logger),
+        strict_readiness: args.strict_readiness,
+        log: Some(logger.clone()),
         trace,
         runtime_versions: tokio::task::spawn_blocking(torchbridge::runtime_versions).await?,
     };
@@ -351,27 +371,39 @@ async fn serve(
         .await
         .with_context(|| format!("cannot listen for gRPC on {}", addr(args.grpc_port)))?;
     tracing::info!(http = %http.local_addr()?, grpc = %grpc.local_addr()?, models = names.len(), "listening");
-    println!(
-        "torchbridge: HTTP on {}, gRPC on {}{over_tls}, metrics on {}{guarded}; loading {} model(s) from {}",
+    logger.status(&format!(
+        "HTTP on {}, gRPC on {}{over_tls}, metrics on {}{guarded}; loading {} model(s) from {}",
         http.local_addr()?,
         grpc.local_addr()?,
         metrics_addr,
         names.len(),
         args.model_repository.display()
-    );
+    ));
 
     let state = AppState::new(registry.clone(), settings);
-    let mut server = tokio::spawn(torchbridge_server::serve(state, http, grpc, shutdown));
+    let times = StopTimes {
+        delay: Duration::from_secs(args.shutdown_delay_secs),
+        exit_timeout: Duration::from_secs(args.exit_timeout_secs),
+    };
+    let (close, give_up) = follow_signals(state.clone(), times, logger.clone())
+        .context("cannot watch for SIGTERM, SIGINT and SIGHUP")?;
+    let mut server = tokio::spawn(torchbridge_server::serve(state, http, grpc, close));
+    tokio::pin!(give_up);
     // Live at once; ready when every model has loaded or failed (failures are in the index).
     let (loading, threads) = (registry.clone(), args.model_load_threads);
     let loads = tokio::task::spawn_blocking(move || {
-        for (name, e) in loading.load_each(&names, threads) {
-            eprintln!("torchbridge: model `{name}` failed to load: {e}");
-        }
+        // Each failure is in the log already (the registry's error, with its cause).
+        loading.load_each(&names, threads).len()
     });
     tokio::select! {
         loaded = loads => {
-            loaded.context("model loading panicked")?;
+            let failed = loaded.context("model loading panicked")?;
+            if failed > 0 {
+                logger.problem(&format!(
+                    "{failed} model(s) failed to load (the errors are in the log, and the \
+                     repository index gives each model's reason)"
+                ));
+            }
             tracing::info!("models loaded");
         }
         // Told to stop while models load: a load cannot be interrupted, and waiting for
@@ -380,19 +412,23 @@ async fn serve(
             ended
                 .context("the server task panicked")?
                 .context("the server failed")?;
-            println!("torchbridge: stopped while models were still loading (their loads were abandoned)");
+            logger.status("stopped while models were still loading (their loads were abandoned)");
             return Ok(());
         }
     }
     if let Some(watch) = watch {
         let every = Duration::from_secs(args.poll_repository_secs);
-        tokio::spawn(follow_repository(registry, watch, every));
+        tokio::spawn(follow_repository(registry, watch, every, logger.clone()));
     }
-    server
-        .await
-        .context("the server task panicked")?
-        .context("the server failed")?;
-    println!("torchbridge: stopped");
+    tokio::select! {
+        ended = &mut server => {
+            ended
+                .context("the server task panicked")?
+                .context("the server failed")?;
+            logger.status("stopped");
+        }
+        () = &mut give_up => logger.problem("stopped without waiting for the requests in flight"),
+    }
     Ok(())
 }
 
@@ -406,6 +442,21 @@ fn host(text: &str) -> Result<IpAddr, String> {
             "`{text}` is not an IP address: give one such as 0.0.0.0 (every interface), \
              127.0.0.1 (this machine only), or `localhost`"
         )
+    })
+}
+
+/// A port number. Kubernetes puts `TORCHBRIDGE_HTTP_PORT=tcp://10.0.0.1:8000` into every
+/// pod of a namespace with a Service named `torchbridge-http` (a "service link"), which
+/// would otherwise stop the server with a bare "invalid value".
+fn port(text: &str) -> Result<u16, String> {
+    text.parse().map_err(|e| match text.starts_with("tcp://") {
+        true => format!(
+            "`{text}` is no port number: it looks like a Kubernetes service link (a Service \
+             named torchbridge-http, -grpc or -metrics sets TORCHBRIDGE_<NAME>_PORT in every \
+             pod of its namespace); pass the port as a flag, or set enableServiceLinks: false \
+             in the pod spec"
+        ),
+        false => format!("`{text}` is no port number (0 to 65535): {e}"),
     })
 }
 
@@ -437,7 +488,12 @@ fn startup_models(found: Vec<String>, named: &[String]) -> anyhow::Result<Vec<St
 
 /// Polls the repository every `every` and reports what changed; runs until the process
 /// ends (a poll is blocking file system work and model loads, off the async threads).
-async fn follow_repository(registry: Arc<Registry>, mut watch: RepositoryWatch, every: Duration) {
+async fn follow_repository(
+    registry: Arc<Registry>,
+    mut watch: RepositoryWatch,
+    every: Duration,
+    logger: Arc<Logger>,
+) {
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticks.tick().await;
@@ -446,49 +502,29 @@ async fn follow_repository(registry: Arc<Registry>, mut watch: RepositoryWatch, 
         let registry = registry.clone();
         let polled = tokio::task::spawn_blocking(move || (watch.poll(&registry), watch)).await;
         let Ok((changes, returned)) = polled else {
-            eprintln!(
-                "torchbridge: polling the model repository panicked; it is no longer followed"
-            );
+            logger.problem("polling the model repository panicked; it is no longer followed");
             return;
         };
         watch = returned;
         for change in changes {
             match change {
-                Change::Loaded(name) => println!("torchbridge: model `{name}` appeared and loaded"),
+                Change::Loaded(name) => {
+                    logger.status(&format!("model `{name}` appeared and loaded"))
+                }
                 Change::Reloaded(name, Ok(())) => {
-                    println!("torchbridge: model `{name}` changed and reloaded");
+                    logger.status(&format!("model `{name}` changed and reloaded"));
                 }
                 // The registry has logged the error itself (once: a traceback is long).
-                Change::Reloaded(name, Err(_)) => eprintln!(
-                    "torchbridge: model `{name}` changed, and its reload failed (the error is \
-                     in the log; the repository index gives it as the reason); what was \
-                     loaded serves on"
-                ),
-                Change::Failed(name, _) => eprintln!(
-                    "torchbridge: model `{name}` appeared and failed to load (the error is in \
-                     the log and the repository index)"
-                ),
-                Change::Removed(name) => println!("torchbridge: model `{name}` was removed"),
+                Change::Reloaded(name, Err(_)) => logger.problem(&format!(
+                    "model `{name}` changed, and its reload failed (the error is in the log; \
+                     the repository index gives it as the reason); what was loaded serves on"
+                )),
+                Change::Failed(name, _) => logger.problem(&format!(
+                    "model `{name}` appeared and failed to load (the error is in the log and \
+                     the repository index)"
+                )),
+                Change::Removed(name) => logger.status(&format!("model `{name}` was removed")),
             }
         }
-    }
-}
-
-/// Resolves on SIGTERM, ctrl-c (SIGINT) or SIGHUP (the terminal closed): admission
-/// stops, in-flight requests finish.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let on = |kind: SignalKind| async move {
-        match signal(kind) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        () = on(SignalKind::interrupt()) => {},
-        () = on(SignalKind::terminate()) => {},
-        () = on(SignalKind::hangup()) => {},
     }
 }

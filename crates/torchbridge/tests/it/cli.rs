@@ -298,6 +298,12 @@ fn serve_refuses_flags_that_could_not_work_before_starting() {
             "8000",
             "--http-port and --grpc-port are both 8000",
         ),
+        (
+            "--http-port",
+            "tcp://10.96.0.12:8000",
+            "looks like a Kubernetes service link",
+        ),
+        ("--trace-count", "5", "--trace-count needs --trace-file"),
     ] {
         let out = torchbridge(&["serve", "--model-repository", repo, flag, value]);
         let shown = text(&out);
