@@ -61,6 +61,11 @@ pub enum Error {
         predicted_wait_us: Option<u64>,
     },
 
+    /// The server could not do its own part (a file it could not write): nothing in the
+    /// request is at fault. Servers answer 500 / `INTERNAL`.
+    #[error("{0}")]
+    Internal(String),
+
     /// The request's deadline passed before an instance started it; it was not run.
     #[error(
         "model `{model}` did not start the request before its deadline (queued {waited_ms} ms)"

@@ -29,15 +29,17 @@ impl Uploads {
         files: &[(String, Vec<u8>)],
         config_toml: &str,
     ) -> Result<PathBuf> {
-        let n = MADE.fetch_add(1, Relaxed);
-        let top =
-            std::env::temp_dir().join(format!("torchbridge-{}-upload-{n}", std::process::id()));
+        let top = fresh_directory()?;
         let dir = top.join(name);
         let written = (|| {
             for (relative, content) in files {
                 let path = dir.join(checked(relative)?);
+                // The server's disk, not the request, is at fault.
                 let fail = |e: std::io::Error| {
-                    Error::config(&path, format!("cannot write the uploaded file: {e}"))
+                    Error::Internal(format!(
+                        "cannot write the uploaded file {}: {e}",
+                        path.display()
+                    ))
                 };
                 std::fs::create_dir_all(path.parent().unwrap_or(&dir)).map_err(fail)?;
                 std::fs::write(&path, content).map_err(fail)?;
@@ -45,7 +47,7 @@ impl Uploads {
             let config = dir.join("config.toml");
             std::fs::create_dir_all(&dir)
                 .and_then(|()| std::fs::write(&config, config_toml))
-                .map_err(|e| Error::config(&config, format!("cannot write: {e}")))
+                .map_err(|e| Error::Internal(format!("cannot write {}: {e}", config.display())))
         })();
         match written {
             Ok(()) => Ok(dir),
@@ -85,6 +87,40 @@ impl Drop for Uploads {
             discard(dir);
         }
     }
+}
+
+/// A new directory under the system's temporary directory that only this user may
+/// enter. Made with `mkdir` itself, so a directory (or a link) already there under the
+/// name, left by an earlier process with the same pid or planted by another user, is
+/// never used: another name is tried. The name has a random part all the same.
+fn fresh_directory() -> Result<PathBuf> {
+    use std::hash::{BuildHasher, Hasher};
+    use std::os::unix::fs::DirBuilderExt;
+    let mut last = None;
+    for _ in 0..16 {
+        let n = MADE.fetch_add(1, Relaxed);
+        let random = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        let top = std::env::temp_dir().join(format!(
+            "torchbridge-{}-upload-{n}-{random:016x}",
+            std::process::id()
+        ));
+        match std::fs::DirBuilder::new().mode(0o700).create(&top) {
+            Ok(()) => return Ok(top),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(top),
+            Err(e) => {
+                return Err(Error::Internal(format!(
+                    "cannot make a directory for uploaded files in {}: {e}",
+                    std::env::temp_dir().display()
+                )));
+            }
+        }
+    }
+    Err(Error::Internal(format!(
+        "cannot make a directory for uploaded files: {} and others already exist",
+        last.map(|p| p.display().to_string()).unwrap_or_default()
+    )))
 }
 
 /// Removes an upload's model directory and the directory made for it.
@@ -132,6 +168,14 @@ mod tests {
         );
         uploads.serve_from("m", Some(dir.clone()));
         assert_eq!(uploads.dir("m"), Some(dir.clone()));
+
+        // Only the server's user may enter it (an upload may be code).
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.parent().unwrap())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700);
 
         let again = uploads.write("m", &files, "backend = \"onnx\"").unwrap();
         assert_ne!(again, dir);

@@ -9,6 +9,10 @@ use torchbridge_core::{
     Tensor, TensorSpec, TokenOutput, TokenizerConfig,
 };
 
+/// The largest tokenizer file read (the largest published tokenizer.json files are tens
+/// of megabytes); a file that is no regular file (`/dev/zero`) is refused too.
+const MAX_TOKENIZER_BYTES: u64 = 256 << 20;
+
 /// Wraps `inner` in the stage `ctx.config.tokenizer` describes (returns it unchanged
 /// when there is none). The wrapped backend's metadata shows the BYTES input in place
 /// of the token inputs.
@@ -21,6 +25,18 @@ pub fn with_tokenizer(ctx: &LoadContext, inner: Box<dyn Backend>) -> Result<Box<
         path: path.clone(),
         message,
     };
+    match std::fs::metadata(&path) {
+        Ok(file) if file.is_file() && file.len() <= MAX_TOKENIZER_BYTES => {}
+        Ok(file) if file.is_file() => {
+            return Err(fail(format!(
+                "the tokenizer file is {} bytes, over the {MAX_TOKENIZER_BYTES} a tokenizer.json \
+                 may be",
+                file.len()
+            )));
+        }
+        Ok(_) => return Err(fail("the tokenizer file is not a regular file".into())),
+        Err(e) => return Err(fail(format!("cannot read the tokenizer file: {e}"))),
+    }
     let mut tokenizer = Tokenizer::from_file(&path).map_err(|e| {
         fail(format!(
             "cannot load the tokenizer ([tokenizer] in config.toml): {e}"

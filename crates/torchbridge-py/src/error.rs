@@ -96,7 +96,9 @@ impl From<PyTbError> for PyErr {
         match error {
             Error::Config { .. } => ConfigError::new_err(message),
             Error::Load { .. } => ModelError::new_err(message),
-            Error::Inference { .. } | Error::Python { .. } => InferenceError::new_err(message),
+            Error::Inference { .. } | Error::Python { .. } | Error::Internal(_) => {
+                InferenceError::new_err(message)
+            }
             Error::InvalidInput(_) => InvalidInputError::new_err(message),
             Error::ModelNotFound(_) | Error::VersionNotFound { .. } => {
                 ModelNotFoundError::new_err(message)

@@ -69,8 +69,13 @@ impl ConfigOverride {
     /// Triton's JSON needs its `backend` (or `platform`) to make one, and is then merged
     /// into it as usual.
     pub fn for_files(&self) -> Result<(String, Option<ConfigOverride>), String> {
-        let Form::Triton(fields) = &self.form else {
-            return Ok((self.text.to_string(), None));
+        let fields = match &self.form {
+            Form::Toml(config) => {
+                // The client's own model, but still the server's file system.
+                reads_only_inside(config)?;
+                return Ok((self.text.to_string(), None));
+            }
+            Form::Triton(fields) => fields,
         };
         let named = |key: &str| {
             fields
@@ -177,6 +182,12 @@ fn keeps_the_operators_trust(base: &ModelConfig, config: &ModelConfig) -> Result
     if config.isolation != base.isolation {
         return Err(format!("`isolation` {operators}"));
     }
+    reads_only_inside(config)
+}
+
+/// A config from a client names no file outside the model's directory (`labels` are
+/// checked where they are read, for every config).
+fn reads_only_inside(config: &ModelConfig) -> Result<(), String> {
     if let Some(tokenizer) = &config.tokenizer {
         let inside = tokenizer.file.components().all(|c| {
             matches!(

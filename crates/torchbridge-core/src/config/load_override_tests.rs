@@ -193,6 +193,16 @@ fn with_files_a_config_makes_the_config_toml_it_is_merged_into() {
     let whole = ConfigOverride::parse("backend = \"tract\"").unwrap();
     let (toml, rest) = whole.for_files().unwrap();
     assert!(toml == "backend = \"tract\"" && rest.is_none());
+    // The client's model, but the server's files: nothing outside the model directory.
+    let outside = "backend = \"onnx\"\n[tokenizer]\nfile = \"/dev/zero\"\ninput = \"T\"\n";
+    let e = ConfigOverride::parse(outside)
+        .unwrap()
+        .for_files()
+        .unwrap_err();
+    assert!(
+        e.contains("`tokenizer.file` \"/dev/zero\" must be a path inside"),
+        "{e}"
+    );
 }
 
 #[test]

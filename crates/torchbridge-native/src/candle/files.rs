@@ -85,6 +85,8 @@ fn weights(dir: &Path, device: &Device) -> Result<(&'static str, VarBuilder<'sta
     }
     let state_dict = dir.join("pytorch_model.bin");
     if state_dict.is_file() {
+        tensors_fit_their_data(&state_dict)
+            .map_err(|e| format!("cannot read `{}`: {e}", state_dict.display()))?;
         let vb = VarBuilder::from_pth(&state_dict, DType::F32, device)
             .map_err(|e| format!("cannot read `{}`: {e}", state_dict.display()))?;
         return Ok(("pytorch_model.bin", vb));
@@ -94,6 +96,48 @@ fn weights(dir: &Path, device: &Device) -> Result<(&'static str, VarBuilder<'sta
          `pytorch_model.bin` beside it (a sharded checkpoint is not supported)",
         dir.display()
     ))
+}
+
+/// Every tensor a PyTorch state dict declares fits in the data the file holds for it.
+/// candle allocates a tensor of the declared shape before reading its data, so a file
+/// of a kilobyte declaring [2^30, 16384] would abort the process (70 TB); here it is a
+/// load error of its model.
+fn tensors_fit_their_data(path: &Path) -> Result<(), String> {
+    let infos =
+        candle_core::pickle::read_pth_tensor_info(path, false, None).map_err(|e| e.to_string())?;
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file)).map_err(|e| e.to_string())?;
+    for info in infos {
+        let held = zip
+            .index_for_name(&info.path)
+            .and_then(|i| zip.by_index_raw(i).ok())
+            .map(|entry| entry.size())
+            .ok_or_else(|| {
+                format!(
+                    "tensor `{}`: no data `{}` in the file",
+                    info.name, info.path
+                )
+            })?;
+        // In u128 and checked: the dims are the file's, their product may overflow.
+        let needed = info
+            .layout
+            .dims()
+            .iter()
+            .try_fold(1u128, |n, &d| n.checked_mul(d as u128))
+            .and_then(|n| n.checked_add(info.layout.start_offset() as u128))
+            .and_then(|n| n.checked_mul(info.dtype.size_in_bytes() as u128))
+            .unwrap_or(u128::MAX);
+        if needed > u128::from(held) {
+            return Err(format!(
+                "tensor `{}` declares shape {:?} of {:?} ({needed} bytes), but the file holds \
+                 {held} bytes of data for it",
+                info.name,
+                info.layout.dims(),
+                info.dtype
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ pub(crate) fn code(err: &Error) -> Code {
         Error::NotReady { .. } | Error::Unavailable(_) => Code::Unavailable,
         Error::Overloaded { .. } => Code::ResourceExhausted,
         Error::Timeout { .. } | Error::DeadlineExceeded { .. } => Code::DeadlineExceeded,
-        Error::Inference { .. } | Error::Python { .. } => Code::Internal,
+        Error::Inference { .. } | Error::Python { .. } | Error::Internal(_) => Code::Internal,
         // The model's files or config must change before a retry can succeed.
         Error::Load { .. } => Code::FailedPrecondition,
     }

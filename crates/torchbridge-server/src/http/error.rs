@@ -70,7 +70,9 @@ impl From<Error> for ApiError {
             Error::NotReady { .. } | Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Overloaded { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::Timeout { .. } | Error::DeadlineExceeded { .. } => StatusCode::GATEWAY_TIMEOUT,
-            Error::Inference { .. } | Error::Python { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            Error::Inference { .. } | Error::Python { .. } | Error::Internal(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         };
         match e {
             // The client sees the exception; the traceback goes to the log only.

@@ -217,6 +217,52 @@ fn a_model_that_is_not_bert_is_refused_at_load() {
 }
 
 #[test]
+fn a_state_dict_declaring_more_than_it_holds_is_refused_at_load() {
+    // A pickle may declare any shape for a tensor whose data is 4 bytes: [2^30, 16384]
+    // of FP32 is 70 TB, which candle would allocate before reading (the process aborted).
+    let dir = tempfile::tempdir().unwrap();
+    let version = dir.path().join("bert/1");
+    std::fs::create_dir_all(&version).unwrap();
+    std::fs::write(dir.path().join("bert/config.toml"), "backend = \"candle\"").unwrap();
+    let script = r#"
+import collections, io, json, pickle, sys, zipfile, torch
+class Storage: pass
+class Huge:
+    def __reduce__(self):
+        shape = (1 << 30, 16384)
+        return (torch._utils._rebuild_tensor_v2,
+                (Storage(), 0, shape, (16384, 1), False, collections.OrderedDict()))
+class Pickler(pickle.Pickler):
+    def persistent_id(self, obj):
+        return ("storage", torch.FloatStorage, "0", "cpu", 1) if isinstance(obj, Storage) else None
+state = io.BytesIO()
+Pickler(state, protocol=2).dump({"embeddings.word_embeddings.weight": Huge()})
+with zipfile.ZipFile(sys.argv[1] + "/pytorch_model.bin", "w") as z:
+    z.writestr("archive/data.pkl", state.getvalue())
+    z.writestr("archive/data/0", b"\0" * 4)
+    z.writestr("archive/version", "3\n")
+json.dump({"model_type": "bert", "vocab_size": 30, "hidden_size": 8, "num_hidden_layers": 1,
+           "num_attention_heads": 2, "intermediate_size": 16, "hidden_act": "gelu",
+           "max_position_embeddings": 16, "type_vocab_size": 2, "layer_norm_eps": 1e-12,
+           "pad_token_id": 0, "hidden_dropout_prob": 0.0,
+           "initializer_range": 0.02}, open(sys.argv[1] + "/config.json", "w"))
+"#;
+    let status = std::process::Command::new(crate::common::python())
+        .args(["-c", script])
+        .arg(&version)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let err = Model::load(dir.path().join("bert"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("declares shape [1073741824, 16384]") && err.contains("holds 4 bytes"),
+        "{err}"
+    );
+}
+
+#[test]
 fn a_tokenizer_max_length_over_the_models_positions_is_refused_at_load() {
     let copy = tempfile::tempdir().unwrap();
     let dir = copy.path().join("minilm");

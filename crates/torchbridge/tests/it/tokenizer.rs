@@ -54,4 +54,13 @@ fn strings_are_tokenized_as_transformers_does_before_every_onnx_bridge() {
         );
         assert_eq!(out[0].shape[0], n);
     }
+    // A tokenizer file that is no regular file (a device that never ends) is refused at
+    // load, not read until memory runs out.
+    let file = dir.path().join("echo/1/tokenizer.json");
+    std::fs::remove_file(&file).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &file).unwrap();
+    if let Some(&bridge) = bridges.iter().find(|b| compiled.contains(b)) {
+        let e = Model::load_with(dir.path().join("echo"), bridge).unwrap_err();
+        assert!(e.to_string().contains("is not a regular file"), "{e}");
+    }
 }
