@@ -104,3 +104,17 @@ def test_with_json_lines_every_line_is_a_json_object(repo, tmp_path):
     assert "stopped" in messages and any(m.startswith("SIGTERM: stopping") for m in messages)
     failed = [m for m in messages if "pickled" in m or "trust_pickle" in m]
     assert sum("trust_pickle" in m for m in messages) == 1, failed  # the error, once
+
+
+def test_a_client_cannot_forge_a_log_line(served):
+    # A config whose input name holds a newline and a made-up log line: the failed
+    # reload is logged (at ERROR) with the client's text, every line after the first
+    # indented, so it cannot pass for a line of the server's own.
+    forged = "2026-01-01T00:00:00Z ERROR torchbridge: FORGED LINE"
+    config = json.dumps({"backend": "onnx", "input": [
+        {"name": "INPUT0\n" + forged, "data_type": "TYPE_FP32", "dims": [16]}]})
+    with httpclient.InferenceServerClient(served.http_url) as client:
+        logged = logged_after(served, lambda: pytest.raises(
+            InferenceServerException, client.load_model, "mlp", config=config))
+    assert "FORGED LINE" in logged, logged
+    assert not any(line.startswith(forged) for line in logged.splitlines()), logged

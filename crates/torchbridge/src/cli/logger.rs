@@ -65,12 +65,10 @@ impl Logger {
         let (filter_layer, handle) = reload::Layer::new(base);
         let allowed = switches.clone();
         // Colours only on a terminal: a log file or collector gets plain text.
-        let lines = tracing_subscriber::fmt::layer()
-            .with_writer(std::io::stderr)
-            .with_ansi(std::io::stderr().is_terminal());
+        let lines = tracing_subscriber::fmt::layer().with_ansi(std::io::stderr().is_terminal());
         let lines = match json {
-            true => lines.json().boxed(),
-            false => lines.boxed(),
+            true => lines.with_writer(std::io::stderr).json().boxed(),
+            false => lines.with_writer(|| IndentedStderr).boxed(),
         };
         tracing_subscriber::registry()
             .with(filter_layer)
@@ -110,6 +108,37 @@ impl Logger {
             "target": "torchbridge",
         })
         .to_string()
+    }
+}
+
+/// Standard error for text lines, with each line of an event after its first indented:
+/// a message holding a newline (a model name or config a client sent, a traceback) then
+/// cannot pass for a log line of its own; a carriage return is written `\r`. The
+/// formatter writes each event in one call.
+struct IndentedStderr;
+
+impl std::io::Write for IndentedStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let body = buf.strip_suffix(b"\n").unwrap_or(buf);
+        if !body.iter().any(|&b| b == b'\n' || b == b'\r') {
+            std::io::stderr().write_all(buf)?;
+            return Ok(buf.len());
+        }
+        let mut out = Vec::with_capacity(buf.len() + 64);
+        for &b in body {
+            match b {
+                b'\n' => out.extend_from_slice(b"\n    "),
+                b'\r' => out.extend_from_slice(b"\\r"),
+                b => out.push(b),
+            }
+        }
+        out.extend_from_slice(&buf[body.len()..]);
+        std::io::stderr().write_all(&out)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
     }
 }
 
