@@ -109,7 +109,7 @@ def _to_raw(name: str, value: Any, declared: str | None) -> tuple[str, str, list
             raise _native.InvalidInputError(
                 f"input `{name}` cannot be read as {declared or 'an'} array: {err}") from None
     if value.dtype.kind in "OSU":
-        return name, "BYTES", list(value.shape), _encode_bytes(value)
+        return name, "BYTES", list(value.shape), _encode_bytes(name, value)
     if declared == "BF16" and value.dtype.kind == "f":
         return _to_raw(name, torch.from_numpy(np.ascontiguousarray(value)).bfloat16(), declared)
     dtype = value.dtype.newbyteorder("<") if value.dtype.byteorder == ">" else value.dtype
@@ -120,11 +120,20 @@ def _to_raw(name: str, value: Any, declared: str | None) -> tuple[str, str, list
     return name, datatype, list(value.shape), np.ascontiguousarray(value, dtype=dtype).tobytes()
 
 
-def _encode_bytes(value: np.ndarray) -> bytes:
-    """KServe BYTES layout: each element as a little-endian u32 length, then its bytes."""
+def _encode_bytes(name: str, value: np.ndarray) -> bytes:
+    """KServe BYTES layout: each element as a little-endian u32 length, then its bytes.
+    Elements are bytes or str (UTF-8); anything else is refused, naming the input
+    (bytes(5) would be five NUL bytes)."""
     parts = []
     for item in value.reshape(-1):
-        data = item.encode() if isinstance(item, str) else bytes(item)
+        if isinstance(item, str):
+            data = item.encode()
+        elif isinstance(item, (bytes, bytearray, memoryview)):
+            data = bytes(item)
+        else:
+            raise _native.InvalidInputError(
+                f"input `{name}` is BYTES, but holds an element of type "
+                f"{type(item).__name__}; give bytes or str elements")
         parts += [struct.pack("<I", len(data)), data]
     return b"".join(parts)
 

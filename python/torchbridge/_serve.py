@@ -46,11 +46,14 @@ class Server:
     `torch.inference_mode()`. It returns one tensor (when one output is declared), a
     tuple or list in the order of `outputs`, or a dict of output name to value; values
     are torch tensors or numpy arrays of the declared datatype, with the batch's rows.
-    An `nn.Module` is put in eval mode. Inputs are read-only views of request memory:
-    do not modify them in place.
+    An `nn.Module` is put in eval mode while served; `stop()` gives each of its
+    submodules its own mode back. Inputs are read-only views of request memory: do not
+    modify them in place.
 
-    A call that raises, or returns the wrong names, datatypes or shapes, fails that
-    request only (HTTP 500 / gRPC INTERNAL, with the reason); the server stays up.
+    A call that raises, or returns the wrong names, datatypes or shapes, fails every
+    request batched with it: all the requests whose rows that call was given (HTTP 500 /
+    gRPC INTERNAL, with the reason), not only the one whose rows caused it; the server
+    stays up. With max_queue_delay_us=None each call is one request's.
 
     max_batch_size: 0 for a model without a batch dimension; else requests carry a
     batch dimension of up to this many rows, and concurrent ones are joined into one
@@ -102,6 +105,10 @@ class Server:
             _check_int(key, port, 0, 65535)
         trace_path = _check_trace_file(trace_file)
         batching = _batching(max_batch_size, max_queue_delay_us, preferred_batch_sizes)
+        # Served in eval mode; stop() gives each submodule its own mode back (a training
+        # loop that serves between epochs trains on with dropout and batch statistics).
+        self._modes = [(m, m.training) for m in fn.modules()] \
+            if isinstance(fn, torch.nn.Module) else []
         if isinstance(fn, torch.nn.Module):
             fn.eval()
 
@@ -124,6 +131,7 @@ class Server:
                                           idle_poll_us, allow_client_shm, trace_path)
         except BaseException:
             self._cleanup()
+            self._restore_modes()
             raise
 
     @property
@@ -169,11 +177,19 @@ class Server:
 
     def stop(self) -> None:
         """Stops admission, lets the requests in flight finish, joins the server's
-        threads and frees the ports. Calling it again does nothing."""
+        threads and frees the ports; an `nn.Module` gets its submodules' training modes
+        back. Calling it again does nothing."""
         try:
             self._native.stop()
         finally:
             self._cleanup()
+            self._restore_modes()
+
+    def _restore_modes(self) -> None:
+        """Once: modes set after stop() are the caller's."""
+        modes, self._modes = self._modes, []
+        for module, training in modes:
+            module.training = training
 
     def __enter__(self) -> Server:
         return self

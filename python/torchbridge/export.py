@@ -3,6 +3,8 @@ holding every asked-for form, each checked against the module before it returns.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import shutil
 import tomllib
@@ -59,7 +61,11 @@ def export(module: nn.Module, example_inputs: torch.Tensor | Sequence[torch.Tens
     datatypes and dims come from the example and the module's outputs.
 
     The python form is the state dict plus a generated model.py holding the module's
-    class source, rebuilt as `cls(**init_kwargs)`; that class may use only torch. With
+    class source, rebuilt as `cls(**init_kwargs)` (each kwarg written as its repr(), a
+    tensor as `torch.tensor([...], dtype=...)`), and an import for each name of the
+    class's module that its code uses and that is a module (`import torch.nn.functional
+    as F`) or a function or class of another module; a helper or constant defined beside
+    the class is refused, naming it, and so is a kwarg whose repr() is not Python. With
     `trust_pickle=True` it is the whole module pickled (model.pt, loaded only with
     `trust_pickle = true` in config.toml) instead; a pickle names its classes by module,
     so they must be importable where the server runs (not defined in the script itself).
@@ -77,7 +83,8 @@ def export(module: nn.Module, example_inputs: torch.Tensor | Sequence[torch.Tens
 
     Every form is loaded back and run on the example; ExportError names the form and
     the exporter's reason (an unsupported operator or construct) when one fails, and no
-    version directory is left behind.
+    version directory is left behind. Exports of one name may run at once (DDP ranks,
+    two notebooks): each claims its own version number before it writes.
     """
     _check_name(name)
     if isinstance(bridges, str):
@@ -158,12 +165,12 @@ def _export(module, example, repository, name, bridges, max_batch_size, input_na
         raise ExportError(f"python form: the source of {type(module).__name__} cannot be "
                           f"read ({err}); define the class in a module (a .py file), or "
                           f"leave \"python\" out of bridges") from err
+    except ValueError as err:  # a name or an init kwarg that model.py cannot carry
+        raise ExportError(str(err)) from None
     made_dir = not model_dir.exists()
-    version = max(_versions(model_dir), default=0) + 1
     # Written beside the repository's versions under a name no server reads as one, then
     # renamed: a server polling the repository never sees a half-written version.
-    staged = model_dir / f".{version}.partial"
-    shutil.rmtree(staged, ignore_errors=True)
+    version, staged = _claim_version(model_dir)
     try:
         diffs = _repo.write_version(
             staged, module, example, in_names, out_names,
@@ -173,20 +180,20 @@ def _export(module, example, repository, name, bridges, max_batch_size, input_na
         if trust_pickle and "python" in forms:
             diffs = {"python": _write_pickle(staged, module, example, out_names), **diffs}
     except ValueError as err:
-        shutil.rmtree(staged, ignore_errors=True)
-        if made_dir:
-            shutil.rmtree(model_dir, ignore_errors=True)
+        _discard(staged, model_dir if made_dir else None)
         raise ExportError(f"{err}{_python_hint(err, type(module))}") from err
+    except BaseException:
+        _discard(staged, model_dir if made_dir else None)
+        raise
     old = _old_config(model_dir)
     top, tables, labels = _kept_settings(old, labels, outs)
     clash = _clash_with_batch_size(tables, max_batch_size)
     if clash:
-        shutil.rmtree(staged, ignore_errors=True)
+        _discard(staged, model_dir if made_dir else None)
         raise ExportError(f"config.toml keeps {clash}, which does not fit max_batch_size="
                           f"{max_batch_size}: edit config.toml first (export keeps its "
                           f"other settings), or export with a larger max_batch_size")
-    vdir = model_dir / str(version)
-    staged.rename(vdir)
+    _publish(staged, model_dir / str(version))
     if trust_pickle:
         top["trust_pickle"] = True
     if instances is None:  # as config.toml said, else one
@@ -259,9 +266,10 @@ def _python_hint(err: ValueError, cls: type) -> str:
     if "python form" not in str(err):
         return ""
     if isinstance(err.__cause__, NameError):
-        return (f" (model.py holds the source of {cls.__name__} only, and it uses a name "
-                f"defined elsewhere: define {cls.__name__} so that it needs only torch, or "
-                f"pass trust_pickle=True to pickle the module instead)")
+        return (f" (model.py holds the source of {cls.__name__} and imports the modules "
+                f"its module binds to the names it uses, and it uses a name defined nowhere "
+                f"there: define {cls.__name__} so that it needs only those, or pass "
+                f"trust_pickle=True to pickle the module instead)")
     return (f" (the generated model.py rebuilds {cls.__name__}(**init_kwargs) from its "
             f"source: pass init_kwargs=, or trust_pickle=True to pickle the module instead)")
 
@@ -377,6 +385,49 @@ def _dynamic_axes(module, example, in_names, out_names, outputs, batched, dynami
         if changed:
             axes[name] = changed
     return axes, other
+
+
+def _claim_version(model_dir: Path) -> tuple[int, Path]:
+    """(version, its staging directory `.<version>.partial`, made empty): the next
+    version number, claimed by making that directory. Exports of one name may run at once
+    (DDP ranks, two notebooks): a number whose staging directory another export has made,
+    or that is a version already, is passed over, so each export writes its own."""
+    model_dir.mkdir(parents=True, exist_ok=True)
+    version = max(_versions(model_dir), default=0)
+    while True:
+        version += 1
+        staged = model_dir / f".{version}.partial"
+        try:
+            os.mkdir(staged)
+        except FileExistsError:
+            continue  # another export's (or a killed one's): never touched here
+        if not (model_dir / str(version)).exists():
+            return version, staged
+        # Published between the listing and the claim: that number is taken.
+        os.rmdir(staged)
+
+
+def _publish(staged: Path, vdir: Path) -> None:
+    """Renames the staged version into place; never over or into an existing one."""
+    try:
+        if vdir.exists():  # rename(2) would replace an empty directory
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(vdir))
+        os.rename(staged, vdir)
+    except OSError as err:
+        _discard(staged, None)
+        raise ExportError(f"version {vdir.name} of {vdir.parent.name} appeared in "
+                          f"{vdir.parent} while this export wrote it (not by another "
+                          f"torchbridge.export, which claims its number first): nothing "
+                          f"written; export again ({err})") from err
+
+
+def _discard(staged: Path, made_dir: Path | None) -> None:
+    """Removes this export's staging directory, and the model directory this export made
+    if nothing else is in it now (another export of the same name may be writing there)."""
+    shutil.rmtree(staged, ignore_errors=True)
+    if made_dir is not None:
+        with contextlib.suppress(OSError):
+            os.rmdir(made_dir)
 
 
 def _versions(model_dir: Path) -> list[int]:

@@ -96,3 +96,46 @@ def test_an_isolated_model_needs_the_torchbridge_binary_as_its_worker(tmp_path, 
     config.write_text('isolation = "process"\n' + config.read_text())
     with pytest.raises(torchbridge.TorchbridgeError, match="set TORCHBRIDGE_WORKER"):
         torchbridge.Model.load(tmp_path / "lin")
+
+
+ECHO = '''
+import numpy as np
+
+
+class Model:
+    def __init__(self, model_dir, config):
+        pass
+
+    def predict(self, inputs):
+        return {"ECHO": np.array([[item.upper()] for item in inputs["TEXT"][:, 0]],
+                                 dtype=object)}
+'''
+
+
+@pytest.fixture(scope="module")
+def echo(tmp_path_factory):
+    model_dir = tmp_path_factory.mktemp("repo") / "echo"
+    (model_dir / "1").mkdir(parents=True)
+    (model_dir / "1" / "model.py").write_text(ECHO)
+    (model_dir / "config.toml").write_text(
+        'backend = "python"\nmax_batch_size = 4\n'
+        '[[input]]\nname = "TEXT"\ndatatype = "BYTES"\ndims = [1]\n'
+        '[[output]]\nname = "ECHO"\ndatatype = "BYTES"\ndims = [1]\n')
+    return torchbridge.Model.load(model_dir)
+
+
+def test_bytes_inputs_take_bytes_and_str(echo):
+    got = echo.infer({"TEXT": [[b"ab"], ["cd"], [np.bytes_(b"ef")], [bytearray(b"gh")]]})
+    assert got["ECHO"].tolist() == [[b"AB"], [b"CD"], [b"EF"], [b"GH"]]
+    got = echo.infer({"TEXT": np.array([["x"], ["yz"]])})  # numpy's own string array
+    assert got["ECHO"].tolist() == [[b"X"], [b"YZ"]]
+
+
+@pytest.mark.parametrize("value, kind", [([[5]], "int"), ([[1.5]], "float"),
+                                         (np.array([[b"a"], [300]], dtype=object), "int"),
+                                         ([[None]], "NoneType")])
+def test_a_bytes_input_holding_no_bytes_is_an_invalid_input_error_naming_it(echo, value, kind):
+    with pytest.raises(torchbridge.InvalidInputError,
+                       match=f"input `TEXT` is BYTES, but holds an element of type {kind}; "
+                             f"give bytes or str"):
+        echo.infer({"TEXT": value})

@@ -1,6 +1,10 @@
 """torchbridge.export of several model shapes, each form loaded back through
 torchbridge.Model (every bridge) and compared with the eager module."""
 
+import json
+import math
+import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -8,7 +12,9 @@ import textwrap
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
+from torch.nn.functional import gelu
 
 import torchbridge
 
@@ -399,3 +405,147 @@ def test_labels_that_cannot_be_written_are_refused(tmp_path, labels, why):
         torchbridge.export(MLP(), torch.randn(2, 16), tmp_path, name="bad", bridges=("onnx",),
                            labels=labels)
     assert not (tmp_path / "bad").exists()
+
+
+class UsesImports(nn.Module):
+    """Uses names this file imports: modules (F, math, np) and a function (gelu)."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(4, 3)
+
+    def forward(self, x):
+        y = F.relu(self.lin(x)) / math.sqrt(4)
+        return gelu(y) + float(np.float32(0.5))
+
+
+def test_the_python_form_carries_the_modules_the_class_uses(tmp_path):
+    torch.manual_seed(7)
+    net, x = UsesImports(), torch.randn(3, 4)
+    torchbridge.export(net, x, tmp_path, name="imports", bridges=BRIDGES)
+    model_py = (tmp_path / "imports" / "1" / "model.py").read_text()
+    for line in ("import torch.nn.functional as F", "import math", "import numpy as np"):
+        assert f"\n{line}\n" in model_py, model_py
+    assert re.search(r"\nfrom torch[\w.]* import gelu\n", model_py), model_py  # its home
+    check_every_bridge(tmp_path / "imports", net, (x,), ["INPUT0"])
+
+
+def _double(x):
+    return 2 * x
+
+
+class UsesAHelper(nn.Module):
+    def forward(self, x):
+        return _double(x)
+
+
+class Scaled(nn.Module):
+    def __init__(self, d, scale):
+        super().__init__()
+        self.lin = nn.Linear(d, 2)
+        self.scale = scale  # not in the state dict: model.py rebuilds it from init_kwargs
+
+    def forward(self, x):
+        return self.lin(x) * self.scale
+
+
+class Opaque:
+    def __rmul__(self, other):
+        return other
+
+
+def test_names_and_init_kwargs_model_py_cannot_carry_are_refused_by_name(tmp_path):
+    with pytest.raises(torchbridge.ExportError,
+                       match=r"UsesAHelper uses `_double` \(a function defined beside it"):
+        torchbridge.export(UsesAHelper(), torch.randn(2, 4), tmp_path, name="h",
+                           bridges=BRIDGES)
+    with pytest.raises(torchbridge.ExportError, match=r"init_kwargs\['scale'\]"):
+        torchbridge.export(Scaled(4, Opaque()), torch.randn(2, 4), tmp_path, name="o",
+                           bridges=BRIDGES, init_kwargs={"d": 4, "scale": Opaque()})
+    assert not any(tmp_path.iterdir())
+    # A tensor is rebuilt in model.py with its values and dtype.
+    torch.manual_seed(8)
+    scale = torch.tensor([3.0, 0.5], dtype=torch.float64)
+    net, x = Scaled(4, scale), torch.randn(2, 4, dtype=torch.float64)
+    net.double()
+    torchbridge.export(net, x, tmp_path, name="t", bridges=BRIDGES,
+                       init_kwargs={"d": 4, "scale": scale})
+    check_every_bridge(tmp_path / "t", net, (x,), ["INPUT0"])
+
+
+CONCURRENT_EXPORT = """
+import json, os, sys, time
+import torch, torchbridge
+from nets import Good, Bad
+
+seed, repo, who = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+torch.manual_seed(seed)
+net = Bad() if who == "bad" else Good()
+open(f"ready.{who}", "w").close()  # start together: every export claims a version at once
+deadline = time.time() + 60
+while not all(os.path.exists(f"ready.{w}") for w in ("a", "b", "bad")) and time.time() < deadline:
+    time.sleep(0.001)
+try:
+    done = torchbridge.export(net, torch.randn(3, 4), repo, name="net", bridges=BRIDGES)
+    print(json.dumps({"version": done.version}))
+except torchbridge.ExportError as err:
+    print(json.dumps({"error": str(err)}))
+"""
+
+CONCURRENT_NETS = """
+import torch
+from torch import nn
+
+
+class Good(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.lin(x)
+
+
+class Bad(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(4, 3)
+
+    def forward(self, x):
+        return torch.fft.fft(self.lin(x)).abs()  # no onnx form: fails after the others start
+"""
+
+
+def test_concurrent_exports_of_one_name_each_write_a_whole_version_of_their_own(tmp_path):
+    (tmp_path / "nets.py").write_text(CONCURRENT_NETS)
+    (tmp_path / "export_one.py").write_text(f"BRIDGES = {BRIDGES!r}\n" + CONCURRENT_EXPORT)
+    seeds = {"a": 1, "b": 2, "bad": 3}
+    runs = {who: subprocess.Popen([sys.executable, "export_one.py", str(seed), "repo", who],
+                                  cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True)
+            for who, seed in seeds.items()}
+    results = {}
+    for who, run in runs.items():
+        out, err = run.communicate(timeout=300)
+        assert run.returncode == 0, err
+        results[who] = json.loads(out.strip().splitlines()[-1])
+    assert "onnx form failed" in results["bad"].get("error", ""), results
+    versions = {who: results[who].get("version") for who in ("a", "b")}
+    assert None not in versions.values() and versions["a"] != versions["b"], results
+    model_dir = tmp_path / "repo" / "net"
+    assert sorted(p.name for p in model_dir.iterdir()) == sorted(
+        [str(v) for v in versions.values()] + ["config.toml"]), "a version or staging dir"
+    sys.path.insert(0, str(tmp_path))
+    try:
+        from nets import Good
+    finally:
+        sys.path.remove(str(tmp_path))
+    x = torch.randn(5, 4)
+    for who, version in versions.items():
+        torch.manual_seed(seeds[who])
+        net = Good()
+        # Each version on its own, every form in it: all the forms of the one process.
+        alone = tmp_path / f"alone_{who}" / "net"
+        shutil.copytree(model_dir / str(version), alone / "1")
+        shutil.copy(model_dir / "config.toml", alone / "config.toml")
+        check_every_bridge(alone, net, (x,), ["INPUT0"])

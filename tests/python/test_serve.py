@@ -502,3 +502,53 @@ def test_a_zero_dimensional_output_is_served_as_a_scalar():
                             "data": [1.5, 2.0, 4.0]}]}
         reply = json.loads(post_json(total, "/v2/models/total/infer", body))
         assert reply["outputs"][0]["shape"] == [] and reply["outputs"][0]["data"] == [7.5]
+
+
+def test_stop_gives_a_module_its_training_modes_back():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), nn.Dropout(0.5), nn.Linear(16, 3))
+    net.train()
+    net[1].eval()  # frozen statistics, as fine-tuning does
+    x = np.random.default_rng(0).standard_normal((2, 8)).astype(np.float32)
+    with torchbridge.Server(net, name="net", **IO, http_port=0, grpc_port=0,
+                            log=None) as server:
+        assert not any(m.training for m in net.modules())  # served in eval mode
+        status, body = infer(server, x)
+        with torch.no_grad():
+            want = net(torch.from_numpy(x)).numpy()
+    assert status == 200
+    np.testing.assert_allclose(output(body), want, rtol=1e-5, atol=1e-6)
+    assert net.training and net[0].training and net[2].training and net[3].training
+    assert not net[1].training
+
+
+def test_a_call_that_raises_fails_every_request_batched_with_it_as_documented():
+    calls = []
+
+    def fails_on_a_negative_row(x):
+        calls.append(x.shape[0])
+        if (x < 0).any():
+            raise ValueError("a negative row")
+        return x[:, :3] * 2
+
+    statuses = {}
+    with torchbridge.Server(fails_on_a_negative_row, name="m", **IO, max_batch_size=4,
+                            max_queue_delay_us=5_000_000, http_port=0, grpc_port=0,
+                            log=None) as server:
+        def send(i):  # the 4th row fills the batch, which then goes at once
+            statuses[i] = infer(server, np.full((1, 8), -1.0 if i == 0 else 1.0, np.float32))
+
+        threads = [threading.Thread(target=send, args=(i,)) for i in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert calls == [4]
+    for status, body in statuses.values():
+        assert status == 500 and "raised ValueError: a negative row" in body["error"], body
+    # The docs say so (the docstring, and the README's "From Python" section).
+    documented = "fails every request batched with it"
+    assert documented in " ".join(torchbridge.Server.__doc__.split())
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## From Python\n"):readme.index("\n## The command line")]
+    assert documented in " ".join(section.split())
