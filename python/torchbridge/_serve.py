@@ -9,6 +9,7 @@ GIL; the GIL is taken only to call the callable, once per batch. It is the serve
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import shutil
@@ -129,6 +130,7 @@ class Server:
             self._native = _native.Server(fn, os.fspath(self._repository), name, host,
                                           http_port, grpc_port, versions, request_timeout_ms,
                                           idle_poll_us, allow_client_shm, trace_path)
+            _RUNNING.add(self)
         except BaseException:
             self._cleanup()
             self._restore_modes()
@@ -182,6 +184,7 @@ class Server:
         try:
             self._native.stop()
         finally:
+            _RUNNING.discard(self)
             self._cleanup()
             self._restore_modes()
 
@@ -201,6 +204,22 @@ class Server:
         state = "running" if self.running else "stopped"
         return (f"Server(name={self._name!r}, http={self.http_address!r}, "
                 f"grpc={self.grpc_address!r}, {state})")
+
+
+# The servers not stopped yet, for the exit hook.
+_RUNNING: weakref.WeakSet[Server] = weakref.WeakSet()
+
+
+@atexit.register
+def _at_exit() -> None:
+    """Before the interpreter finalizes: stops the servers still running, then closes the
+    interpreter to torchbridge's threads, waiting for the calls in flight. A thread of
+    theirs that attached to a finalizing interpreter would be ended mid-frame, and the
+    process abort ("terminate called without an active exception")."""
+    for server in list(_RUNNING):
+        with contextlib.suppress(Exception):
+            server.stop()
+    _native.close_for_exit(10.0)
 
 
 def serve(fn: Callable[..., Any], name: str = "model", **kwargs: Any) -> None:

@@ -552,3 +552,30 @@ def test_a_call_that_raises_fails_every_request_batched_with_it_as_documented():
     readme = (ROOT / "README.md").read_text()
     section = readme[readme.index("## From Python\n"):readme.index("\n## The command line")]
     assert documented in " ".join(section.split())
+
+
+EXIT_WHILE_CALLING = """
+import sys, threading, time
+import numpy as np
+import torchbridge
+model = torchbridge.Model.load(sys.argv[1], bridge="python")
+def calls():
+    while True:
+        try:
+            model.infer({"x": np.zeros((1, 4), np.float32)})
+        except torchbridge.InferenceError:
+            return  # the interpreter is exiting
+threading.Thread(target=calls, daemon=True).start()
+time.sleep(0.3)
+"""
+
+
+def test_the_interpreter_exits_cleanly_while_a_thread_still_calls_a_model(tmp_path):
+    # A thread of torchbridge's that attached to the interpreter while it finalized was
+    # ended mid-frame: the process aborted (SIGABRT) in about one exit in three.
+    torchbridge.export(nn.Sequential(nn.Linear(4, 2)), (torch.zeros(2, 4),), tmp_path,
+                       name="lin", input_names=["x"], bridges=["python"], trust_pickle=True)
+    for run in range(8):
+        done = subprocess.run([sys.executable, "-c", EXIT_WHILE_CALLING, str(tmp_path / "lin")],
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, (run, done.returncode, done.stderr[-2000:])

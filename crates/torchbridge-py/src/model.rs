@@ -60,7 +60,14 @@ impl PyModel {
                 Tensor::new(name, datatype, shape, Bytes::from_owner(data))
             })
             .collect::<Result<Vec<_>, Error>>()?;
+        // Counted while detached: the exit hook waits for this thread to attach again
+        // (attaching while the interpreter finalizes would end it mid-frame).
+        let passage = torchbridge_python::enter_interpreter().ok_or_else(|| Error::Inference {
+            model: self.model.metadata().name.clone(),
+            message: "the Python interpreter is exiting".into(),
+        })?;
         let outputs = py.detach(|| self.model.infer(tensors))?;
+        drop(passage);
         Ok(outputs
             .into_iter()
             .map(|t| {

@@ -311,6 +311,15 @@ fn start_callable(
     Ok(ServedModel::new(pool, dir.config.batching.as_ref())?.with_labels(dir.labels.clone()))
 }
 
+/// The package's `atexit` hook, after it has stopped every server: refuses calls into
+/// the interpreter from now on and waits (without the GIL) up to `wait_s` seconds for
+/// those in flight; returns whether they all ended. See `torchbridge_python`'s `exit`.
+#[pyfunction]
+pub(crate) fn close_for_exit(py: Python<'_>, wait_s: f64) -> bool {
+    let wait = Duration::try_from_secs_f64(wait_s).unwrap_or(Duration::ZERO);
+    py.detach(|| torchbridge_python::close_for_exit(wait))
+}
+
 /// Sends the server's log (tracing) to stderr at `filter` (e.g. `"warn"`,
 /// `"torchbridge_server=info"`). The first call in a process wins; later ones do nothing.
 #[pyfunction]

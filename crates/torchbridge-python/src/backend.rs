@@ -56,6 +56,8 @@ impl PythonBackend {
                 .collect()
         };
         prepare(ctx.config.python_env.as_deref()).map_err(fail)?;
+        let _passage =
+            crate::exit::enter().ok_or_else(|| fail("the Python interpreter is exiting".into()))?;
         let runner = Python::attach(|py| {
             let glue = glue(py).map_err(|e| e.to_string())?;
             let args = (
@@ -96,6 +98,8 @@ impl PythonBackend {
         };
         check_config(&metadata, "callable").map_err(fail)?;
         prepare(None).map_err(fail)?;
+        let _passage =
+            crate::exit::enter().ok_or_else(|| fail("the Python interpreter is exiting".into()))?;
         let declared = |specs: &[torchbridge_core::TensorSpec]| -> Vec<(String, &str)> {
             specs
                 .iter()
@@ -134,6 +138,10 @@ impl Backend for PythonBackend {
         let runner = self.runner.as_ref().ok_or_else(|| Error::Inference {
             model: model.clone(),
             message: "the model was unloaded".into(),
+        })?;
+        let _passage = crate::exit::enter().ok_or_else(|| Error::Inference {
+            model: model.clone(),
+            message: "the Python interpreter is exiting".into(),
         })?;
         // One attach per batch; torch releases the GIL inside its ops, so other
         // instances run their Python in the meantime.
@@ -178,8 +186,15 @@ impl Drop for PythonBackend {
     /// Releases the model now (and its memory, GPU memory included) rather than at the
     /// interpreter's next use; skipped when the interpreter is shutting down.
     fn drop(&mut self) {
-        if let Some(runner) = self.runner.take() {
-            Python::try_attach(move |_py| drop(runner));
+        let Some(runner) = self.runner.take() else {
+            return;
+        };
+        match crate::exit::enter() {
+            Some(_passage) => {
+                Python::try_attach(move |_py| drop(runner));
+            }
+            // Attaching now could end this thread mid-frame (see `exit`): leaked.
+            None => std::mem::forget(runner),
         }
     }
 }

@@ -38,10 +38,12 @@
 mod backend;
 mod convert;
 mod errors;
+mod exit;
 mod input_buffer;
 mod interpreter;
 mod venv;
 
+pub use exit::{Passage, close as close_for_exit, enter as enter_interpreter};
 use torchbridge_core::{Backend, Error, LoadContext, Result};
 
 /// Loads `ctx.form` (model.py, model.pt or model.pt2) as one instance of the model, on
