@@ -140,6 +140,10 @@ def misbehaving(x):
         return x[:, :3], x
     if mode == 6:
         return {"OUTPUT0": "not a tensor"}
+    if mode == 7:  # a negative stride (the top-k idiom argsort()[:, ::-1])
+        return {"OUTPUT0": (x[:, :3] * 2).numpy()[:, ::-1]}
+    if mode == 8:  # big-endian
+        return {"OUTPUT0": (x[:, :3] * 2).numpy().astype(">f4")}
     return {"OUTPUT0": (x[:, :3] * 2).numpy()}  # numpy is fine too
 
 
@@ -167,6 +171,16 @@ def test_a_failing_call_is_a_500_naming_the_fault_and_the_server_stays_up(picky,
     status, body = infer(picky, np.ones((2, 8), np.float32) * 7)
     assert status == 200
     np.testing.assert_array_equal(output(body), np.full((2, 3), 14.0, np.float32))
+
+
+def test_any_valid_numpy_array_is_an_output(picky):
+    rows = np.arange(16, dtype=np.float32).reshape(2, 8)
+    for mode, want in ((7, (rows[:, :3] * 2)[:, ::-1]), (8, rows[:, :3] * 2)):
+        rows[0, 0] = mode
+        want[0, 0 if mode == 8 else 2] = mode * 2
+        status, body = infer(picky, rows)
+        assert status == 200, (mode, body)
+        np.testing.assert_array_equal(output(body), want)
 
 
 def test_a_bad_request_is_refused_before_the_callable_runs(picky):
@@ -579,3 +593,15 @@ def test_the_interpreter_exits_cleanly_while_a_thread_still_calls_a_model(tmp_pa
         done = subprocess.run([sys.executable, "-c", EXIT_WHILE_CALLING, str(tmp_path / "lin")],
                               capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, (run, done.returncode, done.stderr[-2000:])
+
+
+def test_clients_cannot_unload_or_reload_the_callable(picky):
+    # The model is the callable: a load with another config (another bridge named, a
+    # smaller max_batch_size) could only break it, an unload stop it.
+    for action, body in (("unload", {}), ("load", {"parameters": {"config": "{\"max_batch_size\": 2}"}})):
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            post_json(picky, f"/v2/repository/models/picky/{action}", body)
+        assert refused.value.code == 403
+        assert "torchbridge.Server" in json.loads(refused.value.read())["error"]
+    status, body = infer(picky, np.full((4, 8), 9, np.float32))
+    assert status == 200 and output(body).shape == (4, 3)

@@ -113,6 +113,9 @@ impl PyServer {
             request_timeout: Duration::from_millis(request_timeout_ms),
             idle_poll: Duration::from_micros(idle_poll_us),
             allow_client_shm,
+            // The model is the callable: a client's load could only break it (another
+            // config, another bridge named), an unload stop it.
+            model_control: false,
             // Tracing starts off; with a file, clients may turn it on.
             trace: TraceSettings {
                 file: trace_file.unwrap_or_default(),

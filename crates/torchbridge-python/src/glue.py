@@ -350,6 +350,10 @@ class Runner:
             return _strings_output(name, value)
         torch = self.torch
         if not isinstance(value, torch.Tensor):
+            if type(value).__name__ == "ndarray" and not _plain(value):
+                # torch takes no negative strides (`a[:, ::-1]`) or foreign byte order.
+                import numpy as np
+                value = np.ascontiguousarray(value, dtype=value.dtype.newbyteorder("="))
             try:
                 value = torch.as_tensor(value)
             except (TypeError, ValueError, RuntimeError) as e:
@@ -375,6 +379,12 @@ class Runner:
             # and its (empty) shape instead.
             return value.reshape(1).numpy(), []
         return value.numpy()
+
+
+def _plain(array):
+    """Whether torch can take the numpy array as it is: native byte order, no negative
+    stride."""
+    return array.dtype.byteorder in "=|" and all(stride >= 0 for stride in array.strides)
 
 
 def _strings_output(name, value):

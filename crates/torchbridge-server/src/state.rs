@@ -70,7 +70,8 @@ impl Default for ServerSettings {
 
 /// What a client that loads or unloads a model is told when model control is off.
 pub(crate) const MODEL_CONTROL_OFF: &str = "loading and unloading models through the \
-    repository API is turned off on this server (serve --model-control-mode none)";
+    repository API is turned off on this server (`torchbridge serve --model-control-mode \
+    none`, or a Python `torchbridge.Server`, whose model is the callable it was given)";
 
 /// What every handler shares; cheap to clone.
 #[derive(Debug, Clone)]
