@@ -3,6 +3,7 @@ Triton user would drive it, against the real `torchbridge serve` and the fixture
 of tests/fixtures/make_fixtures.py (references: eager torch, stored as .npy)."""
 
 import queue
+import socket
 import urllib.request
 from pathlib import Path
 
@@ -363,3 +364,22 @@ def test_the_standard_health_check_answers_serving(server):
         with pytest.raises(grpc.RpcError) as unimplemented:
             next(iter(watch(b"", timeout=10)))
         assert unimplemented.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_a_connection_may_hold_a_bounded_number_of_calls(server):
+    """The server's HTTP/2 SETTINGS bound the streams of one connection (without it, one
+    connection could hold any number of calls open, about 10 KB each)."""
+    host, port = server.grpc_url.split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0]))
+        header = b""
+        while len(header) < 9:
+            header += conn.recv(9 - len(header))
+        length, kind = int.from_bytes(header[:3], "big"), header[3]
+        assert kind == 4, header  # the server's first frame is its SETTINGS
+        body = b""
+        while len(body) < length:
+            body += conn.recv(length - len(body))
+    settings = {int.from_bytes(body[i:i + 2], "big"): int.from_bytes(body[i + 2:i + 6], "big")
+                for i in range(0, length, 6)}
+    assert settings.get(3) == 1024, settings  # SETTINGS_MAX_CONCURRENT_STREAMS

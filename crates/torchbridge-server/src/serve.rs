@@ -10,6 +10,9 @@ use crate::grpc::GuardLayer;
 use crate::http_connections::serve_http;
 use crate::tls::TlsListener;
 
+/// Concurrent gRPC calls one connection may hold (`SETTINGS_MAX_CONCURRENT_STREAMS`).
+pub const MAX_GRPC_STREAMS_PER_CONNECTION: u32 = 1024;
+
 /// Serves HTTP on `http` and gRPC on `grpc` until `shutdown` resolves; then both stop
 /// accepting, finish every request already admitted, and return. With
 /// `state.settings.tls` both listeners speak TLS; with `state.settings.auth` both
@@ -69,6 +72,9 @@ pub async fn serve(
         // Peers that stop answering pings are dropped (a long-lived channel idles legitimately).
         .http2_keepalive_interval(Some(client_timeout))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+        // HTTP/2 sets no bound by default: one connection could hold any number of
+        // streams open (about 10 KB each). Clients open more connections past this.
+        .max_concurrent_streams(Some(MAX_GRPC_STREAMS_PER_CONNECTION))
         .layer(GuardLayer::new(
             settings.auth.clone(),
             settings.limits.max_body_bytes,
