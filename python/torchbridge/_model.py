@@ -38,6 +38,7 @@ class Model:
 
     def __init__(self, native: _native.Model) -> None:
         self._native = native
+        self._pid = os.getpid()
         self._inputs = [TensorInfo(n, d, tuple(s)) for n, d, s in native.inputs]
         self._outputs = [TensorInfo(n, d, tuple(s)) for n, d, s in native.outputs]
 
@@ -78,6 +79,14 @@ class Model:
         if not isinstance(inputs, Mapping):
             raise TypeError(f"inputs must be a dict of input name to array, got "
                             f"{type(inputs).__name__}")
+        if os.getpid() != self._pid:
+            # A fork copies the model's memory but not its threads: a call would wait for
+            # ever on instances that do not exist in this process.
+            raise _native.UnavailableError(
+                f"model `{self.name}` was loaded in process {self._pid}, and this is a "
+                f"child forked from it (a DataLoader worker, multiprocessing's 'fork'), "
+                f"where its instance threads do not exist: load the model in the child "
+                f"(worker_init_fn), or start children with 'spawn'")
         declared = {info.name: info.datatype for info in self._inputs}
         raw = [_to_raw(name, value, declared.get(name)) for name, value in inputs.items()]
         return {name: _from_raw(datatype, shape, data)

@@ -1,5 +1,7 @@
 """Errors from Rust arrive as exceptions of specific classes, with Rust's message."""
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -139,3 +141,30 @@ def test_a_bytes_input_holding_no_bytes_is_an_invalid_input_error_naming_it(echo
                        match=f"input `TEXT` is BYTES, but holds an element of type {kind}; "
                              f"give bytes or str"):
         echo.infer({"TEXT": value})
+
+
+def _infer_in_child(model, said):
+    try:
+        model.infer({"INPUT0": np.zeros((1, 4), np.float32)})
+        said.put("answered")
+    except torchbridge.UnavailableError as e:
+        said.put(str(e))
+
+
+def test_a_forked_child_is_told_to_load_its_own_model(tmp_path):
+    # A fork copies the model but not its instance threads: the call waited for ever.
+    import multiprocessing
+    torchbridge.export(nn.Linear(4, 2), torch.randn(2, 4), tmp_path, name="lin",
+                       bridges=("torchscript",))
+    model = torchbridge.Model.load(tmp_path / "lin")
+    fork = multiprocessing.get_context("fork")
+    said = fork.Queue()
+    child = fork.Process(target=_infer_in_child, args=(model, said))
+    child.start()
+    child.join(60)
+    if child.is_alive():
+        child.kill()
+    assert child.exitcode == 0
+    message = said.get(timeout=10)
+    assert "load the model in the child" in message and str(os.getpid()) in message, message
+    assert model.infer({"INPUT0": np.zeros((1, 4), np.float32)})["OUTPUT0"].shape == (1, 2)
