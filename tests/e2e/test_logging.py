@@ -118,3 +118,29 @@ def test_a_client_cannot_forge_a_log_line(served):
             InferenceServerException, client.load_model, "mlp", config=config))
     assert "FORGED LINE" in logged, logged
     assert not any(line.startswith(forged) for line in logged.splitlines()), logged
+
+
+def test_a_failed_request_is_logged_with_its_model_and_the_clients_id(server):
+    # py_error raises on a negative input: a 500, logged at ERROR (the default level).
+    require_models(server.repo, "py_error")
+    for module, url, rid in ((httpclient, server.http_url, "h-42"),
+                             (grpcclient, server.grpc_url, "g-42")):
+        x = module.InferInput("X", [1, 2], "FP32")
+        x.set_data_from_numpy(np.full((1, 2), -1, dtype=np.float32))
+        with module.InferenceServerClient(url) as client:
+            with pytest.raises(InferenceServerException):
+                client.infer("py_error", [x], request_id=rid)
+        time.sleep(0.3)
+        [event] = [e for e in events(server.log_text()) if rid in e]
+        assert "ERROR" in event and "py_error" in event and "negative input" in event, event
+
+
+def events(log: str) -> list[str]:
+    """The log's events: a line and the indented lines that continue it (a traceback)."""
+    found = []
+    for line in log.splitlines():
+        if line.startswith("    ") and found:
+            found[-1] += "\n" + line
+        else:
+            found.append(line)
+    return found

@@ -32,14 +32,16 @@ pub(crate) fn status(err: &Error) -> Status {
     Status::new(code(err), message(err))
 }
 
-/// Logs a failed call once, in full, and returns the status the client gets.
-pub(crate) fn failed(rpc: &'static str, model: &str, err: &Error) -> Status {
+/// Logs a failed call once, in full (with the client's request `id`, when it gave one),
+/// and returns the status the client gets.
+pub(crate) fn failed(rpc: &'static str, model: &str, id: &str, err: &Error) -> Status {
     let status = status(err);
+    let id = Some(id).filter(|id| !id.is_empty());
     match status.code() {
         Code::Internal | Code::FailedPrecondition => {
-            tracing::error!(rpc, model, code = ?status.code(), "{err}");
+            tracing::error!(rpc, model, id, code = ?status.code(), "{err}");
         }
-        _ => tracing::info!(rpc, model, code = ?status.code(), "{err}"),
+        _ => tracing::info!(rpc, model, id, code = ?status.code(), "{err}"),
     }
     status
 }

@@ -35,7 +35,7 @@ pub(super) async fn infer(
     };
     let result = run(state, request)
         .await
-        .map_err(|e| error::failed(rpc, &counted.model, &e));
+        .map_err(|e| error::failed(rpc, &counted.model, &counted.id, &e));
     // Outcomes as the HTTP side names them.
     counted.outcome = Some(match &result {
         Ok(r) => {

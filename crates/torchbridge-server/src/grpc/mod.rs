@@ -84,7 +84,7 @@ impl Inference {
 fn reply<T>(rpc: &'static str, model: &str, result: Result<T>) -> Result<Response<T>, Status> {
     result
         .map(Response::new)
-        .map_err(|e| error::failed(rpc, model, &e))
+        .map_err(|e| error::failed(rpc, model, "", &e))
 }
 
 /// A CUDA shared-memory registration is answered this, as over HTTP.

@@ -14,12 +14,18 @@ pub struct ApiError {
     status: StatusCode,
     message: String,
     detail: Option<String>,
+    /// The inference request it answers, for the log: its model and the client's `id`.
+    request: Option<(String, Option<String>)>,
 }
 
 /// Attached to every error response so the request middleware can log the failure once,
-/// with its route and reason.
+/// with its route and reason (and, for an inference request, its model and `id`).
 #[derive(Debug, Clone)]
-pub(crate) struct Failure(pub Arc<str>);
+pub(crate) struct Failure {
+    pub reason: Arc<str>,
+    pub model: Option<Arc<str>>,
+    pub request_id: Option<Arc<str>>,
+}
 
 impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
@@ -27,7 +33,15 @@ impl ApiError {
             status,
             message: message.into(),
             detail: None,
+            request: None,
         }
+    }
+
+    /// This error as the answer to an inference request for `model` with the client's
+    /// `id`, which the log line names.
+    pub fn for_request(mut self, model: &str, id: Option<&str>) -> Self {
+        self.request = Some((model.to_string(), id.map(str::to_string)));
+        self
     }
 
     /// 400: the request is malformed or does not fit the model.
@@ -80,6 +94,7 @@ impl From<Error> for ApiError {
                 status,
                 message: format!("model `{model}` raised {}: {}", error.kind, error.message),
                 detail: Some(error.traceback).filter(|t| !t.is_empty()),
+                request: None,
             },
             other => ApiError::new(status, other.to_string()),
         }
@@ -99,7 +114,15 @@ impl IntoResponse for ApiError {
             body,
         )
             .into_response();
-        response.extensions_mut().insert(Failure(logged));
+        let (model, request_id) = match self.request {
+            Some((model, id)) => (Some(model.into()), id.map(Into::into)),
+            None => (None, None),
+        };
+        response.extensions_mut().insert(Failure {
+            reason: logged,
+            model,
+            request_id,
+        });
         response
     }
 }
@@ -163,7 +186,7 @@ mod tests {
         assert_eq!(e.status(), StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(e.message(), "model `m` raised ValueError: negative");
         let response = e.into_response();
-        let logged = &response.extensions().get::<Failure>().unwrap().0;
+        let logged = &response.extensions().get::<Failure>().unwrap().reason;
         assert!(logged.contains("Traceback"), "{logged}");
     }
 }

@@ -78,8 +78,9 @@ pub async fn infer(
         Err(e) => Outcome::of_status(e.status()),
     };
     in_flight.answered(request.id.as_deref().unwrap_or_default(), outcome);
+    let encoded = result.map_err(|e| e.for_request(&model.name, request.id.as_deref()))?;
     Ok(response::into_response(
-        result?,
+        encoded,
         Encoding::accepted(&headers),
     ))
 }

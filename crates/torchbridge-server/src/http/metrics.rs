@@ -37,19 +37,24 @@ fn record(
     if !(status.is_client_error() || status.is_server_error()) {
         return;
     }
-    let reason = response.extensions().get::<Failure>().map_or("", |f| &f.0);
+    let failure = response.extensions().get::<Failure>();
+    let reason = failure.map_or("", |f| &f.reason);
+    // An inference request's model and the client's `id`, so a failure can be matched
+    // to the request that met it.
+    let model = failure.and_then(|f| f.model.as_deref());
+    let id = failure.and_then(|f| f.request_id.as_deref());
     let status = status.as_u16();
     if route.ends_with("/ready") {
         // "Not ready" is the answer to a readiness probe, asked every few seconds while
         // a model loads: not a failure to log as one.
         tracing::debug!(%method, route, status, "not ready: {reason}");
     } else if status == 500 {
-        tracing::error!(%method, route, status, "request failed: {reason}");
+        tracing::error!(%method, route, status, model, id, "request failed: {reason}");
     } else {
         // The client's mistake, a model not ready, a full queue, a timeout: answers,
         // not server faults, at info as on gRPC (a client retrying a wrong request
         // would otherwise fill the log at the default level).
-        tracing::info!(%method, route, status, "request refused: {reason}");
+        tracing::info!(%method, route, status, model, id, "request refused: {reason}");
     }
 }
 
