@@ -136,6 +136,17 @@ impl ModelDir {
             let name = entry.file_name();
             let Some(version) = name.to_str().and_then(|n| n.parse::<u64>().ok()) else {
                 let name = name.to_string_lossy().into_owned();
+                if !name.is_empty() && name.bytes().all(|b| b.is_ascii_digit()) {
+                    // Too large a number: ignored, it would leave a lower version serving
+                    // as if it were the newest.
+                    return Err(Error::config(
+                        entry.path(),
+                        format!(
+                            "version {name} is over the largest version number, {}",
+                            u64::MAX
+                        ),
+                    ));
+                }
                 if !name.starts_with('.') {
                     others.push(name);
                 }
@@ -283,13 +294,23 @@ mod tests {
         let err = ModelDir::open(dir.path(), None).unwrap_err().to_string();
         assert!(err.contains("holds no version directory"), "{err}");
         std::fs::create_dir(dir.path().join("v1")).unwrap();
-        std::fs::create_dir(dir.path().join("99999999999999999999")).unwrap();
         let err = ModelDir::open(dir.path(), None).unwrap_err().to_string();
         assert!(
-            err.contains("each is named by a number, such as `1/`")
-                && err.contains("(`99999999999999999999/`, `v1/` not)"),
+            err.contains("one is named by a number, such as `1/`") && err.contains("(`v1/` not)"),
             "{err}"
         );
+        // A number too large for a version is no name to pass over (beside `1/`, it left
+        // 1 serving as the newest).
+        let huge = dir.path().join("99999999999999999999");
+        std::fs::create_dir(&huge).unwrap();
+        std::fs::create_dir(dir.path().join("1")).unwrap();
+        let err = ModelDir::open(dir.path(), None).unwrap_err().to_string();
+        assert!(
+            err.contains("version 99999999999999999999 is over the largest version number"),
+            "{err}"
+        );
+        std::fs::remove_dir(&huge).unwrap();
+        std::fs::remove_dir(dir.path().join("1")).unwrap();
         std::fs::create_dir(dir.path().join("01")).unwrap();
         let err = ModelDir::open(dir.path(), None).unwrap_err().to_string();
         assert!(
