@@ -87,16 +87,26 @@ def test_a_full_queue_refuses_at_once_with_429_and_loses_nothing(server):
     assert counted(server, "slow_batched", "invalid", "http") - before["invalid"] == 1
 
 
+def both_clients(server):
+    """An HTTP and a gRPC client of `server`, each with its tritonclient module."""
+    return ((httpclient.InferenceServerClient(server.http_url), httpclient),
+            (grpcclient.InferenceServerClient(server.grpc_url), grpcclient))
+
+
+def row(module, value):
+    """Input `X`: one row of two `value`s."""
+    x = module.InferInput("X", [1, 2], "FP32")
+    x.set_data_from_numpy(np.full((1, 2), value, dtype=np.float32))
+    return x
+
+
 def test_a_request_started_before_its_timeout_gets_its_answer(server):
     # slow: 400 ms a call, idle: a 100 ms timeout bounds the wait for an instance, not
     # the call (as in Triton).
     require_models(server.repo, "slow")
-    for client, module in ((httpclient.InferenceServerClient(server.http_url), httpclient),
-                           (grpcclient.InferenceServerClient(server.grpc_url), grpcclient)):
-        x = module.InferInput("X", [1, 2], "FP32")
-        x.set_data_from_numpy(np.full((1, 2), 3, dtype=np.float32))
+    for client, module in both_clients(server):
         started = time.monotonic()
-        y = client.infer("slow", [x], timeout=100_000).as_numpy("Y")
+        y = client.infer("slow", [row(module, 3)], timeout=100_000).as_numpy("Y")
         np.testing.assert_array_equal(y, np.full((1, 2), 3, dtype=np.float32))
         assert time.monotonic() - started >= 0.35
 
@@ -131,12 +141,9 @@ def test_a_model_without_batching_ignores_the_timeout_parameter(server):
     # As in Triton: only a model with dynamic batching honours `timeout`. A microsecond
     # would otherwise pass before any instance could start the request.
     require_models(server.repo, "py_error")
-    for client, module in ((httpclient.InferenceServerClient(server.http_url), httpclient),
-                           (grpcclient.InferenceServerClient(server.grpc_url), grpcclient)):
-        x = module.InferInput("X", [1, 2], "FP32")
-        x.set_data_from_numpy(np.full((1, 2), 2, dtype=np.float32))
+    for client, module in both_clients(server):
         for _ in range(5):
-            y = client.infer("py_error", [x], timeout=1).as_numpy("Y")
+            y = client.infer("py_error", [row(module, 2)], timeout=1).as_numpy("Y")
             np.testing.assert_array_equal(y, np.full((1, 2), 2, dtype=np.float32))
 
 
