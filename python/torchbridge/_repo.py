@@ -233,8 +233,9 @@ def _imports(net_cls, source: str) -> list[str]:
         what = (f"a {type(value).__name__}" if not callable(value) else
                 "a class" if isinstance(value, type) else "a function")
         raise ValueError(
-            f"python form: {net_cls.__name__} uses `{name}` ({what} defined beside it in "
-            f"{net_cls.__module__}), which the generated model.py cannot carry: it holds "
+            f"python form: {net_cls.__name__} uses `{name}` ({what} that {net_cls.__module__} "
+            f"defines or imports under that name), which the generated model.py cannot "
+            f"carry: it holds "
             f"{net_cls.__name__}'s source and imports only modules and what other modules "
             f"define; fold `{name}` into {net_cls.__name__} (a method or class attribute), "
             f"pass trust_pickle=True to pickle the module instead, or leave \"python\" out "

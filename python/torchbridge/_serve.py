@@ -14,6 +14,7 @@ import contextlib
 import os
 import shutil
 import signal
+import sys
 import tempfile
 import threading
 import weakref
@@ -219,7 +220,9 @@ def _at_exit() -> None:
     for server in list(_RUNNING):
         with contextlib.suppress(Exception):
             server.stop()
-    _native.close_for_exit(10.0)
+    if not _native.close_for_exit(10.0):
+        print("torchbridge: a call into a model was still running 10 s into the "
+              "interpreter's exit; exiting anyway", file=sys.stderr)
 
 
 def serve(fn: Callable[..., Any], name: str = "model", **kwargs: Any) -> None:

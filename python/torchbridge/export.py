@@ -7,6 +7,7 @@ import contextlib
 import errno
 import os
 import shutil
+import socket
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -400,11 +401,42 @@ def _claim_version(model_dir: Path) -> tuple[int, Path]:
         try:
             os.mkdir(staged)
         except FileExistsError:
-            continue  # another export's (or a killed one's): never touched here
+            if not _abandoned(staged):
+                continue  # another export's, still being written: never touched here
+            shutil.rmtree(staged, ignore_errors=True)  # a killed export's
+            version -= 1
+            continue
         if not (model_dir / str(version)).exists():
+            (staged / _OWNER).write_text(_owner())
             return version, staged
         # Published between the listing and the claim: that number is taken.
         os.rmdir(staged)
+
+
+# Names the export writing a staging directory (host and pid), so a later one can tell
+# the directory of a killed export (gigabytes, maybe) from one still being written.
+_OWNER = ".owner"
+
+
+def _owner() -> str:
+    return f"{socket.gethostname()} {os.getpid()}"
+
+
+def _abandoned(staged: Path) -> bool:
+    """Whether `staged` was left by an export of this host that is no longer running."""
+    try:
+        host, pid = (staged / _OWNER).read_text().split()
+    except (OSError, ValueError):
+        return False  # being made (no owner yet), or not ours to judge
+    if host != socket.gethostname():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except (OSError, ValueError):
+        return False
+    return False
 
 
 def _publish(staged: Path, vdir: Path) -> None:
@@ -412,6 +444,7 @@ def _publish(staged: Path, vdir: Path) -> None:
     try:
         if vdir.exists():  # rename(2) would replace an empty directory
             raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(vdir))
+        (staged / _OWNER).unlink(missing_ok=True)
         os.rename(staged, vdir)
     except OSError as err:
         _discard(staged, None)

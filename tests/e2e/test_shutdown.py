@@ -185,7 +185,10 @@ class Model:
 """
 
 
-def test_sigterm_while_a_model_loads_stops_without_waiting_for_the_load(tmp_path):
+@pytest.mark.parametrize("half_sent", [False, True])
+def test_sigterm_while_a_model_loads_stops_without_waiting_for_the_load(tmp_path, half_sent):
+    # half_sent: a client holds a request open, so the server's end waits for it, but
+    # the exit timeout still ends the process (it waited for the load).
     require_bridges("python")
     model = tmp_path / "repo" / "sleepy"
     (model / "1").mkdir(parents=True)
@@ -197,7 +200,9 @@ def test_sigterm_while_a_model_loads_stops_without_waiting_for_the_load(tmp_path
         process = subprocess.Popen(
             [str(BINARY), "serve", "--model-repository", str(tmp_path / "repo"), "--host",
              "127.0.0.1", "--http-port", str(http), "--grpc-port", str(free_port()),
-             "--metrics-port", str(free_port())], stdout=out, stderr=subprocess.STDOUT)
+             "--metrics-port", str(free_port()), "--exit-timeout-secs", "2"],
+            stdout=out, stderr=subprocess.STDOUT)
+    conn = None
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -210,10 +215,16 @@ def test_sigterm_while_a_model_loads_stops_without_waiting_for_the_load(tmp_path
                 time.sleep(0.2)
         else:
             pytest.fail(f"never live:\n{log.read_text()}")
+        if half_sent:
+            conn = half_sent_request(f"127.0.0.1:{http}")
         time.sleep(1)  # the load has begun
+        signalled = time.monotonic()
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 0, log.read_text()
+        assert time.monotonic() - signalled < 20, log.read_text()
     finally:
+        if conn is not None:
+            conn.close()
         if process.poll() is None:
             process.kill()
             process.wait()
@@ -257,17 +268,17 @@ def test_with_a_shutdown_delay_the_server_reports_not_ready_and_serves_on_first(
     assert "SIGTERM: stopping; reporting not ready and serving on for 3s" in log, log
 
 
-def half_sent_request(server):
+def half_sent_request(http_url):
     """A connection whose request promised a body it never finishes sending."""
     import socket
-    host, port = server.http_url.split(":")
+    host, port = http_url.split(":")
     conn = socket.create_connection((host, int(port)), timeout=30)
     conn.sendall(b"POST /v2/models/mlp/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n"
                  b"\r\n{\"inputs\": [")
     return conn
 
 
-@pytest.mark.parametrize("how", ["exit timeout", "second signal"])
+@pytest.mark.parametrize("how", ["exit timeout", "second signal", "second signal in the delay"])
 def test_a_half_sent_request_does_not_hold_the_stop_for_long(repo, tmp_path, how):
     # The client timeout (60 s by default) would otherwise hold the stop: a supervisor's
     # grace period (Kubernetes: 30 s) runs out first.
@@ -275,14 +286,15 @@ def test_a_half_sent_request_does_not_hold_the_stop_for_long(repo, tmp_path, how
     root = tmp_path / "repo"
     root.mkdir()
     (root / "mlp").symlink_to(repo / "mlp", target_is_directory=True)
-    flags = ["--exit-timeout-secs", "2"] if how == "exit timeout" else []
+    flags = {"exit timeout": ["--exit-timeout-secs", "2"],
+             "second signal in the delay": ["--shutdown-delay-secs", "60"]}.get(how, [])
     server = start_server(root, tmp_path / "serve.log", *flags)
-    conn = half_sent_request(server)
+    conn = half_sent_request(server.http_url)
     try:
         time.sleep(0.5)
         signalled = time.monotonic()
         server.process.send_signal(signal.SIGTERM)
-        if how == "second signal":
+        if how.startswith("second signal"):
             time.sleep(1.0)
             assert server.process.poll() is None, "the body is still on its way"
             server.process.send_signal(signal.SIGTERM)
@@ -294,5 +306,5 @@ def test_a_half_sent_request_does_not_hold_the_stop_for_long(repo, tmp_path, how
             server.process.kill()
     log = server.log_text()
     said = ("after the listeners closed (--exit-timeout-secs)" if how == "exit timeout"
-            else "SIGTERM again")
+            else "SIGTERM again")  # in the delay too: it exits, not only closes
     assert said in log and "stopped without waiting for the requests in flight" in log, log

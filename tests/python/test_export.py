@@ -2,6 +2,7 @@
 torchbridge.Model (every bridge) and compared with the eager module."""
 
 import json
+import os
 import math
 import re
 import shutil
@@ -456,7 +457,8 @@ class Opaque:
 
 def test_names_and_init_kwargs_model_py_cannot_carry_are_refused_by_name(tmp_path):
     with pytest.raises(torchbridge.ExportError,
-                       match=r"UsesAHelper uses `_double` \(a function defined beside it"):
+                       match=r"UsesAHelper uses `_double` \(a function that test_export "
+                             r"defines or imports"):
         torchbridge.export(UsesAHelper(), torch.randn(2, 4), tmp_path, name="h",
                            bridges=BRIDGES)
     with pytest.raises(torchbridge.ExportError, match=r"init_kwargs\['scale'\]"):
@@ -549,3 +551,22 @@ def test_concurrent_exports_of_one_name_each_write_a_whole_version_of_their_own(
         shutil.copytree(model_dir / str(version), alone / "1")
         shutil.copy(model_dir / "config.toml", alone / "config.toml")
         check_every_bridge(alone, net, (x,), ["INPUT0"])
+
+
+def test_a_killed_exports_staging_directory_is_reclaimed(tmp_path):
+    # An export killed mid-write leaves `.N.partial` (gigabytes, maybe): the next export
+    # of this host removes it once its owner is gone, and takes its number.
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    import socket
+    stale = tmp_path / "net" / ".1.partial"
+    stale.mkdir(parents=True)
+    (stale / ".owner").write_text(f"{socket.gethostname()} {dead.stdout.strip()}")
+    (stale / "model.onnx").write_bytes(b"half written")
+    alive = tmp_path / "net" / ".2.partial"  # this process's: still being written
+    alive.mkdir()
+    (alive / ".owner").write_text(f"{socket.gethostname()} {os.getpid()}")
+    exported = torchbridge.export(nn.Sequential(nn.Linear(4, 2)), torch.randn(2, 4), tmp_path,
+                                  name="net", bridges=("onnx",))
+    assert exported.version == 1 and not stale.exists() and alive.exists()
+    assert not (tmp_path / "net" / "1" / ".owner").exists()

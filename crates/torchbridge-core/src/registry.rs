@@ -503,9 +503,10 @@ impl Registry {
         entries
     }
 
-    /// True when no model is still loading, none failed to load (an unloaded one does
-    /// not count), and every version served can serve (none has all its instances
-    /// broken): Triton's strict readiness.
+    /// True when no model is still loading and none failed to load (an unloaded one
+    /// does not count): Triton's strict readiness. A loaded model whose instances are
+    /// all broken (see [`ServedModel::broken`]) does not count either: it recovers only
+    /// through a request, which a server reported not ready would never get.
     pub fn all_available(&self) -> bool {
         self.models
             .read()
@@ -514,7 +515,7 @@ impl Registry {
             .all(|state| match state {
                 ModelState::Loading => false,
                 ModelState::Unavailable(reason) => reason == UNLOADED,
-                ModelState::Ready(versions) => versions.values().all(|v| v.broken().is_none()),
+                ModelState::Ready(_) => true,
             })
     }
 

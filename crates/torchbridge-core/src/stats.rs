@@ -164,15 +164,20 @@ impl ModelStats {
     /// a failure counts in `fail` alone.
     pub fn answered(&self, ok: bool, arrived: Instant, ran: Option<&RanCall>) {
         let elapsed = arrived.elapsed();
+        let waited = ran.map(|ran| ran.started.saturating_duration_since(arrived));
+        // The Prometheus histogram has every wait, failures' too (a queue that makes
+        // requests time out is what it is for).
+        if let (Some(e), Some(waited)) = (self.exported.get(), waited) {
+            e.queue.record(waited.as_secs_f64());
+        }
         if !ok {
             self.fail.record(elapsed);
             return;
         }
         self.success.record(elapsed);
-        let Some(ran) = ran else {
+        let (Some(ran), Some(waited)) = (ran, waited) else {
             return;
         };
-        let waited = ran.started.saturating_duration_since(arrived);
         self.queue.record(waited);
         let timing = ran.timing.unwrap_or(CallTiming {
             compute: ran.ended - ran.started,
@@ -181,21 +186,25 @@ impl ModelStats {
         self.compute_input.record(timing.input);
         self.compute_infer.record(timing.compute);
         self.compute_output.record(timing.output);
-        if let Some(e) = self.exported.get() {
-            e.queue.record(waited.as_secs_f64());
-        }
     }
 
     /// A backend call ran `rows` rows in `total`, split as `timing` where the bridge
     /// measures it; it counts as an execution (and its rows as inferences) when `ok`.
+    /// The Prometheus histograms have every call, failed ones too.
     pub fn executed(&self, ok: bool, rows: usize, total: Duration, timing: Option<CallTiming>) {
-        if !ok {
-            return;
-        }
         let timing = timing.unwrap_or(CallTiming {
             compute: total,
             ..CallTiming::default()
         });
+        if let Some(e) = self.exported.get() {
+            e.compute.record(timing.compute.as_secs_f64());
+            e.crossing_in.record(timing.input.as_secs_f64());
+            e.crossing_out.record(timing.output.as_secs_f64());
+            e.batch_size.record(rows as f64);
+        }
+        if !ok {
+            return;
+        }
         self.batch_sizes.record(rows, total);
         self.execution_count.fetch_add(1, Relaxed);
         self.inference_count.fetch_add(rows as u64, Relaxed);
@@ -204,12 +213,6 @@ impl ModelStats {
             .unwrap_or_default();
         self.last_inference_ms
             .store(now.as_millis() as u64, Relaxed);
-        if let Some(e) = self.exported.get() {
-            e.compute.record(timing.compute.as_secs_f64());
-            e.crossing_in.record(timing.input.as_secs_f64());
-            e.crossing_out.record(timing.output.as_secs_f64());
-            e.batch_size.record(rows as f64);
-        }
     }
 
     /// Requests waiting for their answer went up (`1.0`) or down (`-1.0`).

@@ -55,7 +55,7 @@ fn main() -> std::process::ExitCode {
         Command::Infer(a) => cli::infer::run(a),
         Command::Check(a) => cli::check::run(a),
         #[cfg(feature = "server")]
-        Command::Serve(a) => cli::serve::run(a, logger),
+        Command::Serve(a) => cli::serve::run(a, logger.clone()),
         #[cfg(feature = "server")]
         Command::Bench(a) => cli::bench::run(a),
         Command::Worker(a) => torchbridge::worker::run_worker(a),
@@ -63,7 +63,7 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            logger.fatal(&format!("{e:#}"));
             std::process::ExitCode::from(2)
         }
     }

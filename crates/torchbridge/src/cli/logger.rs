@@ -97,6 +97,15 @@ impl Logger {
         eprintln!("{}", self.status_line("WARN", text));
     }
 
+    /// The error that ends the command, on standard error: `error: <text>`, or a JSON
+    /// line with `--log-format json`.
+    pub fn fatal(&self, text: &str) {
+        match self.json {
+            true => eprintln!("{}", self.status_line("ERROR", text)),
+            false => eprintln!("error: {text}"),
+        }
+    }
+
     fn status_line(&self, level: &str, text: &str) -> String {
         if !self.json {
             return format!("torchbridge: {text}");

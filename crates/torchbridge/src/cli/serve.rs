@@ -95,7 +95,7 @@ pub struct ServeArgs {
     /// On SIGTERM (or ctrl-c, SIGHUP): report not ready at once, but go on serving for
     /// this many seconds before closing the listeners, so that a load balancer stops
     /// sending first (Kubernetes takes a terminating pod out of its endpoints while the
-    /// signal is delivered, not before). A second signal closes them at once.
+    /// signal is delivered, not before). A second signal exits at once.
     #[arg(long, env = "TORCHBRIDGE_SHUTDOWN_DELAY_SECS", default_value_t = 0,
           value_parser = clap::value_parser!(u64).range(..=MAX_CLIENT_TIMEOUT_SECS))]
     shutdown_delay_secs: u64,
@@ -389,7 +389,8 @@ async fn serve(args: ServeArgs, logger: Arc<Logger>) -> anyhow::Result<()> {
         .context("cannot watch for SIGTERM, SIGINT and SIGHUP")?;
     let mut server = tokio::spawn(torchbridge_server::serve(state, http, grpc, close));
     tokio::pin!(give_up);
-    // Live at once; ready when every model has loaded or failed (failures are in the index).
+    // Live at once; ready once every model has loaded (or, with --strict-readiness false,
+    // loaded or failed; failures are in the index).
     let (loading, threads) = (registry.clone(), args.model_load_threads);
     let loads = tokio::task::spawn_blocking(move || {
         // Each failure is in the log already (the registry's error, with its cause).
@@ -413,6 +414,12 @@ async fn serve(args: ServeArgs, logger: Arc<Logger>) -> anyhow::Result<()> {
                 .context("the server task panicked")?
                 .context("the server failed")?;
             logger.status("stopped while models were still loading (their loads were abandoned)");
+            return Ok(());
+        }
+        // Requests in flight past the exit timeout, or a second signal, while models
+        // still load (the server's own end then waits for nothing).
+        () = &mut give_up => {
+            logger.problem("stopped while models were still loading, without waiting for the requests in flight");
             return Ok(());
         }
     }

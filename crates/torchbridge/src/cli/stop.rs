@@ -3,8 +3,8 @@
 //! route to the process until it notices. So a stop goes in steps, each logged: on the
 //! first SIGTERM, SIGINT or SIGHUP the server reports not ready at once and, for
 //! `--shutdown-delay-secs`, goes on serving; then it closes its listeners and lets the
-//! requests in flight finish, for at most `--exit-timeout-secs`. A second signal skips
-//! whatever step is left.
+//! requests in flight finish, for at most `--exit-timeout-secs`. A second signal, at
+//! any step, ends the process without waiting any longer.
 
 use std::time::Duration;
 
@@ -80,7 +80,11 @@ pub(super) fn follow_signals(
         if !times.delay.is_zero() {
             tokio::select! {
                 () = tokio::time::sleep(times.delay) => {}
-                again = signals.next() => logger.status(&format!("{again}: closing the listeners now")),
+                again = signals.next() => {
+                    let _ = close.send(());
+                    logger.problem(&format!("{again} again"));
+                    return;
+                }
             }
         }
         let _ = close.send(());
