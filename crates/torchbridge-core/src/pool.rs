@@ -131,7 +131,10 @@ impl InstancePool {
                     }
                 });
             workers.push(spawned.map_err(|e| {
-                Error::Unavailable(format!("{model} (cannot spawn a thread: {e})"))
+                Error::Internal(format!(
+                    "model `{model}`: cannot start a thread for an instance: {e} (the process \
+                     is out of threads or memory)"
+                ))
             })?);
         }
         drop(loaded_tx);

@@ -89,17 +89,29 @@ impl Registry {
         Ok(self
             .directories()?
             .into_iter()
-            .filter(|name| self.root.join(name).join("config.toml").is_file())
+            .filter(|name| {
+                is_model_name(name) && self.root.join(name).join("config.toml").is_file()
+            })
             .collect())
     }
 
-    /// Directories of the repository that are not models for want of a `config.toml`,
-    /// for a warning: a model copied without its config is otherwise silently absent.
-    pub fn strays(&self) -> Result<Vec<String>> {
+    /// Directories of the repository that are not models, each with why (no
+    /// `config.toml`, or a name no model may have), for a warning: a model copied without
+    /// its config is otherwise silently absent.
+    pub fn strays(&self) -> Result<Vec<(String, &'static str)>> {
         Ok(self
             .directories()?
             .into_iter()
-            .filter(|name| !self.root.join(name).join("config.toml").is_file())
+            .filter_map(|name| {
+                let why = if !is_model_name(&name) {
+                    "has a name no model may have (one path component, without '\\')"
+                } else if !self.root.join(&name).join("config.toml").is_file() {
+                    "holds no config.toml"
+                } else {
+                    return None;
+                };
+                Some((name, why))
+            })
             .collect())
     }
 

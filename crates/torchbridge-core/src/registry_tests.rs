@@ -223,9 +223,22 @@ fn hidden_and_configless_directories_are_not_models_and_never_hold_readiness_bac
     .unwrap();
     std::fs::create_dir_all(root.join("no_config/1")).unwrap();
     std::fs::create_dir_all(root.join("config_is_a_dir/config.toml")).unwrap();
+    std::fs::create_dir_all(root.join("back\\slash/1")).unwrap();
+    std::fs::copy(
+        root.join("good/config.toml"),
+        root.join("back\\slash/config.toml"),
+    )
+    .unwrap();
     let registry = Registry::new(root, loader());
     assert_eq!(registry.scan().unwrap(), ["bad", "good"]);
-    assert_eq!(registry.strays().unwrap(), ["config_is_a_dir", "no_config"]);
+    let strays = registry.strays().unwrap();
+    let names: Vec<&str> = strays.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(names, ["back\\slash", "config_is_a_dir", "no_config"]);
+    assert!(
+        strays[0].1.contains("a name no model may have"),
+        "{strays:?}"
+    );
+    assert_eq!(strays[2].1, "holds no config.toml");
 
     // A name marked loading that turns out not to be a model is forgotten.
     registry.mark_loading(&["good".into(), "no_config".into()]);

@@ -121,7 +121,12 @@ impl Scheduler {
         std::thread::Builder::new()
             .name(format!("tb-{name}-timer"))
             .spawn(move || timer.keep_time())
-            .map_err(|e| Error::Unavailable(format!("{name} (cannot spawn a thread: {e})")))?;
+            .map_err(|e| {
+                Error::Internal(format!(
+                    "model `{name}`: cannot start the batching timer's thread: {e} (the \
+                     process is out of threads or memory)"
+                ))
+            })?;
         Ok(Scheduler { queue, pool })
     }
 

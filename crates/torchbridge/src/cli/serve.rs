@@ -321,8 +321,8 @@ async fn serve(args: ServeArgs, logger: Arc<Logger>) -> anyhow::Result<()> {
          directory above it, which holds one directory per model",
         args.model_repository.display()
     );
-    for stray in registry.strays()? {
-        tracing::warn!("`{stray}/` in the model repository holds no config.toml: not served");
+    for (stray, why) in registry.strays()? {
+        tracing::warn!("`{stray}/` in the model repository {why}: not served");
     }
     anyhow::ensure!(
         args.load_models.is_empty() || args.poll_repository_secs == 0,
