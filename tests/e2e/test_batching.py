@@ -174,6 +174,10 @@ def test_scheduler_metrics_are_exported(server):
                  "torchbridge_batch_size", "torchbridge_inflight_requests",
                  "torchbridge_queue_depth"]:
         assert f'{name}' in text and 'model="mlp_batched"' in text, name
+    # Only a model with [batching] has a queue to report (mlp has none).
+    depths = [line for line in text.splitlines() if line.startswith("torchbridge_queue_depth{")]
+    assert any('model="mlp_batched"' in line for line in depths), depths
+    assert not any('model="mlp"' in line for line in depths), depths
 
 
 def test_a_grpc_request_whose_client_gave_up_is_counted_abandoned(server):

@@ -108,7 +108,9 @@ struct Exported {
     crossing_out: Histogram,
     batch_size: Histogram,
     in_flight: Gauge,
-    queue_depth: Gauge,
+    /// Made at the first report of a queue: only models with `[batching]` have one.
+    queue_depth: OnceLock<Gauge>,
+    labels: [(&'static str, String); 2],
     stuck: Gauge,
 }
 
@@ -132,8 +134,9 @@ impl ModelStats {
             ),
             batch_size: metrics::histogram!("torchbridge_batch_size", &labels),
             in_flight: metrics::gauge!("torchbridge_inflight_requests", &labels),
-            queue_depth: metrics::gauge!("torchbridge_queue_depth", &labels),
+            queue_depth: OnceLock::new(),
             stuck: metrics::gauge!("torchbridge_instances_stuck", &labels),
+            labels,
         });
     }
 
@@ -225,7 +228,9 @@ impl ModelStats {
     /// Requests queued, not yet given to an instance.
     pub fn queue_depth(&self, depth: usize) {
         if let Some(e) = self.exported.get() {
-            e.queue_depth.set(depth as f64);
+            e.queue_depth
+                .get_or_init(|| metrics::gauge!("torchbridge_queue_depth", &e.labels))
+                .set(depth as f64);
         }
     }
 }
