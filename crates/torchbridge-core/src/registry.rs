@@ -18,8 +18,10 @@ pub enum ModelState {
     Loading,
     /// Its served versions (never none), by version.
     Ready(BTreeMap<u64, Arc<ServedModel>>),
-    /// Failed to load, or unloaded; the reason says which.
+    /// Failed to load, with why.
     Unavailable(String),
+    /// Unloaded through the repository API (or told to, before it loaded).
+    Unloaded,
 }
 
 /// One row of the repository index.
@@ -261,7 +263,7 @@ impl Registry {
                     "is no longer a model directory (it holds no config.toml); the loaded \
                      versions serve on until the model is unloaded",
                 ),
-                Some(ModelState::Unavailable(_)) => Error::config(
+                Some(ModelState::Unavailable(_) | ModelState::Unloaded) => Error::config(
                     path,
                     format!(
                         "holds no config.toml, so model `{name}` cannot load from the \
@@ -375,7 +377,7 @@ impl Registry {
         let mut models = self.models.write().unwrap();
         match models.get_mut(name) {
             Some(state) => {
-                *state = ModelState::Unavailable(UNLOADED.into());
+                *state = ModelState::Unloaded;
                 self.overrides.lock().unwrap().remove(name);
                 self.reload_failures.lock().unwrap().remove(name);
                 self.uploads.serve_from(name, None);
@@ -422,6 +424,10 @@ impl Registry {
             Some(ModelState::Unavailable(reason)) => Err(Error::NotReady {
                 model: name.into(),
                 reason: reason.clone(),
+            }),
+            Some(ModelState::Unloaded) => Err(Error::NotReady {
+                model: name.into(),
+                reason: UNLOADED.into(),
             }),
             Some(ModelState::Ready(versions)) => {
                 let found = match version {
@@ -506,6 +512,9 @@ impl Registry {
                     }));
                 }
                 Some(ModelState::Loading) => entries.push(entry(None, "LOADING", String::new())),
+                Some(ModelState::Unloaded) => {
+                    entries.push(entry(None, "UNAVAILABLE", UNLOADED.into()));
+                }
                 Some(ModelState::Unavailable(r)) => {
                     entries.push(entry(None, "UNAVAILABLE", r.clone()));
                 }
@@ -526,8 +535,8 @@ impl Registry {
             .values()
             .all(|state| match state {
                 ModelState::Loading => false,
-                ModelState::Unavailable(reason) => reason == UNLOADED,
-                ModelState::Ready(_) => true,
+                ModelState::Unavailable(_) => false,
+                ModelState::Ready(_) | ModelState::Unloaded => true,
             })
     }
 
@@ -542,7 +551,7 @@ impl Registry {
     }
 }
 
-/// The reason an unloaded model is unavailable.
+/// The reason an unloaded model is unavailable, as clients read it.
 const UNLOADED: &str = "unloaded";
 
 /// Whether `name` can name a model directory of the repository: not empty, not hidden,
