@@ -181,7 +181,13 @@ class Server:
     def stop(self) -> None:
         """Stops admission, lets the requests in flight finish, joins the server's
         threads and frees the ports; an `nn.Module` gets its submodules' training modes
-        back. Calling it again does nothing."""
+        back. Calling it again does nothing. From inside the served callable it raises
+        RuntimeError: it would wait for that very call to end."""
+        if _native.on_instance_thread():
+            raise RuntimeError(
+                "stop() was called from inside the served callable: it would wait for that "
+                "very call to end; stop the server from another thread (for instance "
+                "threading.Thread(target=server.stop).start())")
         try:
             self._native.stop()
         finally:

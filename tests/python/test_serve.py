@@ -605,3 +605,23 @@ def test_clients_cannot_unload_or_reload_the_callable(picky):
         assert "torchbridge.Server" in json.loads(refused.value.read())["error"]
     status, body = infer(picky, np.full((4, 8), 9, np.float32))
     assert status == 200 and output(body).shape == (4, 3)
+
+
+def test_stop_from_inside_the_served_callable_is_refused_not_a_deadlock():
+    said = []
+
+    def stops_itself(x):
+        try:
+            holder[0].stop()
+        except RuntimeError as e:
+            said.append(str(e))
+        return x[:, :3]
+
+    holder = []
+    with torchbridge.Server(stops_itself, **IO, http_port=0, grpc_port=0) as server:
+        holder.append(server)
+        status, body = infer(server, np.ones((1, 8), np.float32))
+        assert status == 200, body
+        assert said and "from inside the served callable" in said[0], said
+        assert server.running
+    assert not server.running

@@ -47,7 +47,7 @@ pub use declared::{FileTensor, reconcile};
 pub use error::{Error, PythonError, Result};
 pub use labels::OutputLabels;
 pub use metadata::{ModelMetadata, TensorSpec};
-pub use pool::{InstancePool, PoolThreads};
+pub use pool::{InstancePool, PoolThreads, on_instance_thread};
 pub use registry::{IndexEntry, Loader, ModelState, Registry};
 pub use repository::{ModelDir, ModelForm};
 pub use served::ServedModel;

@@ -24,6 +24,16 @@ pub(crate) enum Caller {
     Async,
 }
 
+thread_local! {
+    static ON_INSTANCE_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the calling thread is one of a pool's instance threads: code a model runs
+/// (a Python callable) must not wait there for the pool to stop, which waits for it.
+pub fn on_instance_thread() -> bool {
+    ON_INSTANCE_THREAD.get()
+}
+
 /// One caller's request, straight to the pool: its oneshot and its per-request stats.
 struct Direct {
     reply: oneshot::Sender<Result<Vec<Tensor>>>,
@@ -118,6 +128,7 @@ impl InstancePool {
                 .name(format!("tb-{model}-{index}"))
                 .spawn(move || {
                     let _alive = alive;
+                    ON_INSTANCE_THREAD.set(true);
                     match load(index) {
                         Ok(backend) => {
                             let instance = Arc::new(Instance::new(index, backend));

@@ -33,6 +33,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<server::PyServer>()?;
     m.add_function(wrap_pyfunction!(server::init_logging, m)?)?;
     m.add_function(wrap_pyfunction!(server::close_for_exit, m)?)?;
+    m.add_function(wrap_pyfunction!(server::on_instance_thread, m)?)?;
     m.add(
         "compiled_bridges",
         torchbridge::compiled_bridges()

@@ -314,6 +314,12 @@ fn start_callable(
     Ok(ServedModel::new(pool, dir.config.batching.as_ref())?.with_labels(dir.labels.clone()))
 }
 
+/// Whether the calling thread runs a model's instance (a served callable runs there).
+#[pyfunction]
+pub(crate) fn on_instance_thread() -> bool {
+    torchbridge::on_instance_thread()
+}
+
 /// The package's `atexit` hook, after it has stopped every server: refuses calls into
 /// the interpreter from now on and waits (without the GIL) up to `wait_s` seconds for
 /// those in flight; returns whether they all ended. See `torchbridge_python`'s `exit`.

@@ -30,7 +30,7 @@ pub use torchbridge_core::{
     Backend, BackendKind, Batch, BatchingConfig, Change, DataType, Device, Element, Error,
     InstancePool, Isolation, LoadContext, ModelConfig, ModelDir, ModelForm, ModelMetadata,
     ModelStats, PoolThreads, PythonError, Registry, RepositoryWatch, Result, ServedModel, Tensor,
-    TensorSpec, TokenizerConfig,
+    TensorSpec, TokenizerConfig, on_instance_thread,
 };
 
 /// Starts the model through `bridge`: its instances, behind a batching scheduler when
