@@ -1,8 +1,8 @@
 //! `grpc.health.v1.Health/Check`: the standard gRPC health check, for probes that speak
 //! it (Kubernetes `grpc:` probes, grpc-health-probe, cloud load balancers) rather than
 //! KServe's `ServerReady`. The server (service `""`) and the inference service are
-//! SERVING once every model has loaded or failed, as `ServerReady` says, and NOT_SERVING
-//! before; any other service is unknown (NOT_FOUND, as the protocol asks).
+//! SERVING when `ServerReady` says ready ([`AppState::server_ready`]), NOT_SERVING
+//! otherwise; any other service is unknown (NOT_FOUND, as the protocol asks).
 
 use tonic::{Request, Response, Status};
 

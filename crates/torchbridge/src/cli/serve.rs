@@ -336,7 +336,7 @@ async fn serve(args: ServeArgs, logger: Arc<Logger>) -> anyhow::Result<()> {
          out could never load"
     );
     let names = startup_models(registry.scan()?, &args.load_models)?;
-    // Not ready until every one of them has loaded or failed.
+    // Not ready while any of them is still loading.
     registry.mark_loading(&names);
     // Taken before the first load, so a change made while models load is seen.
     let watch = (args.poll_repository_secs > 0).then(|| RepositoryWatch::new(&registry));
