@@ -200,6 +200,18 @@ def test_with_strict_readiness_a_model_that_failed_keeps_the_server_not_ready(re
             assert index(server)["pickled"]["state"] == "UNAVAILABLE"
             assert client.is_model_ready("mlp")
             assert not client.is_server_ready() and not grpc.is_server_ready()
+            # A request for it is answered 503 and counted `unavailable`, not `failure`.
+            x = httpclient.InferInput("X", [1, 2], "FP32")
+            x.set_data_from_numpy(np.zeros((1, 2), np.float32))
+            with pytest.raises(InferenceServerException) as refused:
+                client.infer("pickled", [x])
+            assert refused.value.status() == "503", refused.value
+            with urllib.request.urlopen(f"http://{server.metrics_url}/metrics") as reply:
+                metrics = reply.read().decode()
+            counted = [line for line in metrics.splitlines()
+                       if line.startswith("torchbridge_inference_requests_total{")
+                       and 'model="pickled"' in line]
+            assert any('outcome="unavailable"' in line for line in counted), counted
             # An unloaded model no longer counts.
             client.unload_model("pickled")
             assert client.is_server_ready() and grpc.is_server_ready()

@@ -26,6 +26,9 @@ pub(crate) enum Outcome {
     /// Refused at once by admission control (the model's queue is full: 429 /
     /// RESOURCE_EXHAUSTED).
     Rejected,
+    /// The model was not ready (loading, failed to load, unloaded, stopping): 503 /
+    /// UNAVAILABLE, expected while a rollout or a reload goes on, not a fault.
+    Unavailable,
     Failure,
     /// The client went away before its answer (the handler was dropped mid-request).
     Abandoned,
@@ -36,6 +39,8 @@ impl Outcome {
     pub fn of_status(status: axum::http::StatusCode) -> Outcome {
         if status == axum::http::StatusCode::TOO_MANY_REQUESTS {
             Outcome::Rejected
+        } else if status == axum::http::StatusCode::SERVICE_UNAVAILABLE {
+            Outcome::Unavailable
         } else if status.is_client_error() {
             Outcome::Invalid
         } else {
@@ -48,6 +53,7 @@ impl Outcome {
             Outcome::Success => "success",
             Outcome::Invalid => "invalid",
             Outcome::Rejected => "rejected",
+            Outcome::Unavailable => "unavailable",
             Outcome::Failure => "failure",
             Outcome::Abandoned => "abandoned",
         }

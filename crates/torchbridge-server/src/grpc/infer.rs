@@ -48,6 +48,7 @@ pub(super) async fn infer(
         }
         Err(s) if s.code() == Code::InvalidArgument => Outcome::Invalid,
         Err(s) if s.code() == Code::ResourceExhausted => Outcome::Rejected,
+        Err(s) if s.code() == Code::Unavailable => Outcome::Unavailable,
         Err(_) => Outcome::Failure,
     });
     result
