@@ -525,19 +525,15 @@ impl Registry {
     }
 
     /// True when no model is still loading and none failed to load (an unloaded one
-    /// does not count): Triton's strict readiness. A loaded model whose instances are
-    /// all broken (see [`ServedModel::broken`]) does not count either: it recovers only
+    /// does not hold readiness back): Triton's strict readiness. Nor does a loaded model
+    /// whose instances are all broken (see [`ServedModel::broken`]): it recovers only
     /// through a request, which a server reported not ready would never get.
     pub fn all_available(&self) -> bool {
         self.models
             .read()
             .unwrap()
             .values()
-            .all(|state| match state {
-                ModelState::Loading => false,
-                ModelState::Unavailable(_) => false,
-                ModelState::Ready(_) | ModelState::Unloaded => true,
-            })
+            .all(|state| matches!(state, ModelState::Ready(_) | ModelState::Unloaded))
     }
 
     /// True when no model is still loading (failed models are in the index, with reasons).

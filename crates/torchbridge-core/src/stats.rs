@@ -167,10 +167,10 @@ impl ModelStats {
     /// a failure counts in `fail` alone.
     pub fn answered(&self, ok: bool, arrived: Instant, ran: Option<&RanCall>) {
         let elapsed = arrived.elapsed();
-        let waited = ran.map(|ran| ran.started.saturating_duration_since(arrived));
+        let ran = ran.map(|ran| (ran, ran.started.saturating_duration_since(arrived)));
         // The Prometheus histogram has every wait, failures' too (a queue that makes
         // requests time out is what it is for).
-        if let (Some(e), Some(waited)) = (self.exported.get(), waited) {
+        if let (Some(e), Some((_, waited))) = (self.exported.get(), ran) {
             e.queue.record(waited.as_secs_f64());
         }
         if !ok {
@@ -178,7 +178,7 @@ impl ModelStats {
             return;
         }
         self.success.record(elapsed);
-        let (Some(ran), Some(waited)) = (ran, waited) else {
+        let Some((ran, waited)) = ran else {
             return;
         };
         self.queue.record(waited);
