@@ -67,10 +67,22 @@ def grpc_health(channel, service: str = "", metadata=None) -> int:
     return reply[1] if reply else 0
 
 
+def free_ports(count: int) -> list[int]:
+    """Ports free now, all different: every socket stays bound until all are picked, since a
+    port released at once may be handed out again by the next bind (seen in CI: the HTTP and
+    gRPC ports came back equal)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
 
 
 @dataclass
@@ -134,7 +146,7 @@ def assert_all_settled(server: Server, startup=None) -> None:
 
 def start_server(repo: Path, log: Path, *extra: str, binary: Path = BINARY) -> Server:
     assert BINARY.exists(), f"{BINARY} is missing: build it with `cargo build -p torchbridge`"
-    http, grpc, metrics = free_port(), free_port(), free_port()
+    http, grpc, metrics = free_ports(3)
     # The fixture repository holds models that fail to load on purpose, which would keep a
     # server with strict readiness (the default) not ready: tests of readiness itself say
     # --strict-readiness (test_loading.py).

@@ -28,7 +28,7 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from conftest import BINARY, Server, free_port, grpc_health, stop_server
+from conftest import BINARY, Server, free_port, free_ports, grpc_health, stop_server
 
 TOKENS = ["first-token-0123456789", "second.token/abc"]
 X = np.linspace(-1, 1, 16, dtype=np.float32).reshape(1, 16)
@@ -78,7 +78,7 @@ def health(url, ctx=None, token=None):
 
 def start(repo, log, *flags, scheme="http", ctx=None, token=None, env=None) -> Server:
     """As conftest's start_server, waiting for readiness over TLS and with a token."""
-    http, grpc, metrics = free_port(), free_port(), free_port()
+    http, grpc, metrics = free_ports(3)
     args = [str(BINARY), "serve", "--model-repository", str(repo), "--host", "127.0.0.1",
             "--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics),
             *flags]

@@ -14,7 +14,7 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from conftest import BINARY, free_port, require_bridges, require_models, start_server
+from conftest import BINARY, free_ports, require_bridges, require_models, start_server
 
 
 def infer_slow(url, value):
@@ -194,13 +194,13 @@ def test_sigterm_while_a_model_loads_stops_without_waiting_for_the_load(tmp_path
     (model / "1").mkdir(parents=True)
     (model / "config.toml").write_text(SLEEPY_CONFIG)
     (model / "1" / "model.py").write_text(SLEEPY_HANDLER)
-    http = free_port()
+    http, grpc, metrics = free_ports(3)
     log = tmp_path / "serve.log"
     with log.open("w") as out:
         process = subprocess.Popen(
             [str(BINARY), "serve", "--model-repository", str(tmp_path / "repo"), "--host",
-             "127.0.0.1", "--http-port", str(http), "--grpc-port", str(free_port()),
-             "--metrics-port", str(free_port()), "--exit-timeout-secs", "2"],
+             "127.0.0.1", "--http-port", str(http), "--grpc-port", str(grpc),
+             "--metrics-port", str(metrics), "--exit-timeout-secs", "2"],
             stdout=out, stderr=subprocess.STDOUT)
     conn = None
     try:

@@ -29,11 +29,16 @@ impl Drop for Server {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    free_ports::<1>()[0]
+}
+
+/// Ports free now, all different: every listener stays bound until all are picked, since a
+/// port released at once may be handed out again by the next bind.
+fn free_ports<const N: usize>() -> [u16; N] {
+    let listeners: Vec<TcpListener> = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    std::array::from_fn(|i| listeners[i].local_addr().unwrap().port())
 }
 
 /// The variable the server of [`Server::start_with_token`] reads its token from.
@@ -58,7 +63,7 @@ impl Server {
         let config = config.replace("backend = \"torchscript\"", "backend = \"onnx\"");
         assert!(config.contains("backend = \"onnx\""), "{config}");
         std::fs::write(mlp.join("config.toml"), config).unwrap();
-        let (http, grpc, metrics) = (free_port(), free_port(), free_port());
+        let [http, grpc, metrics] = free_ports::<3>();
         let port = |p: u16| p.to_string();
         let mut command = Command::new(env!("CARGO_BIN_EXE_torchbridge"));
         command
