@@ -100,8 +100,8 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u64).range(..=MAX_CLIENT_TIMEOUT_SECS))]
     shutdown_delay_secs: u64,
     /// Once the listeners are closed, how many seconds the requests in flight may take to
-    /// finish (Triton's flag); past it the process exits without them. A second signal
-    /// exits at once.
+    /// finish (Triton's flag); past it the process exits without them, with status 1. A
+    /// second signal exits at once, with status 1 if requests were still in flight.
     #[arg(long, env = "TORCHBRIDGE_EXIT_TIMEOUT_SECS", default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(..=MAX_CLIENT_TIMEOUT_SECS))]
     exit_timeout_secs: u64,
@@ -255,10 +255,23 @@ impl SecurityArgs {
 /// `logger` logs.
 pub fn run(args: ServeArgs, logger: Arc<Logger>) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    runtime.block_on(serve(args, logger))?;
+    let ended = runtime.block_on(serve(args, logger))?;
     // Not waiting for blocking tasks: a model load abandoned at stop may run for minutes.
     runtime.shutdown_background();
-    Ok(ExitCode::SUCCESS)
+    Ok(match ended {
+        Ended::Drained => ExitCode::SUCCESS,
+        // As Triton's: a supervisor (or a person reading `$?`) learns that requests were
+        // cut off.
+        Ended::Abandoned => ExitCode::FAILURE,
+    })
+}
+
+/// How a stop ended.
+enum Ended {
+    /// Every request in flight was answered (model loads may have been abandoned).
+    Drained,
+    /// Past the exit timeout or at a second signal, with requests possibly in flight.
+    Abandoned,
 }
 
 /// From 50 µs (a small model's whole request) to 10 s, about three to a decade.
@@ -271,7 +284,7 @@ const ROWS_BUCKETS: [f64; 11] = [
     1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
 ];
 
-async fn serve(args: ServeArgs, logger: Arc<Logger>) -> anyhow::Result<()> {
+async fn serve(args: ServeArgs, logger: Arc<Logger>) -> anyhow::Result<Ended> {
     let addr = |port| SocketAddr::new(args.host, port);
     let ports = [
         ("--http-port", args.http_port),
@@ -414,13 +427,13 @@ async fn serve(args: ServeArgs, logger: Arc<Logger>) -> anyhow::Result<()> {
                 .context("the server task panicked")?
                 .context("the server failed")?;
             logger.status("stopped while models were still loading (their loads were abandoned)");
-            return Ok(());
+            return Ok(Ended::Drained);
         }
         // Requests in flight past the exit timeout, or a second signal, while models
         // still load (the server's own end then waits for nothing).
         () = &mut give_up => {
             logger.problem("stopped while models were still loading, without waiting for the requests in flight");
-            return Ok(());
+            return Ok(Ended::Abandoned);
         }
     }
     if let Some(watch) = watch {
@@ -433,10 +446,13 @@ async fn serve(args: ServeArgs, logger: Arc<Logger>) -> anyhow::Result<()> {
                 .context("the server task panicked")?
                 .context("the server failed")?;
             logger.status("stopped");
+            Ok(Ended::Drained)
         }
-        () = &mut give_up => logger.problem("stopped without waiting for the requests in flight"),
+        () = &mut give_up => {
+            logger.problem("stopped without waiting for the requests in flight");
+            Ok(Ended::Abandoned)
+        }
     }
-    Ok(())
 }
 
 /// `--host`: an IP address, or `localhost` (the loopback address, IPv4).
