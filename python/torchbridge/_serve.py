@@ -78,6 +78,13 @@ class Server:
     see `serve --trace-file`): with it, clients turn tracing on and off
     (tritonclient's `update_trace_settings`); traces are written when the server stops.
     None (the default): tracing cannot be turned on.
+    auth_tokens: bearer tokens, any of which a client must send (`authorization: Bearer
+    <token>` over HTTP and gRPC; see `serve --auth-token-file`); health routes too unless
+    auth_allow_health. None (the default): no token is asked for. Set it before binding
+    host to anything but the loopback address: a served model is code anyone who
+    reaches the port can run.
+    tls_cert, tls_key: PEM files to serve HTTP and gRPC over TLS (both or neither);
+    tls_client_ca: then every client must present a certificate signed by this CA.
     """
 
     def __init__(self, fn: Callable[..., Any], name: str = "model", *,
@@ -88,7 +95,11 @@ class Server:
                  request_timeout_ms: int = 60_000, idle_poll_us: int = 0,
                  allow_client_shm: bool = False, log: str | None = "warn",
                  labels: Mapping[str, Sequence[str]] | None = None,
-                 trace_file: str | os.PathLike[str] | None = None) -> None:
+                 trace_file: str | os.PathLike[str] | None = None,
+                 auth_tokens: Sequence[str] | None = None, auth_allow_health: bool = False,
+                 tls_cert: str | os.PathLike[str] | None = None,
+                 tls_key: str | os.PathLike[str] | None = None,
+                 tls_client_ca: str | os.PathLike[str] | None = None) -> None:
         if not callable(fn):
             raise TypeError(f"fn must be callable (a function or an nn.Module), "
                             f"got {type(fn).__name__}")
@@ -106,6 +117,8 @@ class Server:
         for key, port in (("http_port", http_port), ("grpc_port", grpc_port)):
             _check_int(key, port, 0, 65535)
         trace_path = _check_trace_file(trace_file)
+        tokens = _check_auth(auth_tokens, auth_allow_health)
+        tls = _check_tls(tls_cert, tls_key, tls_client_ca)
         batching = _batching(max_batch_size, max_queue_delay_us, preferred_batch_sizes)
         # Served in eval mode; stop() gives each submodule its own mode back (a training
         # loop that serves between epochs trains on with dropout and batch statistics).
@@ -130,7 +143,8 @@ class Server:
             versions = [("torch", torch.__version__)]
             self._native = _native.Server(fn, os.fspath(self._repository), name, host,
                                           http_port, grpc_port, versions, request_timeout_ms,
-                                          idle_poll_us, allow_client_shm, trace_path)
+                                          idle_poll_us, allow_client_shm, trace_path,
+                                          tokens, auth_allow_health, tls)
             _RUNNING.add(self)
         except BaseException:
             self._cleanup()
@@ -283,6 +297,41 @@ def _config(model_dir: Path, max_batch_size: int, instances: int, inputs: list,
 
 def _bracketed(host: str) -> str:
     return f"[{host}]" if ":" in host else host
+
+
+def _check_auth(tokens: object, allow_health: object) -> list[str] | None:
+    if not isinstance(allow_health, bool):
+        raise TypeError(f"auth_allow_health must be True or False, "
+                        f"got {type(allow_health).__name__}")
+    if tokens is None:
+        if allow_health:
+            raise ValueError("auth_allow_health=True needs auth_tokens")
+        return None
+    if isinstance(tokens, (str, bytes)) or not isinstance(tokens, Sequence):
+        raise TypeError(f"auth_tokens must be a list of strings (the tokens), "
+                        f"got {type(tokens).__name__}")
+    for i, token in enumerate(tokens):
+        if not isinstance(token, str):
+            raise TypeError(f"auth_tokens[{i}] must be a string, got {type(token).__name__}")
+        if not token:
+            raise ValueError(f"auth_tokens[{i}] is empty")
+    return list(tokens)
+
+
+def _check_tls(cert: object, key: object,
+               client_ca: object) -> tuple[str, str, str | None] | None:
+    for key_name, value in (("tls_cert", cert), ("tls_key", key), ("tls_client_ca", client_ca)):
+        if value is not None and not isinstance(value, (str, os.PathLike)):
+            raise TypeError(f"{key_name} must be a path or None, got {type(value).__name__}")
+    if (cert is None) != (key is None):
+        raise ValueError("tls_cert and tls_key go together: give both (a PEM certificate "
+                         "chain and its private key) or neither")
+    if cert is None:
+        if client_ca is not None:
+            raise ValueError("tls_client_ca needs tls_cert and tls_key")
+        return None
+    return (os.fspath(cert), os.fspath(key),  # type: ignore[arg-type]
+            None if client_ca is None else os.fspath(client_ca))  # type: ignore[arg-type]
 
 
 def _check_trace_file(trace_file: object) -> str | None:

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use torchbridge::{InstancePool, ModelDir, ModelMetadata, PoolThreads, Registry, ServedModel};
-use torchbridge_server::{AppState, ServerSettings, TraceSettings};
+use torchbridge_server::{AppState, Auth, PemFile, ServerSettings, TlsSettings, TraceSettings};
 
 use crate::error::PyResult;
 
@@ -80,7 +80,10 @@ impl PyServer {
     /// listens on `host`:`http_port` and `host`:`grpc_port` (0: a free port), and
     /// starts serving in the background.
     #[new]
-    #[pyo3(signature = (callable, repository, name, host, http_port, grpc_port, runtime_versions, request_timeout_ms = 60_000, idle_poll_us = 0, allow_client_shm = false, trace_file = None))]
+    /// `auth_tokens`: the bearer tokens accepted (None: none asked for); `tls`: the
+    /// certificate chain, its key and the client CA (None: no client certificates), as
+    /// `serve --tls-cert/--tls-key/--tls-client-ca` take them.
+    #[pyo3(signature = (callable, repository, name, host, http_port, grpc_port, runtime_versions, request_timeout_ms = 60_000, idle_poll_us = 0, allow_client_shm = false, trace_file = None, auth_tokens = None, auth_allow_health = false, tls = None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -95,7 +98,25 @@ impl PyServer {
         idle_poll_us: u64,
         allow_client_shm: bool,
         trace_file: Option<String>,
+        auth_tokens: Option<Vec<String>>,
+        auth_allow_health: bool,
+        tls: Option<(PathBuf, PathBuf, Option<PathBuf>)>,
     ) -> PyResult<Self> {
+        let auth = auth_tokens
+            .map(|tokens| Auth::new(tokens, auth_allow_health, "auth_tokens"))
+            .transpose()
+            .map_err(|e| PyValueError::new_err(e.0))?;
+        let tls = tls
+            .map(|(cert, key, client_ca)| {
+                let file = |name, path| PemFile { name, path };
+                TlsSettings::from_files(
+                    file("tls_cert", &cert),
+                    file("tls_key", &key),
+                    client_ca.as_deref().map(|p| file("tls_client_ca", p)),
+                )
+            })
+            .transpose()
+            .map_err(|e| PyValueError::new_err(e.0))?;
         let http = listen(host, http_port, "HTTP")?;
         let grpc = listen(host, grpc_port, "gRPC")?;
         let (http_addr, grpc_addr) = (local_addr(&http)?, local_addr(&grpc)?);
@@ -113,6 +134,8 @@ impl PyServer {
             request_timeout: Duration::from_millis(request_timeout_ms),
             idle_poll: Duration::from_micros(idle_poll_us),
             allow_client_shm,
+            auth: auth.map(Arc::new),
+            tls: tls.map(Arc::new),
             // The model is the callable: a client's load could only break it (another
             // config, another bridge named), an unload stop it.
             model_control: false,

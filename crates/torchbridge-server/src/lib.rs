@@ -45,7 +45,7 @@ pub use metrics_port::serve_metrics;
 pub use serve::serve;
 pub use shared_memory::{Placement, RegionStatus, SharedMemory};
 pub use state::{AppState, ServerSettings};
-pub use tls::TlsSettings;
+pub use tls::{PemFile, TlsSettings};
 pub use trace::{TraceSettings, Tracer};
 
 /// A server setting that cannot be used (a token file with no token, a certificate that

@@ -69,22 +69,31 @@ fn certificates(
     Ok(certs)
 }
 
+/// A PEM file and the name the user gave it by (a flag such as `--tls-cert`, or a
+/// keyword argument), which errors about it lead with.
+#[derive(Debug, Clone, Copy)]
+pub struct PemFile<'a> {
+    pub name: &'a str,
+    pub path: &'a Path,
+}
+
 impl TlsSettings {
-    /// Reads and checks `--tls-cert`, `--tls-key` and, when given, `--tls-client-ca`
-    /// (then every client must present a certificate signed by it).
+    /// Reads and checks the certificate chain, its key and, when given, the CA that
+    /// client certificates must chain to (then every client must present one).
     pub fn from_files(
-        cert: &Path,
-        key: &Path,
-        client_ca: Option<&Path>,
+        cert: PemFile<'_>,
+        key: PemFile<'_>,
+        client_ca: Option<PemFile<'_>>,
     ) -> Result<Self, SetupError> {
-        let cert_pem = read("--tls-cert", cert)?;
-        let key_pem = read("--tls-key", key)?;
-        let client_ca_pem = client_ca.map(|p| read("--tls-client-ca", p)).transpose()?;
-        let chain = certificates("--tls-cert", cert, &cert_pem)?;
+        let cert_pem = read(cert.name, cert.path)?;
+        let key_pem = read(key.name, key.path)?;
+        let client_ca_pem = client_ca.map(|f| read(f.name, f.path)).transpose()?;
+        let chain = certificates(cert.name, cert.path, &cert_pem)?;
         let private_key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
             SetupError(format!(
-                "--tls-key {}: no usable PEM private key in it ({e})",
-                key.display()
+                "{} {}: no usable PEM private key in it ({e})",
+                key.name,
+                key.path.display()
             ))
         })?;
         let provider = Arc::new(ring::default_provider());
@@ -92,16 +101,18 @@ impl TlsSettings {
             .with_safe_default_protocol_versions()
             .map_err(|e| SetupError(format!("TLS setup failed: {e}")))?;
         let builder = match (&client_ca_pem, client_ca) {
-            (Some(pem), Some(path)) => {
-                builder.with_client_cert_verifier(client_verifier(path, pem, provider)?)
+            (Some(pem), Some(file)) => {
+                builder.with_client_cert_verifier(client_verifier(file, pem, provider)?)
             }
             _ => builder.with_no_client_auth(),
         };
         let mut http = builder.with_single_cert(chain, private_key).map_err(|e| {
             SetupError(format!(
-                "--tls-cert {} and --tls-key {} do not make a usable pair: {e}",
-                cert.display(),
-                key.display()
+                "{} {} and {} {} do not make a usable pair: {e}",
+                cert.name,
+                cert.path.display(),
+                key.name,
+                key.path.display()
             ))
         })?;
         // The HTTP port speaks HTTP/1.1 only (gRPC has its own port): offering h2 made
@@ -134,19 +145,20 @@ impl TlsSettings {
 }
 
 fn client_verifier(
-    path: &Path,
+    file: PemFile<'_>,
     pem: &[u8],
     provider: Arc<CryptoProvider>,
 ) -> Result<Arc<dyn tokio_rustls::rustls::server::danger::ClientCertVerifier>, SetupError> {
+    let fail = |e: &dyn std::fmt::Display| {
+        SetupError(format!("{} {}: {e}", file.name, file.path.display()))
+    };
     let mut roots = RootCertStore::empty();
-    for cert in certificates("--tls-client-ca", path, pem)? {
-        roots
-            .add(cert)
-            .map_err(|e| SetupError(format!("--tls-client-ca {}: {e}", path.display())))?;
+    for cert in certificates(file.name, file.path, pem)? {
+        roots.add(cert).map_err(|e| fail(&e))?;
     }
     WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
         .build()
-        .map_err(|e| SetupError(format!("--tls-client-ca {}: {e}", path.display())))
+        .map_err(|e| fail(&e))
 }
 
 /// An axum listener that yields TLS streams whose handshake has finished.

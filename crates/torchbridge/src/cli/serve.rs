@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use metrics_exporter_prometheus::Matcher;
 use torchbridge::{Change, Registry, RepositoryWatch, start_model};
-use torchbridge_server::{AppState, Auth, Limits, ServerSettings, TlsSettings};
+use torchbridge_server::{AppState, Auth, Limits, PemFile, ServerSettings, TlsSettings};
 
 use super::logger::Logger;
 use super::stop::{StopTimes, follow_signals};
@@ -246,7 +246,14 @@ impl SecurityArgs {
         let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else {
             return Ok(None);
         };
-        let tls = TlsSettings::from_files(cert, key, self.tls_client_ca.as_deref())?;
+        let file = |name, path| PemFile { name, path };
+        let tls = TlsSettings::from_files(
+            file("--tls-cert", cert),
+            file("--tls-key", key),
+            self.tls_client_ca
+                .as_deref()
+                .map(|p| file("--tls-client-ca", p)),
+        )?;
         Ok(Some(Arc::new(tls)))
     }
 }
