@@ -1,7 +1,9 @@
 //! Reading and writing NumPy `.npy` files, the format users already have tensors in.
 //!
 //! Only what tensors need: little-endian numbers and booleans in C order. `BF16` has no
-//! NumPy type; it travels as its raw bits in a `uint16` array.
+//! NumPy type; it travels as its raw bits in a `uint16` array. `BYTES` is read from
+//! NumPy's fixed-width strings (`S`: bytes, `U`: text, written as UTF-8), each element
+//! without its trailing NUL padding; object arrays are pickles, which are not read.
 
 use std::path::Path;
 
@@ -93,12 +95,71 @@ fn parse(bytes: &[u8], name: &str, want: Option<DataType>) -> anyhow::Result<Ten
                 .with_context(|| format!("bad shape {shape_text}"))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let mut datatype = datatype_of(descr).with_context(|| format!("unsupported dtype {descr}"))?;
+    let data = &bytes[start + header_len..];
+    if let Some(strings) = strings(descr, data, &shape)? {
+        return Ok(Tensor::from_strings(name, shape, &strings)?);
+    }
+    let mut datatype = datatype_of(descr).with_context(|| match descr.trim_start_matches('|') {
+        "O" => "dtype object: such arrays are pickles, which are not read; for a BYTES input \
+                save fixed-width strings (np.array(texts, dtype=np.str_) or np.bytes_)"
+            .to_string(),
+        _ => format!("unsupported dtype {descr}"),
+    })?;
     if want == Some(DataType::Bf16) && datatype == DataType::Uint16 {
         datatype = DataType::Bf16;
     }
-    let data = bytes::Bytes::copy_from_slice(&bytes[start + header_len..]);
-    Ok(Tensor::new(name, datatype, shape, data)?)
+    Ok(Tensor::new(
+        name,
+        datatype,
+        shape,
+        bytes::Bytes::copy_from_slice(data),
+    )?)
+}
+
+/// The elements of a fixed-width string array (`|S<n>`: n bytes each; `<U<n>`: n UTF-32
+/// code points each), without their NUL padding; `None` for another dtype.
+fn strings(descr: &str, data: &[u8], shape: &[i64]) -> anyhow::Result<Option<Vec<Vec<u8>>>> {
+    let (unit, width) = match descr.split_at_checked(2) {
+        Some(("|S", n)) => (1, n),
+        Some(("<U", n) | ("=U", n)) => (4, n),
+        _ => return Ok(None),
+    };
+    let width: usize = width
+        .parse()
+        .with_context(|| format!("bad string dtype {descr}"))?;
+    let count = shape
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(usize::try_from(d).ok()?))
+        .with_context(|| format!("bad shape {shape:?}"))?;
+    let size = unit * width;
+    ensure!(
+        count.checked_mul(size) == Some(data.len()),
+        "{count} elements of {descr} need {} bytes of data, the file holds {}",
+        count.saturating_mul(size),
+        data.len()
+    );
+    if count == 0 {
+        return Ok(Some(Vec::new()));
+    }
+    if size == 0 {
+        return Ok(Some(vec![Vec::new(); count]));
+    }
+    data.chunks_exact(size)
+        .map(|element| {
+            if unit == 1 {
+                let end = element.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+                return Ok(element[..end].to_vec());
+            }
+            let text: String = element
+                .chunks_exact(4)
+                .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .take_while(|&c| c != 0)
+                .map(|c| char::from_u32(c).with_context(|| format!("{c:#x} is no character")))
+                .collect::<anyhow::Result<_>>()?;
+            Ok(text.into_bytes())
+        })
+        .collect::<anyhow::Result<_>>()
+        .map(Some)
 }
 
 /// The text of `key`'s value in the header dict, e.g. `'<f4'` or `(3, 4)`.
@@ -125,8 +186,20 @@ pub fn write(path: &Path, tensor: &Tensor) -> anyhow::Result<()> {
 }
 
 fn encode(tensor: &Tensor) -> anyhow::Result<Vec<u8>> {
-    let descr = descr_of(tensor.datatype)
-        .with_context(|| format!("{} tensors cannot be saved as .npy", tensor.datatype))?;
+    // BYTES as fixed-width bytes (`S`), as wide as the longest element: NumPy pads the
+    // others with NULs, and reading strips them (so trailing NULs of an element are lost).
+    let (descr, data) = match descr_of(tensor.datatype) {
+        Some(descr) => (descr.to_string(), std::borrow::Cow::from(&tensor.data[..])),
+        None => {
+            let strings = tensor.strings()?;
+            let width = strings.iter().map(|s| s.len()).max().unwrap_or(0).max(1);
+            let mut data = vec![0; width * strings.len()];
+            for (slot, s) in data.chunks_exact_mut(width).zip(&strings) {
+                slot[..s.len()].copy_from_slice(s);
+            }
+            (format!("|S{width}"), data.into())
+        }
+    };
     let dims: Vec<String> = tensor.shape.iter().map(i64::to_string).collect();
     let shape = match dims.len() {
         1 => format!("({},)", dims[0]),
@@ -137,12 +210,12 @@ fn encode(tensor: &Tensor) -> anyhow::Result<Vec<u8>> {
     let unpadded = MAGIC.len() + 4 + header.len() + 1;
     header.push_str(&" ".repeat(unpadded.next_multiple_of(64) - unpadded));
     header.push('\n');
-    let mut out = Vec::with_capacity(MAGIC.len() + 4 + header.len() + tensor.data.len());
+    let mut out = Vec::with_capacity(MAGIC.len() + 4 + header.len() + data.len());
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&[1, 0]);
     out.extend_from_slice(&(header.len() as u16).to_le_bytes());
     out.extend_from_slice(header.as_bytes());
-    out.extend_from_slice(&tensor.data);
+    out.extend_from_slice(&data);
     Ok(out)
 }
 
@@ -159,6 +232,48 @@ mod tests {
         let bytes = encode(&v).unwrap();
         assert_eq!((bytes.len() - 4) % 64, 0);
         assert_eq!(parse(&bytes, "v", None).unwrap(), v);
+    }
+
+    /// A version 1.0 file of `descr`, `shape` and raw `data`, as NumPy writes one.
+    fn npy(descr: &str, shape: &str, data: &[u8]) -> Vec<u8> {
+        let header =
+            format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}\n");
+        let mut out = MAGIC.to_vec();
+        out.extend_from_slice(&[1, 0]);
+        out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+        out.extend_from_slice(header.as_bytes());
+        out.extend_from_slice(data);
+        out
+    }
+
+    #[test]
+    fn fixed_width_strings_are_bytes_elements_without_their_padding() {
+        // np.array([b"hi", b"", b"abc"]) is |S3.
+        let t = parse(&npy("|S3", "(3,)", b"hi\0\0\0\0abc"), "t", None).unwrap();
+        assert_eq!(t.datatype, DataType::Bytes);
+        assert_eq!(t.strings().unwrap(), [&b"hi"[..], b"", b"abc"]);
+        // np.array([["é", "ab"]]) is <U2: UTF-32 code points, read as UTF-8.
+        let units: Vec<u8> = [0xe9u32, 0, 0x61, 0x62]
+            .iter()
+            .flat_map(|c| c.to_le_bytes())
+            .collect();
+        let t = parse(&npy("<U2", "(1, 2)", &units), "t", None).unwrap();
+        assert_eq!(t.shape, [1, 2]);
+        assert_eq!(t.strings().unwrap(), ["é".as_bytes(), b"ab"]);
+        // Saved as |S<longest>, read back the same.
+        let saved = Tensor::from_strings("t", vec![2, 2], &["a", "", "longer", "é"]).unwrap();
+        let back = parse(&encode(&saved).unwrap(), "t", None).unwrap();
+        assert_eq!(back, saved);
+        let err = format!(
+            "{:#}",
+            parse(&npy("|S3", "(2,)", b"abc"), "t", None).unwrap_err()
+        );
+        assert!(err.contains("2 elements of |S3 need 6 bytes"), "{err}");
+        let err = format!(
+            "{:#}",
+            parse(&npy("|O", "(1,)", b"\x80"), "t", None).unwrap_err()
+        );
+        assert!(err.contains("pickles") && err.contains("np.str_"), "{err}");
     }
 
     #[test]

@@ -411,7 +411,7 @@ async fn serve(args: ServeArgs, logger: Arc<Logger>) -> anyhow::Result<Ended> {
     tokio::pin!(give_up);
     // Live at once; ready once every model has loaded (or, with --strict-readiness false,
     // loaded or failed; failures are in the index).
-    let (loading, threads) = (registry.clone(), args.model_load_threads);
+    let (loading, threads, count) = (registry.clone(), args.model_load_threads, names.len());
     let loads = tokio::task::spawn_blocking(move || {
         // Each failure is in the log already (the registry's error, with its cause).
         loading.load_each(&names, threads).len()
@@ -420,10 +420,17 @@ async fn serve(args: ServeArgs, logger: Arc<Logger>) -> anyhow::Result<Ended> {
         loaded = loads => {
             let failed = loaded.context("model loading panicked")?;
             if failed > 0 {
+                let readiness = match args.strict_readiness {
+                    true => "; the server reports not ready until they load \
+                             (--strict-readiness false: ready with the others)",
+                    false => "",
+                };
                 logger.problem(&format!(
                     "{failed} model(s) failed to load (the errors are in the log, and the \
-                     repository index gives each model's reason)"
+                     repository index gives each model's reason){readiness}"
                 ));
+            } else {
+                logger.status(&format!("{count} model(s) loaded: ready"));
             }
             tracing::info!("models loaded");
         }

@@ -54,6 +54,37 @@ fn strings_are_tokenized_as_transformers_does_before_every_onnx_bridge() {
         );
         assert_eq!(out[0].shape[0], n);
     }
+    // `torchbridge infer` reads the strings from NumPy's own .npy of text (`<U`).
+    let texts = dir.path().join("texts.npy");
+    let status = Command::new(python())
+        .args([
+            "-c",
+            "import json, sys, numpy as np; \
+             s = json.load(open(sys.argv[2]))['sentences']; \
+             np.save(sys.argv[1], np.array([[t] for t in s]))",
+        ])
+        .args([&texts, &dir.path().join("expected.json")])
+        .status()
+        .unwrap();
+    assert!(status.success(), "np.save failed");
+    let saved = dir.path().join("saved");
+    let cli = |bridge: BackendKind| {
+        Command::new(env!("CARGO_BIN_EXE_torchbridge"))
+            .arg("infer")
+            .arg(dir.path().join("echo"))
+            .args(["--bridge", bridge.as_str(), "--save"])
+            .arg(&saved)
+            .arg("--input")
+            .arg(format!("TEXT={}", texts.display()))
+            .output()
+            .unwrap()
+    };
+    if let Some(&bridge) = bridges.iter().find(|b| compiled.contains(b)) {
+        let out = cli(bridge);
+        assert!(out.status.success(), "{out:?}");
+        let ids = torchbridge::npy::read(&saved.join("ids.npy"), "ids", None).unwrap();
+        assert_eq!(ids.to_vec::<i64>().unwrap(), flat("input_ids"), "{bridge}");
+    }
     // A tokenizer file that is no regular file (a device that never ends) is refused at
     // load, not read until memory runs out.
     let file = dir.path().join("echo/1/tokenizer.json");
