@@ -286,6 +286,33 @@ fn compares_bridges_in_process_and_with_the_server() {
 }
 
 #[test]
+fn an_in_process_run_with_errors_is_not_the_limit() {
+    // A queue of one request: one caller is served, eight callers are mostly refused
+    // (overloaded) at once, and their quick failures must not make the faster run.
+    let repo = tempfile::tempdir().unwrap();
+    let mlp = repo.path().join("mlp");
+    copy_dir(&model_dir("mlp"), &mlp);
+    let config = std::fs::read_to_string(mlp.join("config.toml")).unwrap();
+    let config = config.replace("backend = \"torchscript\"", "backend = \"onnx\"")
+        + "\n[batching]\nmax_queue_delay_us = 20000\nmax_queue_size = 1\n";
+    std::fs::write(mlp.join("config.toml"), config).unwrap();
+    let out = bench(
+        "--bridges onnx --requests 300 --concurrency 1,8",
+        &[("--model-dir", &mlp)],
+    );
+    let shown = text(&out);
+    assert!(out.status.success(), "{shown}");
+    assert!(
+        shown.contains("runs with errors are not ranked (overloaded: more callers than"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("in-process limit: onnx at batch 1 with 1 thread(s)"),
+        "{shown}"
+    );
+}
+
+#[test]
 fn names_what_is_wrong() {
     let shows = |out: &Output, needle: &str| {
         assert_ne!(out.status.code(), Some(0), "{}", text(out));

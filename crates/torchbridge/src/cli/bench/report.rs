@@ -143,11 +143,13 @@ impl Report {
         }
     }
 
-    /// Finds the best in-process run and sets each server run's fraction of it.
+    /// Finds the best in-process run and sets each server run's fraction of it. A run
+    /// with errors is no limit (a failed call is quick), so it is never the best.
     pub fn finish(&mut self) {
         self.in_process_best = self
             .in_process
             .iter()
+            .filter(|r| r.errors == 0)
             .max_by(|a, b| a.rows_per_s.total_cmp(&b.rows_per_s))
             .map(|r| Best {
                 bridge: r.name(),
@@ -179,10 +181,9 @@ impl Report {
                 dir.expect("in-process runs have a directory")
             );
             table(&self.in_process, "bridge", "threads", "calls/s", |run| {
-                let rivals = self
-                    .in_process
-                    .iter()
-                    .filter(|o| o.batch == run.batch && o.concurrency == run.concurrency);
+                let rivals = self.in_process.iter().filter(|o| {
+                    o.batch == run.batch && o.concurrency == run.concurrency && o.errors == 0
+                });
                 let best = rivals
                     .clone()
                     .max_by(|a, b| a.rows_per_s.total_cmp(&b.rows_per_s));
@@ -192,6 +193,21 @@ impl Report {
                     String::new()
                 }
             });
+            let failed = self.in_process.iter().filter(|r| r.errors > 0);
+            if failed.clone().next().is_some() {
+                let overloaded = failed
+                    .clone()
+                    .any(|r| r.errors_by_kind.contains_key("overloaded"));
+                println!(
+                    "runs with errors are not ranked{}",
+                    match overloaded {
+                        true =>
+                            " (overloaded: more callers than the config's [batching] \
+                                 max_queue_size admits; lower --concurrency or raise it)",
+                        false => "",
+                    }
+                );
+            }
             if let Some(b) = &self.in_process_best {
                 println!(
                     "in-process limit: {} at batch {} with {} thread(s): {} rows/s\n",
