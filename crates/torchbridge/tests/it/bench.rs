@@ -334,7 +334,7 @@ fn names_what_is_wrong() {
     );
     shows(
         &out,
-        &format!("cannot connect to {nobody}: connection refused"),
+        &format!("cannot connect to {nobody}: connection refused (gRPC, --grpc-url)"),
     );
 
     // Takes connections (the kernel's backlog) and never answers.

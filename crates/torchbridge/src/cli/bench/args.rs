@@ -133,12 +133,26 @@ pub struct Target {
     pub http: String,
     /// host:port
     pub grpc: String,
+    /// Whether `--grpc-url` gave `grpc` (else: the `--url` host, port 8001).
+    pub grpc_given: bool,
     pub protocols: Vec<Protocol>,
     /// Sent with every request: `--header`s and the `--auth-token-env` token.
     pub headers: HeaderMap,
 }
 
 impl Target {
+    /// A gRPC channel to the server; an address that cannot be reached says where it
+    /// came from.
+    pub async fn grpc_channel(&self) -> anyhow::Result<tonic::transport::Channel> {
+        super::client::grpc_connect(&self.grpc).await.map_err(|e| {
+            let source = match self.grpc_given {
+                true => "gRPC, --grpc-url",
+                false => "gRPC: the --url host with port 8001, as no --grpc-url was given",
+            };
+            anyhow::anyhow!("{e} ({source})")
+        })
+    }
+
     /// `message` as a gRPC request carrying the run's headers as metadata.
     pub fn grpc_request<T>(&self, message: T) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);
@@ -258,6 +272,7 @@ impl TryFrom<BenchArgs> for Plan {
                     version: a.version,
                     http,
                     grpc,
+                    grpc_given: a.grpc_url.is_some(),
                     protocols,
                     headers: headers(&a.headers, a.auth_token_env.as_deref())?,
                 })

@@ -13,7 +13,7 @@ use torchbridge_server::grpc::proto::model_metadata_response::TensorMetadata;
 use torchbridge_server::grpc::proto::{ModelConfigRequest, ModelMetadataRequest};
 
 use super::args::{Protocol, Target};
-use super::client::{grpc_connect, grpc_kind, http_connect, http_send};
+use super::client::{grpc_kind, http_connect, http_send};
 
 /// Over HTTP, unless every run is gRPC.
 pub async fn fetch(target: &Target) -> anyhow::Result<ModelMetadata> {
@@ -73,7 +73,7 @@ async fn http_metadata(target: &Target) -> anyhow::Result<ModelMetadata> {
 
 /// gRPC `ModelMetadata` (and `ModelConfig`, for `max_batch_size`).
 async fn grpc_metadata(target: &Target) -> anyhow::Result<ModelMetadata> {
-    let mut client = GrpcInferenceServiceClient::new(grpc_connect(&target.grpc).await?);
+    let mut client = GrpcInferenceServiceClient::new(target.grpc_channel().await?);
     let version = target.version.map(|v| v.to_string()).unwrap_or_default();
     let m = client
         .model_metadata(target.grpc_request(ModelMetadataRequest {

@@ -14,7 +14,7 @@ use torchbridge::{ModelMetadata, Tensor};
 use torchbridge_server::grpc::proto::grpc_inference_service_client::GrpcInferenceServiceClient;
 
 use super::args::{Plan, Protocol, Target};
-use super::client::{Call, Conn, grpc_connect, http_connect, http_send};
+use super::client::{Call, Conn, http_connect, http_send};
 use super::codec;
 use super::load::{Counters, Measured, Progress, Tally};
 use super::metadata::{self, error_text, grpc_error};
@@ -105,7 +105,7 @@ async fn prepare(
     };
     if protocol == Protocol::Grpc {
         let request = codec::grpc_request(&target.model, target.version, inputs);
-        let channel = grpc_connect(&target.grpc).await?;
+        let channel = target.grpc_channel().await?;
         let reply = GrpcInferenceServiceClient::new(channel)
             .max_decoding_message_size(usize::MAX)
             .model_infer(target.grpc_request(request.clone()))
