@@ -11,14 +11,19 @@ is on sys.path.
 
 import builtins
 import contextlib
+import gc
+import importlib.machinery
 import importlib.util
 import json
 import os
 import site
 import struct
 import sys
+import threading
 import time
+import types
 import warnings
+import weakref
 import zipfile
 
 # Inputs are read-only views of Rust memory; torch warns that it cannot mark a tensor
@@ -81,9 +86,16 @@ def load(form, path, model_dir, module_name, config_json, trust_pickle, device, 
     path, model_dir = os.fspath(path), os.fspath(model_dir)
     _check_device(torch, device)
     if form == "handler":
-        model = _load_handler(path, model_dir, module_name, json.loads(config_json))
-        if isinstance(model, torch.nn.Module):
-            model.to(device).eval()
+        model, scope = _load_handler(path, model_dir, module_name, json.loads(config_json))
+        try:
+            if isinstance(model, torch.nn.Module):
+                model.to(device).eval()
+            runner = Runner(torch, model, True, inputs, outputs, device, threads)
+        except BaseException:
+            scope.forget()
+            raise
+        weakref.finalize(runner, scope.forget)
+        return runner
     elif form == "torchscript":
         model = _load_torchscript(torch, path, model_dir, trust_pickle, device).eval()
     elif form == "exported":
@@ -110,24 +122,37 @@ def _check_device(torch, device):
 
 
 def _load_handler(path, model_dir, module_name, config):
-    scope = _ModelScope.of(model_dir)
+    """The handler's `Model` instance, and the scope its modules live in."""
+    scope = _ModelScope(os.path.realpath(model_dir), module_name)
     path = os.path.join(scope.directory, os.path.basename(path))
     spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
     try:
-        with scope.active():
+        with scope.loading():
             spec.loader.exec_module(module)
-            cls = getattr(module, "Model", None)
-            if not isinstance(cls, type):
-                raise BridgeError(f"{path} defines no class `Model`")
+        cls = getattr(module, "Model", None)
+        if not isinstance(cls, type):
+            raise BridgeError(f"{path} defines no class `Model`")
+        with scope.initializing():
             model = cls(model_dir, config)
     except BaseException:
-        del sys.modules[module_name]
+        scope.forget()
         raise
     if not callable(getattr(model, "predict", None)):
+        scope.forget()
         raise BridgeError(f"{path}: `Model` has no method `predict(inputs)`")
-    return model
+    return model, scope
+
+
+_LOAD_LOCK = threading.RLock()
+_scopes = {}  # a model module's name, or a scope's package name: the scope
+_scopes_by_globals = {}  # id of the globals of a module imported at load: its scope
+_loading = []  # the scopes whose model.py runs now (one at a time, under _LOAD_LOCK)
+_initializing = threading.local()  # .scope: the scope whose Model(...) this thread runs
+_ALIASES = threading.Condition()
+_aliases = {}  # a plain module name: the scope whose module it names for now
+ALIAS_WAIT_S = 30
 
 
 class _ModelScope:
@@ -137,14 +162,21 @@ class _ModelScope:
     One interpreter serves every python model, and Python caches imports by name in
     sys.modules: two models (or two versions of one) that each `import helpers` would
     otherwise share whichever loaded first, and run the wrong code without a word.
-    While a model's code imports (at load, or later from any of its files), the names
-    its directory defines are resolved there, with that model's own modules in
-    sys.modules; afterwards the process's modules of those names are put back.
+
+    While model.py itself runs, its siblings are in sys.modules under their own names
+    and its directory is first on sys.path; the process's modules of those names are put
+    back afterwards. That swap is process-wide, so model.py files run one at a time
+    (_LOAD_LOCK). Then the siblings live under a package of their own
+    (`<model module>_files.helpers`), and an import from any of the model's files
+    resolves there: no swap, so `Model(...)` of many models runs side by side (one may
+    wait for another) and concurrent calls import safely. A pickle names modules
+    plainly (`torch.load` of a whole module records `helpers.Net`): while `Model(...)`
+    runs, such an import of a sibling makes the plain name the model's for the rest of
+    that call (a second model asking for the same name meanwhile waits). At unload (the
+    Runner freed) the model's modules leave sys.modules and can be freed.
     """
 
-    _by_directory = {}
-
-    def __init__(self, directory):
+    def __init__(self, directory, module_name):
         self.directory = directory
         self.names = {
             entry.name[:-3] if entry.name.endswith(".py") else entry.name
@@ -153,36 +185,54 @@ class _ModelScope:
             and (entry.name.endswith(".py")
                  or os.path.isfile(os.path.join(entry.path, "__init__.py")))
         }
-        self.modules = {}  # this model's modules, by name, once imported
-        self.depth = 0  # imports in progress inside the scope (they nest)
-
-    @classmethod
-    def of(cls, model_dir):
-        """The scope of `model_dir`, made afresh (its files may have changed)."""
-        scope = cls(os.path.realpath(model_dir))
-        cls._by_directory[scope.directory + os.sep] = scope
+        self.module_name = module_name
+        self.package = f"{module_name}_files"
+        self.modules = {}  # this model's modules imported while loading, by name
+        self.depth = 0  # imports in progress inside the swap (they nest)
+        _scopes[module_name] = self
         if builtins.__import__ is not _scoped_import:
             global _process_import
             _process_import = builtins.__import__
             builtins.__import__ = _scoped_import
-        return scope
 
-    @classmethod
-    def around(cls, importer_globals):
+    @staticmethod
+    def around(importer_globals):
         """The scope of the model whose file does an import, if any."""
-        file = importer_globals.get("__file__") if importer_globals else None
-        if not isinstance(file, str):
+        if not importer_globals:
             return None
-        for prefix, scope in cls._by_directory.items():
-            if file.startswith(prefix):
+        name = importer_globals.get("__name__")
+        if isinstance(name, str):
+            scope = _scopes.get(name) or _scopes.get(name.partition(".")[0])
+            if scope is not None:
                 return scope
+        scope = _scopes_by_globals.get(id(importer_globals))
+        if scope is not None:
+            return scope
+        file = importer_globals.get("__file__")
+        if isinstance(file, str):
+            for scope in _loading:
+                if file.startswith(scope.directory + os.sep):
+                    return scope
         return None
 
-    def _ours(self, name):
+    def owns(self, name):
         return name.partition(".")[0] in self.names
 
     @contextlib.contextmanager
-    def active(self):
+    def loading(self):
+        with _LOAD_LOCK:
+            _loading.append(self)
+            try:
+                with self.swapped():
+                    yield
+            finally:
+                _loading.remove(self)
+        self._publish()
+
+    @contextlib.contextmanager
+    def swapped(self):
+        """The model's siblings in sys.modules under their own names, its directory on
+        sys.path (only while loading: the caller holds _LOAD_LOCK)."""
         if self.depth:
             self.depth += 1
             try:
@@ -190,7 +240,7 @@ class _ModelScope:
             finally:
                 self.depth -= 1
             return
-        theirs = {name: sys.modules.pop(name) for name in list(sys.modules) if self._ours(name)}
+        theirs = {name: sys.modules.pop(name) for name in list(sys.modules) if self.owns(name)}
         sys.modules.update(self.modules)
         sys.path.insert(0, self.directory)
         self.depth = 1
@@ -201,8 +251,79 @@ class _ModelScope:
             if self.directory in sys.path:
                 sys.path.remove(self.directory)
             self.modules = {name: sys.modules.pop(name)
-                            for name in list(sys.modules) if self._ours(name)}
+                            for name in list(sys.modules) if self.owns(name)}
             sys.modules.update(theirs)
+
+    @contextlib.contextmanager
+    def initializing(self):
+        _initializing.scope = self
+        self.aliased = {}  # plain name: the process's modules it stood for
+        try:
+            yield
+        finally:
+            _initializing.scope = None
+            with _ALIASES:
+                for top, theirs in self.aliased.items():
+                    for key in [k for k in sys.modules if k == top or k.startswith(top + ".")]:
+                        del sys.modules[key]
+                    sys.modules.update(theirs)
+                    del _aliases[top]
+                self.aliased = {}
+                _ALIASES.notify_all()
+
+    def alias(self, name, fromlist):
+        """`import name` by plain name (a pickle's) while this scope's Model(...) runs in
+        this thread: the model's module, under its plain name too until the end of it."""
+        module = _process_import(f"{self.package}.{name}", None, None, fromlist, 0)
+        top = name.partition(".")[0]
+        with _ALIASES:
+            if not _ALIASES.wait_for(lambda: _aliases.get(top, self) is self, ALIAS_WAIT_S):
+                raise ImportError(
+                    f"`{name}`: model.py of {self.directory} imports its `{top}` by its plain "
+                    f"name (a pickle does), while another model's load holds that name "
+                    f"(for over {ALIAS_WAIT_S} s); load them one at a time "
+                    f"(--model-load-threads 1)", name=name)
+            if top not in _aliases:
+                _aliases[top] = self
+                self.aliased[top] = {k: sys.modules.pop(k) for k in list(sys.modules)
+                                     if k == top or k.startswith(top + ".")}
+            prefix = f"{self.package}."
+            for key in [k for k in sys.modules if k.startswith(prefix + top)]:
+                plain = key[len(prefix):]
+                if plain == top or plain.startswith(top + "."):
+                    sys.modules[plain] = sys.modules[key]
+        return module if fromlist else sys.modules[f"{self.package}.{top}"]
+
+    def _publish(self):
+        """The modules imported while loading, under the scope's package; later imports
+        of the model's files resolve there."""
+        package = types.ModuleType(self.package)
+        package.__path__ = [self.directory]
+        package.__spec__ = importlib.machinery.ModuleSpec(self.package, None, is_package=True)
+        package.__spec__.submodule_search_locations = [self.directory]
+        sys.modules[self.package] = package
+        _scopes[self.package] = self
+        for name, module in self.modules.items():
+            sys.modules[f"{self.package}.{name}"] = module
+            _scopes_by_globals[id(module.__dict__)] = self
+            if "." not in name:
+                setattr(package, name, module)
+
+    def forget(self):
+        """Drops the model's modules from sys.modules, so that they, and what their
+        globals hold (weights loaded at import), can be freed."""
+        sys.modules.pop(self.module_name, None)
+        prefix = self.package + "."
+        for key in [k for k in sys.modules if k == self.package or k.startswith(prefix)]:
+            del sys.modules[key]
+        for module in self.modules.values():
+            _scopes_by_globals.pop(id(module.__dict__), None)
+        _scopes.pop(self.module_name, None)
+        _scopes.pop(self.package, None)
+        self.modules = {}
+        # A module's functions and its globals hold each other: only the cycle collector
+        # frees them, and it may not run for long after an unload.
+        gc.collect()
 
 
 _process_import = builtins.__import__
@@ -212,10 +333,20 @@ def _scoped_import(name, globals=None, locals=None, fromlist=(), level=0):
     """`import` everywhere once a handler is loaded: as Python's own, except that a
     model's files import what lies beside them (see _ModelScope)."""
     scope = _ModelScope.around(globals)
-    if scope is None or (level == 0 and not scope._ours(name)):
+    if scope is None and level == 0:
+        initializing = getattr(_initializing, "scope", None)
+        if initializing is not None and initializing.owns(name):
+            return initializing.alias(name, fromlist)
+    if scope is None or level != 0 or not scope.owns(name):
         return _process_import(name, globals, locals, fromlist, level)
-    with scope.active():
-        return _process_import(name, globals, locals, fromlist, level)
+    if scope in _loading:
+        with scope.swapped():
+            return _process_import(name, globals, locals, fromlist, level)
+    module = _process_import(f"{scope.package}.{name}", None, None, fromlist, 0)
+    if fromlist:
+        return module
+    # `import a.b` binds `a`.
+    return sys.modules[f"{scope.package}.{name.partition('.')[0]}"]
 
 
 @contextlib.contextmanager

@@ -86,3 +86,132 @@ fn models_and_versions_each_import_their_own_helpers() {
     });
     assert!(!leaked, "a model's helpers leaked into sys.modules");
 }
+
+/// helpers.py of [`write_racy`]: its import lets go of the GIL halfway (a sleep), as
+/// a real import does while it reads files or imports its own dependencies.
+const RACY_HELPERS: &str = "import time\nimport email.mime.text\ntime.sleep(0.02)\nK = {k}\n";
+
+/// Each call imports helpers again (lazily) and takes its K from there.
+const LAZY_HANDLER: &str = r#"import helpers
+
+
+class Model:
+    def __init__(self, model_dir, config):
+        self.k = helpers.K
+
+    def predict(self, inputs):
+        from helpers import K
+        assert K == self.k, f"helpers.K is {K}, this model's is {self.k}"
+        return {"Y": inputs["X"] * K + self.k}
+"#;
+
+fn write_racy(root: &Path, model: &str, k: f32) {
+    write_model(root, model, 1, k);
+    let version_dir = root.join(model).join("1");
+    std::fs::write(version_dir.join("model.py"), LAZY_HANDLER).unwrap();
+    let helpers = RACY_HELPERS.replace("{k}", &format!("{k:?}"));
+    std::fs::write(version_dir.join("helpers.py"), helpers).unwrap();
+}
+
+#[test]
+fn models_loaded_and_called_at_once_each_import_their_own_helpers() {
+    // Found by a user: loads in parallel (--model-load-threads) failed with
+    // KeyError: 'helpers' or took another model's, and calls importing lazily from
+    // several threads switched a model to another's helpers for good.
+    let repo = tempfile::tempdir().unwrap();
+    let names: Vec<String> = (1..=6).map(|i| format!("race{i}")).collect();
+    for (i, name) in names.iter().enumerate() {
+        write_racy(repo.path(), name, (i + 1) as f32);
+    }
+    let models: Vec<Box<dyn Backend>> = std::thread::scope(|s| {
+        let loads: Vec<_> = names
+            .iter()
+            .map(|name| s.spawn(|| load(repo.path(), name, 1)))
+            .collect();
+        loads.into_iter().map(|l| l.join().unwrap()).collect()
+    });
+    std::thread::scope(|s| {
+        for (i, mut model) in models.into_iter().enumerate() {
+            s.spawn(move || {
+                let k = (i + 1) as f32;
+                for _ in 0..40 {
+                    assert_eq!(answer(model.as_mut()), 2.0 * k, "model race{}", i + 1);
+                }
+            });
+        }
+    });
+}
+
+/// sys.modules keys holding `needle`.
+fn modules_named(needle: &str) -> Vec<String> {
+    torchbridge_python::torch_version().unwrap(); // starts the interpreter
+    pyo3::Python::attach(|py| {
+        let globals = PyDict::new(py);
+        globals.set_item("needle", needle).unwrap();
+        py.run(
+            c"import sys\nout = [k for k in sys.modules if needle in k]",
+            Some(&globals),
+            None,
+        )
+        .unwrap();
+        globals.get_item("out").unwrap().unwrap().extract().unwrap()
+    })
+}
+
+#[test]
+fn an_unloaded_model_leaves_no_module_behind() {
+    // Every reload left the old model.py and its helpers (with the weights their
+    // globals held) in sys.modules for good.
+    let repo = tempfile::tempdir().unwrap();
+    write_model(repo.path(), "gone", 1, 5.0);
+    for _ in 0..2 {
+        let mut model = load(repo.path(), "gone", 1);
+        assert_eq!(answer(model.as_mut()), 10.0);
+        assert!(!modules_named("model_gone_").is_empty());
+        drop(model);
+        assert_eq!(modules_named("model_gone_"), Vec::<String>::new());
+    }
+}
+
+#[test]
+fn a_pickled_module_naming_a_sibling_file_loads() {
+    // torch.save(net) of a whole module records `net.Net`; unpickling in Model.__init__
+    // must find net.py beside model.py under that name.
+    let repo = tempfile::tempdir().unwrap();
+    write_model(repo.path(), "pickled", 1, 0.0);
+    let version_dir = repo.path().join("pickled/1");
+    std::fs::write(
+        version_dir.join("net.py"),
+        "import torch\n\n\nclass Net(torch.nn.Module):\n    def forward(self, x):\n        \
+         return x * 7\n",
+    )
+    .unwrap();
+    std::fs::write(
+        version_dir.join("model.py"),
+        "import os\nimport torch\n\n\nclass Model:\n    def __init__(self, model_dir, config):\n        \
+         self.net = torch.load(os.path.join(model_dir, 'net.pth'), weights_only=False)\n\n    \
+         def predict(self, inputs):\n        return {'Y': self.net(inputs['X'])}\n",
+    )
+    .unwrap();
+    torchbridge_python::torch_version().unwrap(); // starts the interpreter
+    pyo3::Python::attach(|py| {
+        let globals = PyDict::new(py);
+        globals
+            .set_item("d", version_dir.to_str().unwrap())
+            .unwrap();
+        py.run(
+            c"import os, sys, torch\nsys.path.insert(0, d)\nimport net\n\
+              torch.save(net.Net(), os.path.join(d, 'net.pth'))\n\
+              del sys.modules['net']\nsys.path.remove(d)",
+            Some(&globals),
+            None,
+        )
+        .unwrap();
+    });
+    let mut model = load(repo.path(), "pickled", 1);
+    assert_eq!(answer(model.as_mut()), 7.0);
+    assert!(
+        modules_named("net").iter().all(|k| k != "net"),
+        "net leaked"
+    );
+}
