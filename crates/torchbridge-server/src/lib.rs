@@ -43,7 +43,7 @@ pub use log_settings::{LogLevels, LogSettings};
 pub use metric_help::describe_metrics;
 pub use metrics_port::serve_metrics;
 pub use serve::serve;
-pub use shared_memory::{Placement, RegionStatus, SharedMemory};
+pub use shared_memory::{BoundRegion, Placement, RegionStatus, SharedMemory};
 pub use state::{AppState, ServerSettings};
 pub use tls::{PemFile, TlsSettings};
 pub use trace::{TraceSettings, Tracer};

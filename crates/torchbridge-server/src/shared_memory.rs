@@ -49,7 +49,23 @@ pub struct Placement {
     pub region: String,
     pub offset: u64,
     pub byte_size: u64,
+    /// The region itself, once [`SharedMemory::bind`] found it: an output is written
+    /// there even if the name is unregistered, or registered again for another object,
+    /// while its request runs (as Triton keeps a region of a request in flight).
+    pub bound: Option<BoundRegion>,
 }
+
+/// A registered region held by a request.
+#[derive(Debug, Clone)]
+pub struct BoundRegion(Arc<Region>);
+
+impl PartialEq for BoundRegion {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for BoundRegion {}
 
 impl Placement {
     /// The placement a tensor's `shared_memory_region`, `shared_memory_byte_size` and
@@ -66,6 +82,7 @@ impl Placement {
                 region,
                 offset: offset.unwrap_or(0),
                 byte_size,
+                bound: None,
             })),
             (None, None) if offset.is_none() => Ok(None),
             _ => Err(invalid(format!(
@@ -250,9 +267,20 @@ impl SharedMemory {
         Ok(data.into())
     }
 
+    /// Finds the region of output `tensor` now, when its request is accepted, and
+    /// checks the span: the reply is written there (see [`Placement::bound`]), and a
+    /// region that is not registered fails the request before the model runs.
+    pub fn bind(&self, tensor: &str, at: &mut Placement) -> Result<()> {
+        at.bound = Some(BoundRegion(self.span(tensor, at)?));
+        Ok(())
+    }
+
     /// Writes `data`, the data of output `tensor`, where `at` says; it must fit.
     pub fn write(&self, tensor: &str, at: &Placement, data: &[u8]) -> Result<()> {
-        let region = self.span(tensor, at)?;
+        let region = match &at.bound {
+            Some(BoundRegion(region)) => region.clone(),
+            None => self.span(tensor, at)?,
+        };
         if data.len() as u64 > at.byte_size {
             return Err(invalid(format!(
                 "output `{tensor}` is {} bytes, more than the {} bytes given it in \

@@ -108,6 +108,11 @@ async fn run(state: &AppState, request: ModelInferRequest) -> Result<ModelInferR
         limits.check_count("requested outputs", outputs.len())?;
         let pool = state.registry.get(&model_name, version)?;
         plans = convert::check_requested(pool.metadata(), &outputs)?;
+        for (plan, r) in plans.iter_mut().zip(&outputs) {
+            if let Some(at) = &mut plan.at {
+                shared_memory.bind(&r.name, at)?;
+            }
+        }
     }
     let tensors = convert::inputs(inputs, raw_input_contents, limits, shared_memory)?;
     let (pool, results) = state

@@ -113,5 +113,6 @@ async fn admit(
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??
     };
     request.outputs.check(pool.metadata())?;
+    request.outputs.bind(&state.shared_memory)?;
     Ok((request, pool.metadata().version))
 }

@@ -212,6 +212,17 @@ impl OutputSelection {
         Ok(())
     }
 
+    /// Finds the shared-memory region of each output placed in one (see
+    /// [`SharedMemory::bind`]).
+    pub fn bind(&mut self, shared_memory: &SharedMemory) -> Result<(), ApiError> {
+        for o in self.requested.iter_mut().flatten() {
+            if let Some(at) = &mut o.at {
+                shared_memory.bind(&o.name, at)?;
+            }
+        }
+        Ok(())
+    }
+
     /// The outputs to send, in order, each with how it goes back; an output asked for as
     /// classes (see [`OutputSelection::check`]) is replaced by them.
     pub fn select(

@@ -32,6 +32,7 @@ fn at(region: &str, offset: u64, byte_size: u64) -> Placement {
         region: region.into(),
         offset,
         byte_size,
+        bound: None,
     }
 }
 
@@ -188,4 +189,28 @@ fn a_symlink_or_a_directory_in_the_shared_memory_directory_is_not_a_region() {
         a_dir.contains("cannot open") || a_dir.contains("not a regular file"),
         "{a_dir}"
     );
+}
+
+#[test]
+fn an_output_goes_to_the_region_its_request_named_when_accepted() {
+    // A second client unregisters `out` and registers its own object under the name
+    // while the first client's request runs: the reply still goes to the first.
+    let (first, second) = (Object::new(&[0; 8]), Object::new(&[0; 8]));
+    let shm = SharedMemory::new(true);
+    shm.register("out", &first.key, 0, 8).unwrap();
+    let mut placed = at("out", 0, 4);
+    shm.bind("y", &mut placed).unwrap();
+    shm.unregister(Some("out"));
+    shm.register("out", &second.key, 0, 8).unwrap();
+    shm.write("y", &placed, &[1, 2, 3, 4]).unwrap();
+    assert_eq!(first.contents(), [1, 2, 3, 4, 0, 0, 0, 0]);
+    assert_eq!(
+        second.contents(),
+        [0; 8],
+        "the other client's object is untouched"
+    );
+
+    // A region that is not registered fails the request before the model runs.
+    let err = message(shm.bind("y", &mut at("nope", 0, 4)));
+    assert!(err.contains("no shared-memory region `nope`"), "{err}");
 }

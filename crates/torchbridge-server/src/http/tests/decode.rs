@@ -350,6 +350,7 @@ fn inputs_are_read_from_shared_memory_and_outputs_placed_there() {
         region: "out".into(),
         offset: 0,
         byte_size: 64,
+        bound: None,
     };
     assert_eq!(picked[0].1, Delivery::SharedMemory(out));
     assert_eq!(picked[1].1, Delivery::Json);

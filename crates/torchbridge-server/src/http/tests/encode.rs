@@ -133,6 +133,7 @@ fn outputs_in_shared_memory_are_only_described() {
         region: "out".into(),
         offset: 8,
         byte_size: 64,
+        bound: None,
     });
     let encoded = encode("m", 1, None, &[(y, placed), (z.clone(), Delivery::Binary)]).unwrap();
     let n = encoded.header_length.unwrap();
