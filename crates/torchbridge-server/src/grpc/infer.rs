@@ -9,7 +9,10 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Status, Streaming};
 use torchbridge_core::Result;
 
-use super::proto::{ModelInferRequest, ModelInferResponse, ModelStreamInferResponse};
+use super::proto::{
+    InferParameter, ModelInferRequest, ModelInferResponse, ModelStreamInferResponse,
+};
+use super::proto::infer_parameter::ParameterChoice;
 use super::{convert, error};
 use crate::AppState;
 use crate::request_metrics::{Outcome, Protocol};
@@ -198,14 +201,17 @@ async fn serve_stream(state: AppState, mut requests: Streaming<ModelInferRequest
 
 /// Why a stream message could not be read, in the words unary calls use for the limit.
 fn unreadable(status: Status, state: &AppState) -> Status {
-    match status.code() {
-        Code::OutOfRange => Status::resource_exhausted(format!(
+    // Over the limit as sent, or (gzip) once inflated.
+    let too_big = status.code() == Code::OutOfRange
+        || status.message().contains("Error decompressing: size limit");
+    match too_big {
+        true => Status::resource_exhausted(format!(
             "a stream message is over the limit of {} bytes (--max-body-bytes); the stream \
              ends after the replies to the requests before it ({})",
             state.settings.limits.max_body_bytes,
             status.message()
         )),
-        _ => Status::new(
+        false => Status::new(
             status.code(),
             format!(
                 "a stream message could not be read; the stream ends after the replies to \
@@ -221,6 +227,9 @@ async fn stopped(stopping: &mut tokio::sync::watch::Receiver<bool>) {
     let _ = stopping.wait_for(|&stop| stop).await;
 }
 
+/// The reply to one request of a stream. Each carries Triton's `triton_final_response:
+/// true` (every model here answers a request once), which clients of decoupled models
+/// wait for before they take a request as done.
 async fn stream_reply(state: &AppState, request: ModelInferRequest) -> ModelStreamInferResponse {
     let echo = ModelInferResponse {
         model_name: request.model_name.clone(),
@@ -228,14 +237,18 @@ async fn stream_reply(state: &AppState, request: ModelInferRequest) -> ModelStre
         id: request.id.clone(),
         ..Default::default()
     };
-    match infer(state, "ModelStreamInfer", request).await {
-        Ok(response) => ModelStreamInferResponse {
-            error_message: String::new(),
-            infer_response: Some(response),
+    let (error_message, mut response) = match infer(state, "ModelStreamInfer", request).await {
+        Ok(response) => (String::new(), response),
+        Err(status) => (status.message().to_string(), echo),
+    };
+    response.parameters.insert(
+        "triton_final_response".into(),
+        InferParameter {
+            parameter_choice: Some(ParameterChoice::BoolParam(true)),
         },
-        Err(status) => ModelStreamInferResponse {
-            error_message: status.message().to_string(),
-            infer_response: Some(echo),
-        },
+    );
+    ModelStreamInferResponse {
+        error_message,
+        infer_response: Some(response),
     }
 }
