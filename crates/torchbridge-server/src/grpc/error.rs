@@ -27,9 +27,34 @@ pub(crate) fn message(err: &Error) -> String {
     }
 }
 
+/// The most a status message may take once percent-encoded into the `grpc-message`
+/// header: gRPC clients refuse response metadata past 8 KiB (16 KiB at most), and a
+/// refusal reads RESOURCE_EXHAUSTED, hiding the real error.
+const MAX_ENCODED_MESSAGE: usize = 6 * 1024;
+
 /// The status for `err`, without logging (see [`failed`]).
 pub(crate) fn status(err: &Error) -> Status {
-    Status::new(code(err), message(err))
+    Status::new(code(err), bounded(message(err)))
+}
+
+/// `message`, cut where its `grpc-message` encoding would pass [`MAX_ENCODED_MESSAGE`]
+/// (bytes outside printable ASCII, and `%`, take three), saying how much was cut.
+fn bounded(message: String) -> String {
+    let mut encoded = 0;
+    for (at, c) in message.char_indices() {
+        encoded += match c {
+            ' '..='~' if c != '%' => 1,
+            _ => 3 * c.len_utf8(),
+        };
+        if encoded > MAX_ENCODED_MESSAGE {
+            return format!(
+                "{}… ({} more bytes; the server log has the whole message)",
+                &message[..at],
+                message.len() - at
+            );
+        }
+    }
+    message
 }
 
 /// Logs a failed call once, in full (with the client's request `id`, when it gave one),
@@ -55,6 +80,30 @@ mod tests {
         let status = status(&err);
         assert_eq!(status.code(), code, "{err}");
         assert_eq!(status.message(), message);
+    }
+
+    #[test]
+    fn a_long_message_is_cut_to_fit_a_header() {
+        // A Python exception of 20,000 characters (or 3,000 of them outside ASCII).
+        for text in ["x".repeat(20_000), "é".repeat(3_000)] {
+            let err = Error::Inference {
+                model: "m".into(),
+                message: text.clone(),
+            };
+            let message = status(&err).message().to_string();
+            let encoded: usize = message
+                .chars()
+                .map(|c| match c {
+                    ' '..='~' if c != '%' => 1,
+                    _ => 3 * c.len_utf8(),
+                })
+                .sum();
+            assert!(encoded <= MAX_ENCODED_MESSAGE + 100, "{encoded}");
+            assert!(message.ends_with("more bytes; the server log has the whole message)"));
+            assert!(message.contains(&text[..1000]), "{message}");
+        }
+        let short = Error::InvalidInput("input `X` is missing".into());
+        assert_eq!(status(&short).message(), "input `X` is missing");
     }
 
     #[test]

@@ -9,10 +9,10 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Status, Streaming};
 use torchbridge_core::Result;
 
+use super::proto::infer_parameter::ParameterChoice;
 use super::proto::{
     InferParameter, ModelInferRequest, ModelInferResponse, ModelStreamInferResponse,
 };
-use super::proto::infer_parameter::ParameterChoice;
 use super::{convert, error};
 use crate::AppState;
 use crate::request_metrics::{Outcome, Protocol};
