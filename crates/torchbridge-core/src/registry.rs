@@ -63,8 +63,11 @@ impl std::fmt::Debug for Registry {
 
 impl Registry {
     pub fn new(root: impl Into<PathBuf>, loader: Loader) -> Self {
+        let root = root.into();
         Registry {
-            root: root.into(),
+            // Absolute (symlinks kept): a python model's code may change the working
+            // directory, which must not move the repository.
+            root: std::path::absolute(&root).unwrap_or(root),
             loader,
             models: RwLock::default(),
             stamps: Mutex::default(),

@@ -312,3 +312,29 @@ fn a_model_loads_from_the_files_a_load_carried_until_loaded_without_them() {
     );
     assert!(e.unwrap_err().to_string().contains("cannot name a model"));
 }
+
+#[test]
+fn a_relative_repository_is_held_as_an_absolute_path() {
+    // A python model's `os.chdir` would otherwise move the repository under the
+    // server: later loads looked for their models relative to the model's directory.
+    let registry = Registry::new("some/repo", loader());
+    assert!(registry.root().is_absolute(), "{}", registry.root().display());
+    assert!(registry.root().ends_with("some/repo"));
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m");
+    std::fs::create_dir_all(model.join("1")).unwrap();
+    std::fs::write(model.join("config.toml"), "backend = \"onnx\"\n").unwrap();
+    let relative = pathdiff(&model);
+    let opened = ModelDir::open(&relative, Some(1)).unwrap();
+    assert!(opened.version_dir.is_absolute(), "{:?}", opened.version_dir);
+}
+
+/// `path` relative to the working directory (`../..` up to the root, then down).
+fn pathdiff(path: &std::path::Path) -> std::path::PathBuf {
+    let cwd = std::env::current_dir().unwrap();
+    let mut up = std::path::PathBuf::new();
+    for _ in cwd.components().skip(1) {
+        up.push("..");
+    }
+    up.join(path.strip_prefix("/").unwrap())
+}

@@ -56,6 +56,10 @@ impl ModelDir {
         version: Option<u64>,
         config_override: Option<&ConfigOverride>,
     ) -> Result<Self> {
+        // Absolute (symlinks kept): a python model's code may change the working
+        // directory, which must not move the model directories of later loads.
+        let absolute = std::path::absolute(root);
+        let root = absolute.as_deref().unwrap_or(root);
         let config_path = root.join("config.toml");
         if !root.is_dir() {
             return Err(Error::config(root, "no such model directory"));
