@@ -263,3 +263,21 @@ def test_a_worker_that_cannot_be_restarted_makes_its_model_unready_until_one_sta
         assert entry["state"] == "READY", entry
     finally:
         stop_server(server)
+
+
+def test_a_model_whose_load_ends_its_worker_is_named_as_the_cause(repo, tmp_path):
+    """os._exit in the model's __init__ under isolation: the load error blames the
+    model's code (it named the worker binary, /proc/self/exe, as maybe no torchbridge)."""
+    require_models(repo, MODEL)
+    shutil.copytree(repo / MODEL, tmp_path / "repo" / MODEL)
+    (tmp_path / "repo" / MODEL / "1" / "exit_at_load").touch()
+    server = start_server(tmp_path / "repo", tmp_path / "serve.log")
+    try:
+        client = httpclient.InferenceServerClient(server.http_url)
+        [entry] = [m for m in client.get_model_repository_index() if m["name"] == MODEL]
+        assert entry["state"] == "UNAVAILABLE", entry
+        assert "exit code 4" in entry["reason"], entry
+        assert "the model's code ended it while loading" in entry["reason"], entry
+        assert "no torchbridge binary" not in entry["reason"], entry
+    finally:
+        stop_server(server)

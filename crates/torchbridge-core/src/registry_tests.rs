@@ -318,7 +318,11 @@ fn a_relative_repository_is_held_as_an_absolute_path() {
     // A python model's `os.chdir` would otherwise move the repository under the
     // server: later loads looked for their models relative to the model's directory.
     let registry = Registry::new("some/repo", loader());
-    assert!(registry.root().is_absolute(), "{}", registry.root().display());
+    assert!(
+        registry.root().is_absolute(),
+        "{}",
+        registry.root().display()
+    );
     assert!(registry.root().ends_with("some/repo"));
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("m");

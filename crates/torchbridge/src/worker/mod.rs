@@ -414,20 +414,25 @@ impl WorkerCommand {
             Err(e) => {
                 let _ = child.kill();
                 let status = child.wait();
-                // A signal is the model's load crashing; an exit code, most likely a
-                // program that is no torchbridge worker.
+                // A signal is the model's load crashing. An exit code is the model's code
+                // exiting (os._exit, sys.exit in a native extension) or, when the worker
+                // is another program than this one, maybe no torchbridge worker at all.
+                let this_binary = self.program == Path::new("/proc/self/exe");
                 let hint = match &status {
-                    Ok(s) if s.signal().is_some() => "the model's load crashed it",
-                    _ => {
-                        "is it a torchbridge binary with this bridge? (`worker::set_program` \
-                          or TORCHBRIDGE_WORKER names another)"
-                    }
+                    Ok(s) if s.signal().is_some() => "the model's load crashed it".to_string(),
+                    _ if this_binary => "the model's code ended it while loading (os._exit, \
+                                         sys.exit, or a native library exiting)"
+                        .to_string(),
+                    _ => format!(
+                        "the model's code ended it while loading, or `{}` is no torchbridge \
+                         binary with this bridge (`worker::set_program` or TORCHBRIDGE_WORKER \
+                         names it)",
+                        self.program.display()
+                    ),
                 };
                 let status = status.map_or_else(|e| e.to_string(), describe);
                 Err(fail(format!(
-                    "the worker process `{}` ended before it loaded the model ({status}; {e}); \
-                     {hint}",
-                    self.program.display()
+                    "its worker process ended before the model loaded ({status}; {e}): {hint}"
                 )))
             }
         }
