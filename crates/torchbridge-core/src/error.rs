@@ -89,9 +89,20 @@ pub struct PythonError {
     pub traceback: String,
 }
 
+impl PythonError {
+    /// `Kind: message`, or `Kind` alone for an exception without a message (a bare
+    /// `raise KeyboardInterrupt`).
+    pub fn summary(&self) -> String {
+        match self.message.is_empty() {
+            true => self.kind.clone(),
+            false => format!("{}: {}", self.kind, self.message),
+        }
+    }
+}
+
 impl std::fmt::Display for PythonError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.kind, self.message)?;
+        write!(f, "{}", self.summary())?;
         if !self.traceback.is_empty() {
             write!(f, "\n{}", self.traceback.trim_end())?;
         }

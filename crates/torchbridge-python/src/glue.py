@@ -14,6 +14,7 @@ import contextlib
 import gc
 import importlib.machinery
 import importlib.util
+import inspect
 import json
 import os
 import site
@@ -134,15 +135,36 @@ def _load_handler(path, model_dir, module_name, config):
         cls = getattr(module, "Model", None)
         if not isinstance(cls, type):
             raise BridgeError(f"{path} defines no class `Model`")
+        _check_takes(cls, (model_dir, config), f"{path}: `Model(model_dir, config)`")
         with scope.initializing():
             model = cls(model_dir, config)
+        predict = getattr(model, "predict", None)
+        if not callable(predict):
+            raise BridgeError(f"{path}: `Model` has no method `predict(inputs)`")
+        if inspect.iscoroutinefunction(predict):
+            raise BridgeError(
+                f"{path}: `Model.predict` is `async def`; the bridge calls it on a thread of "
+                f"its own, with no event loop: make it a plain `def` (asyncio.run inside it "
+                f"if it must await)")
+        _check_takes(predict, ({},), f"{path}: `Model.predict(inputs)`")
     except BaseException:
         scope.forget()
         raise
-    if not callable(getattr(model, "predict", None)):
-        scope.forget()
-        raise BridgeError(f"{path}: `Model` has no method `predict(inputs)`")
     return model, scope
+
+
+def _check_takes(fn, args, what):
+    """Refuses at load a handler whose `fn` cannot be called with `args` (as it will be),
+    rather than failing each request with Python's bare TypeError."""
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):  # no signature to read (a builtin): let it run
+        return
+    try:
+        signature.bind(*args)
+    except TypeError as e:
+        raise BridgeError(f"{what} cannot be called so: its signature is {signature} ({e})") \
+            from None
 
 
 _LOAD_LOCK = threading.RLock()

@@ -110,6 +110,38 @@ fn a_handler_that_fails_to_import_is_a_load_error_with_its_traceback() {
 }
 
 #[test]
+fn a_handler_that_cannot_be_called_as_the_bridge_calls_it_is_refused_at_load() {
+    let plain = "class Model:\n    def __init__(self, model_dir, config):\n        pass\n\n";
+    for (code, needle) in [
+        (
+            "class Model:\n    def __init__(self):\n        pass\n\n    \
+             def predict(self, inputs):\n        return inputs\n"
+                .to_string(),
+            "`Model(model_dir, config)` cannot be called so: its signature is ()",
+        ),
+        (
+            format!("{plain}    async def predict(self, inputs):\n        return inputs\n"),
+            "`Model.predict` is `async def`",
+        ),
+        (
+            format!("{plain}    def predict(self, x, y):\n        return x\n"),
+            "`Model.predict(inputs)` cannot be called so: its signature is (x, y)",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ctx = fixtures().context("handler_errors");
+        std::fs::write(dir.path().join("model.py"), &code).unwrap();
+        ctx.form = torchbridge_core::ModelForm::PythonHandler(dir.path().join("model.py"));
+        ctx.version_dir = dir.path().to_path_buf();
+        let err = torchbridge_python::load(&ctx)
+            .map(drop)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(needle), "{code}\n{err}");
+    }
+}
+
+#[test]
 fn a_missing_cuda_device_is_named() {
     let mut ctx = fixtures().context("torchscript");
     ctx.config.device = torchbridge_core::Device::Cuda(64);

@@ -21,7 +21,7 @@ pub(crate) fn code(err: &Error) -> Code {
 pub(crate) fn message(err: &Error) -> String {
     match err {
         Error::Python { model, error } => {
-            format!("model `{model}` raised {}: {}", error.kind, error.message)
+            format!("model `{model}` raised {}", error.summary())
         }
         other => other.to_string(),
     }
@@ -199,5 +199,15 @@ mod tests {
             Code::Internal,
             "model `m` raised ValueError: negative input",
         );
+        // `raise KeyboardInterrupt`: no message, and no colon left hanging.
+        let bare = Error::Python {
+            model: "m".into(),
+            error: PythonError {
+                kind: "KeyboardInterrupt".into(),
+                message: String::new(),
+                traceback: String::new(),
+            },
+        };
+        check(bare, Code::Internal, "model `m` raised KeyboardInterrupt");
     }
 }

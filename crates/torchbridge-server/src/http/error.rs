@@ -92,7 +92,7 @@ impl From<Error> for ApiError {
             // The client sees the exception; the traceback goes to the log only.
             Error::Python { model, error } => ApiError {
                 status,
-                message: format!("model `{model}` raised {}: {}", error.kind, error.message),
+                message: format!("model `{model}` raised {}", error.summary()),
                 detail: Some(error.traceback).filter(|t| !t.is_empty()),
                 request: None,
             },
