@@ -126,7 +126,17 @@ def test_a_request_not_started_by_its_timeout_gets_504_and_is_not_run(server):
         except InferenceServerException as e:
             return e
 
-    before = stats(server, "slow")
+    def timeouts_counted():
+        # Shed load, not a fault: the outcome is "timeout", never "failure".
+        with urllib.request.urlopen(f"http://{server.metrics_url}/metrics") as reply:
+            lines = reply.read().decode().splitlines()
+        counted = [line for line in lines if line.startswith("torchbridge_inference_requests_total")
+                   and 'model="slow"' in line]
+        assert not any('outcome="failure"' in line for line in counted), counted
+        return sum(float(line.rsplit(" ", 1)[1]) for line in counted
+                   if 'outcome="timeout"' in line)
+
+    before, timeouts_before = stats(server, "slow"), timeouts_counted()
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         errors = [e for e in pool.map(call, range(8)) if e is not None]
     assert len(errors) >= 1
@@ -135,6 +145,7 @@ def test_a_request_not_started_by_its_timeout_gets_504_and_is_not_run(server):
         assert "did not start the request before its deadline" in e.message(), e.message()
     after = stats(server, "slow")
     assert after["inference_count"] - before["inference_count"] == 8 - len(errors)
+    assert timeouts_counted() - timeouts_before == len(errors)
 
 
 def test_a_model_without_batching_ignores_the_timeout_parameter(server):

@@ -135,6 +135,10 @@ def test_a_config_that_cannot_load_is_refused_and_the_model_serves_on(served, pa
     with httpclient.InferenceServerClient(served.http_url) as client:
         assert client.get_model_config("mlp_batched")["instance_group"][0]["count"] == 2
         client.infer("mlp_batched", [mlp_input(1)])
+        # The client's mistake leaves no mark on the model that serves on.
+        [entry] = [m for m in client.get_model_repository_index()
+                   if m["name"] == "mlp_batched"]
+        assert entry["state"] == "READY" and entry.get("reason", "") == "", entry
 
 
 def test_the_config_grpc_shows_loads_back(served):

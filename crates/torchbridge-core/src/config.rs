@@ -374,6 +374,14 @@ impl ModelConfig {
             );
         }
         if let Some(b) = &self.batching
+            && b.max_queue_wait_us == Some(0)
+        {
+            return Err(
+                "`batching.max_queue_wait_us = 0` is no wait at all: give the queueing time                  a request may be predicted to wait (µs), or leave it out for no such limit"
+                    .into(),
+            );
+        }
+        if let Some(b) = &self.batching
             && b.max_queue_delay_us > MAX_QUEUE_DELAY_US
         {
             return Err(format!(
@@ -516,6 +524,12 @@ max_queue_wait_us = 20000
         );
         let e = error_of("backend = \"onnx\"\nmax_batch_size = 4\n[batching]\nmax_queue_size = 0");
         assert!(e.contains("`batching.max_queue_size = 0`"), "{e}");
+        let e =
+            error_of("backend = \"onnx\"\nmax_batch_size = 4\n[batching]\nmax_queue_wait_us = 0");
+        assert!(
+            e.contains("`batching.max_queue_wait_us = 0` is no wait"),
+            "{e}"
+        );
         let e = error_of(
             "backend = \"onnx\"\n[[input]]\nname = \"X\"\ndatatype = \"FLOAT\"\ndims = [1]",
         );

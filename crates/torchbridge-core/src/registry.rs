@@ -343,6 +343,11 @@ impl Registry {
                 })
                 .collect::<BTreeMap<_, _>>()
         });
+        // A config sent with the load that is wrong is the client's mistake (a 400), not
+        // the server's: logged at info, and it does not mark the loaded versions.
+        let clients_mistake = |e: &Error| {
+            config_override.is_some() && matches!(e, Error::Config { .. } | Error::InvalidInput(_))
+        };
         let mut models = self.models.write().unwrap();
         match loaded {
             Ok(versions) => {
@@ -357,6 +362,10 @@ impl Registry {
             }
             // As in Triton, a failed reload leaves the loaded versions serving.
             Err(e) if matches!(models.get(name), Some(ModelState::Ready(_))) => {
+                if clients_mistake(&e) {
+                    tracing::info!(model = name, "a load request's config was refused: {e}");
+                    return Err(e);
+                }
                 tracing::error!(
                     model = name,
                     "reload failed, the loaded versions serve on: {e}"
@@ -368,7 +377,10 @@ impl Registry {
                 Err(e)
             }
             Err(e) => {
-                tracing::error!(model = name, "failed to load: {e}");
+                match clients_mistake(&e) {
+                    true => tracing::info!(model = name, "failed to load: {e}"),
+                    false => tracing::error!(model = name, "failed to load: {e}"),
+                }
                 models.insert(name.to_string(), ModelState::Unavailable(e.to_string()));
                 Err(e)
             }

@@ -29,6 +29,9 @@ pub(crate) enum Outcome {
     /// The model was not ready (loading, failed to load, unloaded, stopping): 503 /
     /// UNAVAILABLE, expected while a rollout or a reload goes on, not a fault.
     Unavailable,
+    /// Past its deadline (its `timeout` parameter, or the server's request timeout):
+    /// 504 / DEADLINE_EXCEEDED, load shed or a tight client deadline, not a fault.
+    Timeout,
     Failure,
     /// The client went away before its answer (the handler was dropped mid-request).
     Abandoned,
@@ -41,6 +44,8 @@ impl Outcome {
             Outcome::Rejected
         } else if status == axum::http::StatusCode::SERVICE_UNAVAILABLE {
             Outcome::Unavailable
+        } else if status == axum::http::StatusCode::GATEWAY_TIMEOUT {
+            Outcome::Timeout
         } else if status.is_client_error() {
             Outcome::Invalid
         } else {
@@ -54,6 +59,7 @@ impl Outcome {
             Outcome::Invalid => "invalid",
             Outcome::Rejected => "rejected",
             Outcome::Unavailable => "unavailable",
+            Outcome::Timeout => "timeout",
             Outcome::Failure => "failure",
             Outcome::Abandoned => "abandoned",
         }

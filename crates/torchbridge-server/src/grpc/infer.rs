@@ -52,6 +52,7 @@ pub(super) async fn infer(
         Err(s) if s.code() == Code::InvalidArgument => Outcome::Invalid,
         Err(s) if s.code() == Code::ResourceExhausted => Outcome::Rejected,
         Err(s) if s.code() == Code::Unavailable => Outcome::Unavailable,
+        Err(s) if s.code() == Code::DeadlineExceeded => Outcome::Timeout,
         Err(_) => Outcome::Failure,
     });
     result
