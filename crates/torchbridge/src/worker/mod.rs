@@ -28,6 +28,7 @@ use std::os::unix::net::UnixStream;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -56,6 +57,9 @@ pub(crate) struct WorkerBackend {
     /// The running child's pid, for the watchdog; cleared (under the lock) before the
     /// child is reaped, so a kill never reaches a reused pid.
     pid: Arc<Mutex<Option<u32>>>,
+    /// Set when the watchdog killed the child (a stuck call), so that its death is
+    /// reported as torchbridge's doing, not as a crash.
+    killed_when_stuck: Arc<AtomicBool>,
 }
 
 struct Running {
@@ -132,6 +136,7 @@ impl WorkerBackend {
             command,
             metadata,
             pid: Arc::new(Mutex::new(Some(running.child.id()))),
+            killed_when_stuck: Arc::default(),
             running: Some(running),
             starting: None,
             failed_start: None,
@@ -255,11 +260,18 @@ impl WorkerBackend {
                 .wait()
                 .map_or_else(|e| format!("unknown: {e}"), describe)
         };
-        let message = format!(
-            "instance {}'s worker process (pid {pid}) died while running this batch ({status}); \
-             a new one is starting",
-            self.command.ctx.instance
-        );
+        let message = match self.killed_when_stuck.swap(false, Relaxed) {
+            true => format!(
+                "instance {}'s worker process (pid {pid}) was killed by torchbridge: its call \
+                 ran past the deadline of every request it held (stuck); a new one is starting",
+                self.command.ctx.instance
+            ),
+            false => format!(
+                "instance {}'s worker process (pid {pid}) died while running this batch \
+                 ({status}); a new one is starting",
+                self.command.ctx.instance
+            ),
+        };
         tracing::error!(model = self.model(), "{message} [{io_error}]");
         // Start the replacement now, so it loads while no batch waits for it. The watchdog
         // may kill it (a next batch stuck waiting for its load), so it is watched.
@@ -300,12 +312,13 @@ impl Backend for WorkerBackend {
     }
 
     fn interrupter(&self) -> Option<Interrupt> {
-        let pid = self.pid.clone();
+        let (pid, killed) = (self.pid.clone(), self.killed_when_stuck.clone());
         Some(Arc::new(move || {
             let watched = lock(&pid);
             if let Some(pid) = *watched
                 && let Ok(pid) = libc::pid_t::try_from(pid)
             {
+                killed.store(true, Relaxed);
                 // SAFETY: kill(2) has no memory effects. The pid is our child's and is
                 // not reaped while the lock is held (see `died`), so it names no other
                 // process.
