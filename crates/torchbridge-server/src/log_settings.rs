@@ -99,7 +99,13 @@ pub(crate) fn update(
     }
     if !changes.is_empty() {
         levels.set(s).map_err(invalid)?;
-        tracing::warn!(?s, "log settings changed by a client");
+        tracing::warn!(
+            log_info = s.info,
+            log_warning = s.warnings,
+            log_error = s.errors,
+            log_verbose_level = s.verbose_level,
+            "log settings changed by a client"
+        );
     }
     Ok(vec![
         ("log_file", SettingValue::Text(String::new())),
