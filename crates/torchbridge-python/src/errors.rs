@@ -55,12 +55,23 @@ pub(crate) fn call_error(py: Python<'_>, model: &str, err: &PyErr) -> Error {
 /// `BridgeError`, else the exception with its traceback.
 pub(crate) fn load_message(py: Python<'_>, path: &Path, err: &PyErr) -> String {
     if is_bridge_error(py, err) {
-        err.value(py).to_string()
-    } else {
-        format!(
-            "loading {} raised {}",
-            path.display(),
-            python_error(py, err)
-        )
+        return err.value(py).to_string();
     }
+    let error = python_error(py, err);
+    let hint = if err.is_instance_of::<pyo3::exceptions::PyModuleNotFoundError>(py) {
+        let interpreter = glue(py)
+            .and_then(|glue| glue.call_method0("interpreter"))
+            .map_or_else(|e| e.to_string(), |i| i.to_string());
+        format!(
+            "\n(the embedded interpreter looked in: {interpreter}; install the package in the \
+             model's virtualenv, named by `python_env` in config.toml or VIRTUAL_ENV)"
+        )
+    } else if error.message.contains("attempted relative import") {
+        "\n(files beside model.py import by their plain names: `import helpers`, not \
+         `from . import helpers`)"
+            .to_string()
+    } else {
+        String::new()
+    };
+    format!("loading {} raised {error}{hint}", path.display())
 }

@@ -107,6 +107,15 @@ fn a_handler_that_fails_to_import_is_a_load_error_with_its_traceback() {
         err.contains("ModuleNotFoundError") && err.contains("no_such_module_here"),
         "{err}"
     );
+    // Where it looked, and where to install it.
+    assert!(
+        err.contains("the embedded interpreter looked in: Python 3.") && err.contains("sys.path"),
+        "{err}"
+    );
+    assert!(
+        err.contains("install the package in the model's virtualenv"),
+        "{err}"
+    );
 }
 
 #[test]
