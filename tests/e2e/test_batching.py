@@ -2,6 +2,7 @@
 
 import concurrent.futures
 import json
+import threading
 import time
 import urllib.request
 
@@ -116,10 +117,13 @@ def test_a_request_not_started_by_its_timeout_gets_504_and_is_not_run(server):
     # must wait for an instance time out.
     require_models(server.repo, "slow")
 
+    together = threading.Barrier(8)
+
     def call(i):
         client = httpclient.InferenceServerClient(server.http_url, network_timeout=30)
         x = httpclient.InferInput("X", [1, 2], "FP32")
         x.set_data_from_numpy(np.full((1, 2), i, dtype=np.float32))
+        together.wait(timeout=30)  # all at once, however slowly the threads started
         try:
             client.infer("slow", [x], timeout=100_000)
             return None
