@@ -2,7 +2,6 @@
 
 import concurrent.futures
 import json
-import threading
 import time
 import urllib.request
 
@@ -113,19 +112,17 @@ def test_a_request_started_before_its_timeout_gets_its_answer(server):
 
 
 def test_a_request_not_started_by_its_timeout_gets_504_and_is_not_run(server):
-    # slow: 4 instances, 400 ms a call; of 8 requests with a 100 ms timeout, the 4 that
-    # must wait for an instance time out.
+    # slow: 4 instances, 400 ms a call. Four requests sent 50 ms apart take an instance
+    # each (alone: the queue has no delay); four more with a 100 ms timeout, sent while
+    # every instance is busy for at least 250 ms more, time out without running.
     require_models(server.repo, "slow")
 
-    together = threading.Barrier(8)
-
-    def call(i):
+    def call(i, timeout=None):
         client = httpclient.InferenceServerClient(server.http_url, network_timeout=30)
         x = httpclient.InferInput("X", [1, 2], "FP32")
         x.set_data_from_numpy(np.full((1, 2), i, dtype=np.float32))
-        together.wait(timeout=30)  # all at once, however slowly the threads started
         try:
-            client.infer("slow", [x], timeout=100_000)
+            client.infer("slow", [x], timeout=timeout)
             return None
         except InferenceServerException as e:
             return e
@@ -142,14 +139,20 @@ def test_a_request_not_started_by_its_timeout_gets_504_and_is_not_run(server):
 
     before, timeouts_before = stats(server, "slow"), timeouts_counted()
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        errors = [e for e in pool.map(call, range(8)) if e is not None]
-    assert len(errors) >= 1
+        busy = []
+        for i in range(4):
+            busy.append(pool.submit(call, i))
+            time.sleep(0.05)
+        late = [pool.submit(call, 10 + i, 100_000) for i in range(4)]
+        assert [f.result() for f in busy] == [None] * 4
+        errors = [f.result() for f in late]
     for e in errors:
+        assert e is not None, "a request ran though every instance was busy past its deadline"
         assert e.status() == "504", (e.status(), e.message())
         assert "did not start the request before its deadline" in e.message(), e.message()
     after = stats(server, "slow")
-    assert after["inference_count"] - before["inference_count"] == 8 - len(errors)
-    assert timeouts_counted() - timeouts_before == len(errors)
+    assert after["inference_count"] - before["inference_count"] == 4
+    assert timeouts_counted() - timeouts_before == 4
 
 
 def test_a_model_without_batching_ignores_the_timeout_parameter(server):
