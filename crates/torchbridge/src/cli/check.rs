@@ -150,7 +150,7 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
         describe_tolerances(&args, &meta.outputs)
     );
     println!(
-        "{:<12} {:<11} {:>9}  {}",
+        "{:<12} {:<17} {:>9}  {}",
         "bridge",
         "file",
         "load",
@@ -164,7 +164,7 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let mut fastest: Vec<Option<(Duration, BackendKind)>> = vec![None; cases.len()];
     for l in &loaded {
         let mut row = format!(
-            "{:<12} {:<11} {:>8.2}s  ",
+            "{:<12} {:<17} {:>8.2}s  ",
             l.model.bridge().as_str(),
             file_of(&dir, l.model.bridge()),
             l.load_time.as_secs_f64()
@@ -314,12 +314,22 @@ fn describe_tolerances(args: &CheckArgs, outputs: &[TensorSpec]) -> String {
     parts.join(", ")
 }
 
-/// The file (or directory, for candle) `bridge` loads from `dir`.
+/// The file `bridge` loads from `dir` (for candle, which reads a directory: its weights).
 fn file_of(dir: &ModelDir, bridge: BackendKind) -> String {
-    dir.form_for(bridge)
-        .ok()
-        .and_then(|form| Some(form.path().file_name()?.to_string_lossy().into_owned()))
-        .unwrap_or_default()
+    match dir.form_for(bridge) {
+        // Its weights: model.safetensors, else pytorch_model.bin.
+        Ok(torchbridge::ModelForm::Directory(d)) => ["model.safetensors", "pytorch_model.bin"]
+            .into_iter()
+            .find(|w| d.join(w).is_file())
+            .unwrap_or("config.json")
+            .into(),
+        Ok(form) => form
+            .path()
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        Err(_) => String::new(),
+    }
 }
 
 /// The python bridge loads one of model.py, model.pt2, model.pt: the others it would
