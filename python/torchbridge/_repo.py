@@ -20,6 +20,7 @@ plus onnxruntime for the onnx form. Imports nothing of the torchbridge package.
 
 from __future__ import annotations
 
+import contextlib
 import dis
 import importlib
 import importlib.util
@@ -315,6 +316,31 @@ def _write_python(vdir, model_py, parameters, module, example, in_names, out_nam
     return worst
 
 
+@contextlib.contextmanager
+def _branches_refused(advice):
+    """Refuses a form made by tracing `forward` when the trace met a tensor turned into a
+    Python bool in the model's code: an `if` on data, whose branch the trace fixed to the
+    example's, so the form would answer other inputs wrongly (and agree on the example)."""
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("always", torch.jit.TracerWarning)
+        yield
+    # torch's own modules test their inputs that way (an RNN's `input.size(-1) !=
+    # input_size` raises); a branch in the model's code is what a trace gets wrong.
+    torch_dir = os.path.dirname(torch.__file__) + os.sep
+    for w in seen:
+        if (issubclass(w.category, torch.jit.TracerWarning)
+                and "Python boolean" in str(w.message)
+                and not w.filename.startswith(torch_dir)):
+            raise ValueError(
+                f"tracing forward met a branch on a tensor's value at "
+                f"{w.filename}:{w.lineno} ({first_line(str(w.message))}); the traced form "
+                f"would always take the branch the example took. {advice}")
+    for w in seen:  # the others, as torch would have shown them
+        if not issubclass(w.category, DeprecationWarning):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+
+
 def _write_torchscript(vdir, module, example, out_names, other=None):
     path = Path(vdir, "model.pt")
     with warnings.catch_warnings():
@@ -323,8 +349,13 @@ def _write_torchscript(vdir, module, example, out_names, other=None):
             scripted = torch.jit.script(module)
         except Exception as err:  # noqa: BLE001 - tracing is the documented fallback
             print(f"    torch.jit.script failed ({type(err).__name__}), tracing instead")
+            advice = (f"torch.jit.script failed ({first_line(err)}): make forward scriptable, "
+                      f"or leave \"torchscript\" out of bridges")
             try:
-                scripted = torch.jit.trace(module, example)
+                with _branches_refused(advice):
+                    scripted = torch.jit.trace(module, example)
+            except ValueError:
+                raise
             except Exception as trace_err:
                 raise ValueError(f"torch.jit.script failed ({first_line(err)}) and "
                                  f"torch.jit.trace failed ({first_line(trace_err)})") from err
@@ -353,11 +384,12 @@ def _write_onnx(vdir, module, example, in_names, out_names, batched, dynamic_axe
             | {a: f"{name}_{a}" for a in (dynamic_axes or {}).get(name, ())}
             for name in in_names + out_names}
     axes = {name: a for name, a in axes.items() if a} or None
-    with warnings.catch_warnings():
-        # torch 2.13 still has the legacy (TorchScript-based) exporter behind dynamo=False and
-        # warns that it is deprecated. It writes one self-contained file with exactly our
-        # input/output names, which is what the onnx bridge wants.
-        warnings.simplefilter("ignore", DeprecationWarning)
+    # torch 2.13 still has the legacy (TorchScript-based) exporter behind dynamo=False and
+    # warns that it is deprecated. It writes one self-contained file with exactly our
+    # input/output names, which is what the onnx bridge wants. It traces forward.
+    advice = ("Write the branch with tensor ops (torch.where), or leave \"onnx\" out of "
+              "bridges")
+    with _branches_refused(advice):
         torch.onnx.export(module, example, str(path), dynamo=False, opset_version=ONNX_OPSET,
                           input_names=in_names, output_names=out_names, dynamic_axes=axes)
     if Path(vdir, "model.onnx.data").exists():

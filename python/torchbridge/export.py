@@ -347,7 +347,7 @@ def _same_rows(batched, alone) -> bool:
 def _dynamic_axes(module, example, in_names, out_names, outputs, batched, dynamic_dims):
     """({tensor name: [axis, ...]}, the example grown by one on those axes) for
     `dynamic_dims`; the outputs' dynamic axes are those whose size follows (growing the
-    inputs by one or by eight: strides up to 8)."""
+    inputs by one, by eight, or to twice their size)."""
     if not dynamic_dims:
         return {}, None
     axes = {}
@@ -367,7 +367,8 @@ def _dynamic_axes(module, example, in_names, out_names, outputs, batched, dynami
     def grown(tensor, name, by):
         for axis in axes.get(name, ()):
             last = tensor.narrow(axis, tensor.shape[axis] - 1, 1)
-            tensor = torch.cat([tensor] + [last] * by, dim=axis)
+            n = tensor.shape[axis] if by is None else by  # None: to twice the size
+            tensor = torch.cat([tensor] + [last] * n, dim=axis)
         return tensor
 
     def run(by):
@@ -376,13 +377,16 @@ def _dynamic_axes(module, example, in_names, out_names, outputs, batched, dynami
             out = module(*inputs)
         return inputs, _repo.as_list(out, out_names if isinstance(out, Mapping) else None)
 
-    # Grown by one and by eight: a strided layer's output grows only every stride steps.
+    # Grown by one, by eight and to twice the size: a strided layer's output grows only
+    # every stride steps (a ViT's 16x16 patches, on a 32-pixel example, only at 48).
     other, other_outputs = run(1)
     _, further_outputs = run(8)
-    for name, before, after, further in zip(out_names, outputs, other_outputs,
-                                            further_outputs, strict=True):
-        changed = [a for a, (x, y, z) in enumerate(zip(before.shape, after.shape,
-                                                       further.shape)) if x != y or x != z]
+    _, doubled_outputs = run(None)
+    for name, before, *grown_outputs in zip(out_names, outputs, other_outputs,
+                                            further_outputs, doubled_outputs, strict=True):
+        changed = [a for a, sizes in enumerate(zip(before.shape,
+                                                   *(o.shape for o in grown_outputs)))
+                   if len(set(sizes)) > 1]
         if changed:
             axes[name] = changed
     return axes, other

@@ -165,6 +165,46 @@ def test_a_strided_output_that_grows_every_other_step_is_dynamic(tmp_path):
         assert done.outputs == [("OUTPUT0", "FP32", [4, -1])]
 
 
+class Patches(nn.Module):
+    """A ViT's patchify: 16x16 patches, so a 32-pixel example's grid grows only at 48."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, kernel_size=16, stride=16)
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+def test_an_output_that_grows_only_every_sixteen_steps_is_dynamic(tmp_path):
+    done = torchbridge.export(Patches(), torch.randn(2, 3, 32, 32), tmp_path, name="vit",
+                              bridges=("onnx",), dynamic_dims={"INPUT0": [2, 3]})
+    assert done.outputs == [("OUTPUT0", "FP32", [8, -1, -1])]
+
+
+class Branchy(nn.Module):
+    """An `if` on the data: a trace keeps the example's branch only."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(4, 4)
+
+    def forward(self, x, *extra):  # *extra: torch.jit.script refuses it, so export traces
+        y = self.linear(x)
+        if bool(y.mean() > 0):
+            return y
+        return -2 * y
+
+
+@pytest.mark.parametrize("bridge", ["torchscript", "onnx"])
+def test_a_traced_form_that_would_fix_a_branch_on_the_data_is_refused(tmp_path, bridge):
+    torch.manual_seed(0)
+    with pytest.raises(torchbridge.ExportError, match="met a branch on a tensor's value"):
+        torchbridge.export(Branchy(), torch.randn(3, 4), tmp_path, name="b",
+                           bridges=(bridge,), max_batch_size=0)
+    assert not (tmp_path / "b" / "1").exists()
+
+
 @pytest.mark.parametrize("dynamic, why", [
     ({"IDS": [1]}, "dynamic_dims names 'IDS', but the inputs are"),
     ({"INPUT0": [0]}, "axis 0 is not one of 1..1 \\(axis 0 is the batch\\)"),
