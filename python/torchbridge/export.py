@@ -79,8 +79,8 @@ def export(module: nn.Module, example_inputs: torch.Tensor | Sequence[torch.Tens
     batch, {input name: [axis, ...]} counted as in the example tensor (1: the first
     after the batch), e.g. {"input_ids": [1]} for a sequence length. They are -1 in
     config.toml and dynamic in the onnx form; the outputs' axes that follow them are
-    found by running the module on the example grown by one along those axes, and
-    every form is checked on that example too.
+    found by running the module on the example grown along those axes (by one, by
+    eight, and to twice the size), and every form is checked on the first of those.
 
     Every form is loaded back and run on the example; ExportError names the form and
     the exporter's reason (an unsupported operator or construct) when one fails, and no
@@ -88,6 +88,10 @@ def export(module: nn.Module, example_inputs: torch.Tensor | Sequence[torch.Tens
     two notebooks): each claims its own version number before it writes.
     """
     _check_name(name)
+    if isinstance(max_batch_size, bool) or not isinstance(max_batch_size, int) \
+            or max_batch_size < 0:
+        raise ExportError(f"max_batch_size must be a whole number >= 0 (0: the model does "
+                          f"not batch), got {max_batch_size!r}")
     if isinstance(bridges, str):
         bridges = (bridges,)
     unknown = [b for b in bridges if b not in BRIDGE_FORMS]
@@ -144,6 +148,12 @@ def _export(module, example, repository, name, bridges, max_batch_size, input_na
     if len(in_names) != len(example) or len(out_names) != len(outputs):
         raise ExportError(f"{len(example)} example inputs and {len(outputs)} outputs, but "
                           f"names {in_names} and {out_names}")
+    names = in_names + out_names
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ExportError(f"the inputs' and outputs' names must all differ (a request names "
+                          f"each tensor): {twice} given more than once (inputs {in_names}, "
+                          f"outputs {out_names})")
     batched = max_batch_size > 0
     if batched:
         _check_batch_first(module, example, out_names, outputs)

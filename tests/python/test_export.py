@@ -408,6 +408,10 @@ class NestedOut(nn.Module):
     ({"example_inputs": {"x": torch.randn(2, 16)}}, "example_inputs must be a tensor"),
     ({"module": DictOut(), "output_names": ["probs", "logits"]},
      "must be the keys of the dict the module returns, in its order: \\['logits', 'probs'\\]"),
+    ({"max_batch_size": -5}, "max_batch_size must be a whole number >= 0"),
+    ({"module": TwoInTwoOut(), "example_inputs": (torch.randn(2, 3), torch.randn(2, 5)),
+      "input_names": ["x", "x"]}, "\\['x'\\] given more than once"),
+    ({"output_names": ["INPUT0"]}, "\\['INPUT0'\\] given more than once"),
 ])
 def test_what_cannot_be_exported_is_refused_before_anything_is_written(tmp_path, kwargs, why):
     args = {"module": MLP(), "example_inputs": torch.randn(2, 16), "name": "m",
