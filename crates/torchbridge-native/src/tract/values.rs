@@ -16,7 +16,9 @@ pub(crate) fn datatype_of(datum: DatumType) -> Option<DataType> {
         DatumType::I8 => DataType::Int8,
         DatumType::I16 => DataType::Int16,
         DatumType::I32 => DataType::Int32,
-        DatumType::I64 => DataType::Int64,
+        // tract's dimension type: what it makes of a count or a sum of sizes (an INT64
+        // `(x > 0).sum(-1)`); plain integers once the model has run.
+        DatumType::I64 | DatumType::TDim => DataType::Int64,
         DatumType::F16 => DataType::Fp16,
         DatumType::F32 => DataType::Fp32,
         DatumType::F64 => DataType::Fp64,
@@ -67,6 +69,20 @@ pub(crate) fn to_tract(t: &Tensor) -> Result<TractTensor, String> {
 
 /// The reply tensor for `spec`, copied out of tract's output.
 pub(crate) fn from_tract(spec: &TensorSpec, t: &TractTensor) -> Result<Tensor, String> {
+    let t = match t.datum_type() {
+        DatumType::TDim => std::borrow::Cow::Owned(
+            t.cast_to::<i64>()
+                .map_err(|e| {
+                    format!(
+                        "tract returned output `{}` as dimensions that are no numbers: {e:#}",
+                        spec.name
+                    )
+                })?
+                .into_owned(),
+        ),
+        _ => std::borrow::Cow::Borrowed(t),
+    };
+    let t = t.as_ref();
     let datatype = datatype_of(t.datum_type())
         .filter(|&d| d == spec.datatype)
         .ok_or_else(|| {

@@ -157,3 +157,30 @@ onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]),
     let y = model.infer(vec![x]).unwrap()[0].to_vec::<i8>().unwrap();
     assert_eq!(y, [-128, -4]);
 }
+
+#[test]
+fn a_count_tract_computes_as_dimensions_is_an_int64_output() {
+    // `(x > 0).sum(-1)` of a torch export: tract makes the count a dimension (TDim) and
+    // the model failed to load ("holds TDim elements, which the tract bridge cannot
+    // exchange") though onnx and torchscript serve it.
+    let script = r#"
+import sys, torch
+class Count(torch.nn.Module):
+    def forward(self, x):
+        return (x > 0).sum(-1)
+torch.onnx.export(Count(), (torch.randn(2, 5),), sys.argv[1], dynamo=False,
+                  input_names=["X"], output_names=["N"], dynamic_axes={"X": {0: "b"}, "N": {0: "b"}})
+"#;
+    let config = "backend = \"tract\"\nmax_batch_size = 4\n\
+        [[input]]\nname = \"X\"\ndatatype = \"FP32\"\ndims = [5]\n\
+        [[output]]\nname = \"N\"\ndatatype = \"INT64\"\ndims = []\n";
+    let (_dir, model) = tract_model(script, config);
+    let x = Tensor::from_slice(
+        "X",
+        vec![2, 5],
+        &[1.0f32, -1., 2., 0., 3., -1., -2., 5., 0., 0.],
+    )
+    .unwrap();
+    let n = model.infer(vec![x]).unwrap()[0].to_vec::<i64>().unwrap();
+    assert_eq!(n, [3, 1]);
+}
