@@ -108,12 +108,30 @@ fn parse(bytes: &[u8], name: &str, want: Option<DataType>) -> anyhow::Result<Ten
     if want == Some(DataType::Bf16) && datatype == DataType::Uint16 {
         datatype = DataType::Bf16;
     }
+    // NumPy has no bfloat16: a float32 array for a BF16 input is rounded to it.
+    if want == Some(DataType::Bf16) && datatype == DataType::Fp32 {
+        let bits: Vec<u8> = data
+            .chunks_exact(4)
+            .flat_map(|c| bf16_bits(f32::from_le_bytes([c[0], c[1], c[2], c[3]])).to_le_bytes())
+            .collect();
+        return Ok(Tensor::new(name, DataType::Bf16, shape, bits)?);
+    }
     Ok(Tensor::new(
         name,
         datatype,
         shape,
         bytes::Bytes::copy_from_slice(data),
     )?)
+}
+
+/// `x` rounded to the nearest bfloat16 (ties to even), as its bits; NaN stays NaN.
+fn bf16_bits(x: f32) -> u16 {
+    let bits = x.to_bits();
+    if x.is_nan() {
+        return ((bits >> 16) as u16) | 0x40;
+    }
+    let rounding = 0x7fff + ((bits >> 16) & 1);
+    (bits.wrapping_add(rounding) >> 16) as u16
 }
 
 /// The elements of a fixed-width string array (`|S<n>`: n bytes each; `<U<n>`: n UTF-32
@@ -274,6 +292,20 @@ mod tests {
             parse(&npy("|O", "(1,)", b"\x80"), "t", None).unwrap_err()
         );
         assert!(err.contains("pickles") && err.contains("np.str_"), "{err}");
+    }
+
+    #[test]
+    fn float32_for_a_bf16_input_is_rounded_to_it() {
+        // 1.0, 3.0078125 (halfway between two bfloat16s: to even, 3.0), -2.5.
+        let floats = Tensor::from_slice("x", vec![3], &[1.0f32, 3.0078125, -2.5]).unwrap();
+        let t = parse(&encode(&floats).unwrap(), "x", Some(DataType::Bf16)).unwrap();
+        assert_eq!(t.datatype, DataType::Bf16);
+        let bits: Vec<u16> = t
+            .data
+            .chunks_exact(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .collect();
+        assert_eq!(bits, [0x3f80, 0x4040, 0xc020]);
     }
 
     #[test]
