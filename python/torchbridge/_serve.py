@@ -315,6 +315,9 @@ def _check_auth(tokens: object, allow_health: object) -> list[str] | None:
             raise TypeError(f"auth_tokens[{i}] must be a string, got {type(token).__name__}")
         if not token:
             raise ValueError(f"auth_tokens[{i}] is empty")
+        if not all("!" <= c <= "~" for c in token):
+            raise ValueError(f"auth_tokens[{i}] has a space or a non-ASCII character; tokens "
+                             f"are sent in a header, so use printable ASCII")
     return list(tokens)
 
 

@@ -137,21 +137,27 @@ def test_a_request_not_started_by_its_timeout_gets_504_and_is_not_run(server):
         return sum(float(line.rsplit(" ", 1)[1]) for line in counted
                    if 'outcome="timeout"' in line)
 
-    before, timeouts_before = stats(server, "slow"), timeouts_counted()
-    with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        busy = []
-        for i in range(4):
-            busy.append(pool.submit(call, i))
-            time.sleep(0.05)
-        late = [pool.submit(call, 10 + i, 100_000) for i in range(4)]
-        assert [f.result() for f in busy] == [None] * 4
-        errors = [f.result() for f in late]
+    for attempt in range(3):
+        before, timeouts_before = stats(server, "slow"), timeouts_counted()
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            busy = []
+            for i in range(4):
+                busy.append(pool.submit(call, i))
+                time.sleep(0.05)
+            late = [pool.submit(call, 10 + i, 100_000) for i in range(4)]
+            assert [f.result() for f in busy] == [None] * 4
+            errors = [f.result() for f in late]
+        after = stats(server, "slow")
+        calls = after["execution_count"] - before["execution_count"]
+        ran = after["inference_count"] - before["inference_count"]
+        if None in errors and calls < ran:
+            continue  # a loaded machine joined two "busy" requests into one call: again
+        break
     for e in errors:
         assert e is not None, "a request ran though every instance was busy past its deadline"
         assert e.status() == "504", (e.status(), e.message())
         assert "did not start the request before its deadline" in e.message(), e.message()
-    after = stats(server, "slow")
-    assert after["inference_count"] - before["inference_count"] == 4
+    assert ran == 4
     assert timeouts_counted() - timeouts_before == 4
 
 

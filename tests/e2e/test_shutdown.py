@@ -310,3 +310,21 @@ def test_a_half_sent_request_does_not_hold_the_stop_for_long(repo, tmp_path, how
     said = ("after the listeners closed (--exit-timeout-secs)" if how == "exit timeout"
             else "SIGTERM again")  # in the delay too: it exits, not only closes
     assert said in log and "stopped without waiting for the requests in flight" in log, log
+
+
+def test_a_second_signal_with_nothing_in_flight_is_a_clean_stop(repo, tmp_path):
+    # Status 1 means requests were cut off; with none in flight, a second signal (an
+    # impatient supervisor, a double ctrl-c) still ends the process at once, with 0.
+    require_models(repo, "mlp")
+    root = tmp_path / "repo"
+    root.mkdir()
+    (root / "mlp").symlink_to(repo / "mlp", target_is_directory=True)
+    server = start_server(root, tmp_path / "serve.log", "--shutdown-delay-secs", "30")
+    server.process.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    signalled = time.monotonic()
+    server.process.send_signal(signal.SIGTERM)
+    status = server.process.wait(timeout=20)
+    assert time.monotonic() - signalled < 5, server.log_text()
+    assert status == 0, server.log_text()
+    assert "without waiting for the requests in flight" not in server.log_text()

@@ -117,7 +117,7 @@ def test_tls_serves_https_only_to_clients_with_a_certificate_when_a_ca_is_given(
 @pytest.mark.parametrize("kwargs, error, message", [
     ({"auth_tokens": "one-token"}, TypeError, "auth_tokens must be a list of strings"),
     ({"auth_tokens": []}, ValueError, "auth_tokens holds no token"),
-    ({"auth_tokens": ["good", "has space"]}, ValueError, "auth_tokens: token 2 has a space"),
+    ({"auth_tokens": ["good", "has space"]}, ValueError, "auth_tokens\\[1\\] has a space"),
     ({"auth_allow_health": True}, ValueError, "auth_allow_health=True needs auth_tokens"),
     ({"tls_cert": "cert.pem"}, ValueError, "tls_cert and tls_key go together"),
     ({"tls_client_ca": "ca.pem"}, ValueError, "tls_client_ca needs tls_cert and tls_key"),

@@ -377,7 +377,8 @@ impl ModelConfig {
             && b.max_queue_wait_us == Some(0)
         {
             return Err(
-                "`batching.max_queue_wait_us = 0` is no wait at all: give the queueing time                  a request may be predicted to wait (µs), or leave it out for no such limit"
+                "`batching.max_queue_wait_us = 0` is no wait at all: give the queueing time a \
+                 request may be predicted to wait (µs), or leave it out for no such limit"
                     .into(),
             );
         }

@@ -126,17 +126,20 @@ def _load_handler(path, model_dir, module_name, config):
     """The handler's `Model` instance, and the scope its modules live in."""
     scope = _ModelScope(os.path.realpath(model_dir), module_name)
     path = os.path.join(scope.directory, os.path.basename(path))
-    spec = importlib.util.spec_from_file_location(module_name, path)
+    stem = os.path.splitext(os.path.basename(path))[0]
+    # Named inside the scope's package: `from . import helpers` works in it, and a
+    # sibling's `import model` (or a pickle naming `model.Net`) finds this very module.
+    name = f"{scope.package}.{stem}"
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
+    sys.modules[name] = module
     try:
         with scope.loading():
             spec.loader.exec_module(module)
-        cls = getattr(module, "Model", None)
-        if not isinstance(cls, type):
-            raise BridgeError(f"{path} defines no class `Model`")
-        _check_takes(cls, (model_dir, config), f"{path}: `Model(model_dir, config)`")
-        with scope.initializing():
+            cls = getattr(module, "Model", None)
+            if not isinstance(cls, type):
+                raise BridgeError(f"{path} defines no class `Model`")
+            _check_takes(cls, (model_dir, config), f"{path}: `Model(model_dir, config)`")
             model = cls(model_dir, config)
         predict = getattr(model, "predict", None)
         if not callable(predict):
@@ -167,14 +170,17 @@ def _check_takes(fn, args, what):
             from None
 
 
-_LOAD_LOCK = threading.RLock()
-_scopes = {}  # a model module's name, or a scope's package name: the scope
-_scopes_by_globals = {}  # id of the globals of a module imported at load: its scope
-_loading = []  # the scopes whose model.py runs now (one at a time, under _LOAD_LOCK)
-_initializing = threading.local()  # .scope: the scope whose Model(...) this thread runs
+_scopes = {}  # a scope's package name: the scope
+_loading = threading.local()  # .scope: the scope whose model this thread is loading
 _ALIASES = threading.Condition()
-_aliases = {}  # a plain module name: the scope whose module it names for now
+_aliases = {}  # a plain module name: [directory, loads holding it, the process's modules]
 ALIAS_WAIT_S = 30
+
+
+def _keys_under(top):
+    """The sys.modules keys of module `top` and its submodules (a copy: other threads
+    import meanwhile)."""
+    return [k for k in list(sys.modules) if k == top or k.startswith(top + ".")]
 
 
 class _ModelScope:
@@ -183,19 +189,18 @@ class _ModelScope:
 
     One interpreter serves every python model, and Python caches imports by name in
     sys.modules: two models (or two versions of one) that each `import helpers` would
-    otherwise share whichever loaded first, and run the wrong code without a word.
+    otherwise share whichever loaded first, and run the wrong code without a word. So
+    each load's files live under a package of its own (`<model module>_files`): model.py
+    is `<package>.model`, and an import of a name its directory defines, from any of its
+    files, at load or at call time, resolves to `<package>.<name>`. sys.modules is never
+    swapped, so models load and run side by side.
 
-    While model.py itself runs, its siblings are in sys.modules under their own names
-    and its directory is first on sys.path; the process's modules of those names are put
-    back afterwards. That swap is process-wide, so model.py files run one at a time
-    (_LOAD_LOCK). Then the siblings live under a package of their own
-    (`<model module>_files.helpers`), and an import from any of the model's files
-    resolves there: no swap, so `Model(...)` of many models runs side by side (one may
-    wait for another) and concurrent calls import safely. A pickle names modules
-    plainly (`torch.load` of a whole module records `helpers.Net`): while `Model(...)`
-    runs, such an import of a sibling makes the plain name the model's for the rest of
-    that call (a second model asking for the same name meanwhile waits). At unload (the
-    Runner freed) the model's modules leave sys.modules and can be freed.
+    A pickle names modules plainly (`torch.load` of a whole module records `helpers.Net`,
+    or `model.Net`). While a model loads (model.py runs, then `Model(...)`), such an
+    import of one of its names on the loading thread makes the plain name stand for the
+    model's module until the load ends; another model's load wanting the same name
+    meanwhile waits (instances of one model share it). At unload (the Runner freed) the
+    load's modules leave sys.modules and can be freed.
     """
 
     def __init__(self, directory, module_name):
@@ -207,11 +212,14 @@ class _ModelScope:
             and (entry.name.endswith(".py")
                  or os.path.isfile(os.path.join(entry.path, "__init__.py")))
         }
-        self.module_name = module_name
         self.package = f"{module_name}_files"
-        self.modules = {}  # this model's modules imported while loading, by name
-        self.depth = 0  # imports in progress inside the swap (they nest)
-        _scopes[module_name] = self
+        self.aliased = []  # plain names this load holds
+        package = types.ModuleType(self.package)
+        package.__path__ = [directory]
+        package.__spec__ = importlib.machinery.ModuleSpec(self.package, None, is_package=True)
+        package.__spec__.submodule_search_locations = [directory]
+        sys.modules[self.package] = package
+        _scopes[self.package] = self
         if builtins.__import__ is not _scoped_import:
             global _process_import
             _process_import = builtins.__import__
@@ -220,129 +228,74 @@ class _ModelScope:
     @staticmethod
     def around(importer_globals):
         """The scope of the model whose file does an import, if any."""
-        if not importer_globals:
+        name = importer_globals.get("__name__") if importer_globals else None
+        if not isinstance(name, str):
             return None
-        name = importer_globals.get("__name__")
-        if isinstance(name, str):
-            scope = _scopes.get(name) or _scopes.get(name.partition(".")[0])
-            if scope is not None:
-                return scope
-        scope = _scopes_by_globals.get(id(importer_globals))
-        if scope is not None:
-            return scope
-        file = importer_globals.get("__file__")
-        if isinstance(file, str):
-            for scope in _loading:
-                if file.startswith(scope.directory + os.sep):
-                    return scope
-        return None
+        return _scopes.get(name.partition(".")[0])
 
     def owns(self, name):
         return name.partition(".")[0] in self.names
 
+    def resolve(self, name, fromlist):
+        """`import name` (or `from name import ...`) of one of the model's files."""
+        module = _process_import(f"{self.package}.{name}", None, None, fromlist, 0)
+        # `import a.b` binds `a`.
+        return module if fromlist else sys.modules[f"{self.package}.{name.partition('.')[0]}"]
+
     @contextlib.contextmanager
     def loading(self):
-        with _LOAD_LOCK:
-            _loading.append(self)
-            try:
-                with self.swapped():
-                    yield
-            finally:
-                _loading.remove(self)
-        self._publish()
-
-    @contextlib.contextmanager
-    def swapped(self):
-        """The model's siblings in sys.modules under their own names, its directory on
-        sys.path (only while loading: the caller holds _LOAD_LOCK)."""
-        if self.depth:
-            self.depth += 1
-            try:
-                yield
-            finally:
-                self.depth -= 1
-            return
-        theirs = {name: sys.modules.pop(name) for name in list(sys.modules) if self.owns(name)}
-        sys.modules.update(self.modules)
-        sys.path.insert(0, self.directory)
-        self.depth = 1
+        _loading.scope = self
         try:
             yield
         finally:
-            self.depth = 0
-            if self.directory in sys.path:
-                sys.path.remove(self.directory)
-            self.modules = {name: sys.modules.pop(name)
-                            for name in list(sys.modules) if self.owns(name)}
-            sys.modules.update(theirs)
-
-    @contextlib.contextmanager
-    def initializing(self):
-        _initializing.scope = self
-        self.aliased = {}  # plain name: the process's modules it stood for
-        try:
-            yield
-        finally:
-            _initializing.scope = None
-            with _ALIASES:
-                for top, theirs in self.aliased.items():
-                    for key in [k for k in sys.modules if k == top or k.startswith(top + ".")]:
-                        del sys.modules[key]
-                    sys.modules.update(theirs)
-                    del _aliases[top]
-                self.aliased = {}
-                _ALIASES.notify_all()
+            _loading.scope = None
+            self._release_aliases()
 
     def alias(self, name, fromlist):
-        """`import name` by plain name (a pickle's) while this scope's Model(...) runs in
-        this thread: the model's module, under its plain name too until the end of it."""
-        module = _process_import(f"{self.package}.{name}", None, None, fromlist, 0)
+        """`import name` by its plain name (a pickle's) while this model loads on this
+        thread: the model's module, which the plain name stands for until the load ends."""
+        module = self.resolve(name, fromlist)
         top = name.partition(".")[0]
         with _ALIASES:
-            if not _ALIASES.wait_for(lambda: _aliases.get(top, self) is self, ALIAS_WAIT_S):
-                raise ImportError(
-                    f"`{name}`: model.py of {self.directory} imports its `{top}` by its plain "
-                    f"name (a pickle does), while another model's load holds that name "
-                    f"(for over {ALIAS_WAIT_S} s); load them one at a time "
-                    f"(--model-load-threads 1)", name=name)
-            if top not in _aliases:
-                _aliases[top] = self
-                self.aliased[top] = {k: sys.modules.pop(k) for k in list(sys.modules)
-                                     if k == top or k.startswith(top + ".")}
+            if top not in self.aliased:
+                free = lambda: (top not in _aliases  # noqa: E731
+                                or _aliases[top][0] == self.directory)
+                if not _ALIASES.wait_for(free, ALIAS_WAIT_S):
+                    raise ImportError(
+                        f"`{name}`: loading {self.directory} imports its `{top}` by that plain "
+                        f"name (a pickle does), and the load of {_aliases[top][0]} has held "
+                        f"the name for over {ALIAS_WAIT_S} s; load the two one at a time "
+                        f"(--model-load-threads 1)", name=name)
+                if top in _aliases:
+                    _aliases[top][1] += 1
+                else:
+                    theirs = {k: sys.modules.pop(k) for k in _keys_under(top)}
+                    _aliases[top] = [self.directory, 1, theirs]
+                self.aliased.append(top)
             prefix = f"{self.package}."
-            for key in [k for k in sys.modules if k.startswith(prefix + top)]:
-                plain = key[len(prefix):]
-                if plain == top or plain.startswith(top + "."):
-                    sys.modules[plain] = sys.modules[key]
-        return module if fromlist else sys.modules[f"{self.package}.{top}"]
+            for key in _keys_under(prefix + top):
+                sys.modules.setdefault(key[len(prefix):], sys.modules[key])
+        return module
 
-    def _publish(self):
-        """The modules imported while loading, under the scope's package; later imports
-        of the model's files resolve there."""
-        package = types.ModuleType(self.package)
-        package.__path__ = [self.directory]
-        package.__spec__ = importlib.machinery.ModuleSpec(self.package, None, is_package=True)
-        package.__spec__.submodule_search_locations = [self.directory]
-        sys.modules[self.package] = package
-        _scopes[self.package] = self
-        for name, module in self.modules.items():
-            sys.modules[f"{self.package}.{name}"] = module
-            _scopes_by_globals[id(module.__dict__)] = self
-            if "." not in name:
-                setattr(package, name, module)
+    def _release_aliases(self):
+        with _ALIASES:
+            for top in self.aliased:
+                held = _aliases[top]
+                held[1] -= 1
+                if held[1] == 0:
+                    for key in _keys_under(top):
+                        del sys.modules[key]
+                    sys.modules.update(held[2])
+                    del _aliases[top]
+            self.aliased = []
+            _ALIASES.notify_all()
 
     def forget(self):
-        """Drops the model's modules from sys.modules, so that they, and what their
+        """Drops the load's modules from sys.modules, so that they, and what their
         globals hold (weights loaded at import), can be freed."""
-        sys.modules.pop(self.module_name, None)
-        prefix = self.package + "."
-        for key in [k for k in sys.modules if k == self.package or k.startswith(prefix)]:
-            del sys.modules[key]
-        for module in self.modules.values():
-            _scopes_by_globals.pop(id(module.__dict__), None)
-        _scopes.pop(self.module_name, None)
+        for key in _keys_under(self.package):
+            sys.modules.pop(key, None)
         _scopes.pop(self.package, None)
-        self.modules = {}
         # A module's functions and its globals hold each other: only the cycle collector
         # frees them, and it may not run for long after an unload.
         gc.collect()
@@ -355,20 +308,13 @@ def _scoped_import(name, globals=None, locals=None, fromlist=(), level=0):
     """`import` everywhere once a handler is loaded: as Python's own, except that a
     model's files import what lies beside them (see _ModelScope)."""
     scope = _ModelScope.around(globals)
-    if scope is None and level == 0:
-        initializing = getattr(_initializing, "scope", None)
-        if initializing is not None and initializing.owns(name):
-            return initializing.alias(name, fromlist)
-    if scope is None or level != 0 or not scope.owns(name):
-        return _process_import(name, globals, locals, fromlist, level)
-    if scope in _loading:
-        with scope.swapped():
-            return _process_import(name, globals, locals, fromlist, level)
-    module = _process_import(f"{scope.package}.{name}", None, None, fromlist, 0)
-    if fromlist:
-        return module
-    # `import a.b` binds `a`.
-    return sys.modules[f"{scope.package}.{name.partition('.')[0]}"]
+    if level == 0 and scope is not None and scope.owns(name):
+        return scope.resolve(name, fromlist)
+    if level == 0 and scope is None:
+        loading = getattr(_loading, "scope", None)
+        if loading is not None and loading.owns(name):
+            return loading.alias(name, fromlist)
+    return _process_import(name, globals, locals, fromlist, level)
 
 
 @contextlib.contextmanager

@@ -215,3 +215,116 @@ fn a_pickled_module_naming_a_sibling_file_loads() {
         "net leaked"
     );
 }
+
+/// Writes `files` (path, text) into version 1 of `model` under `root`, with [`CONFIG`].
+fn write_files(root: &Path, model: &str, files: &[(&str, &str)]) {
+    let version_dir = root.join(model).join("1");
+    std::fs::create_dir_all(&version_dir).unwrap();
+    std::fs::write(root.join(model).join("config.toml"), CONFIG).unwrap();
+    for (path, text) in files {
+        let path = version_dir.join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+}
+
+#[test]
+fn a_sibling_package_imports_relatively_at_call_time() {
+    // `from . import lazy` in a package model.py imported at load: it failed at call
+    // time (No module named 'sub'), or took another model's `sub` while that loaded.
+    let repo = tempfile::tempdir().unwrap();
+    for (model, k) in [("rel1", "1.0"), ("rel2", "2.0")] {
+        let lazy = format!("K = {k}\n");
+        write_files(
+            repo.path(),
+            model,
+            &[
+                (
+                    "model.py",
+                    "from sub import lazy_k\nfrom . import sub as same\n\n\nclass Model:\n    \
+                     def __init__(self, model_dir, config):\n        assert same.lazy_k is lazy_k\n\n    \
+                     def predict(self, inputs):\n        return {'Y': inputs['X'] * lazy_k()}\n",
+                ),
+                (
+                    "sub/__init__.py",
+                    "def lazy_k():\n    from . import lazy\n    return lazy.K\n",
+                ),
+                ("sub/lazy.py", &lazy),
+            ],
+        );
+    }
+    let mut one = load(repo.path(), "rel1", 1);
+    let mut two = load(repo.path(), "rel2", 1);
+    assert_eq!(answer(one.as_mut()), 1.0);
+    assert_eq!(answer(two.as_mut()), 2.0);
+}
+
+#[test]
+fn a_pickle_naming_model_finds_the_loading_model_py_itself() {
+    // A whole module pickled by a training script that was model.py records `model.Net`:
+    // unpickling ran model.py a second time, and the object was no instance of its Net.
+    let repo = tempfile::tempdir().unwrap();
+    write_files(
+        repo.path(),
+        "selfpickle",
+        &[(
+            "model.py",
+            "import io, torch\n\n\nclass Net(torch.nn.Module):\n    def forward(self, x):\n        \
+             return x * 3\n\n\nclass Model:\n    def __init__(self, model_dir, config):\n        \
+             buffer = io.BytesIO()\n        Net.__module__ = 'model'  # as training's model.py\n        \
+             try:\n            torch.save(Net(), buffer)\n        finally:\n            \
+             Net.__module__ = __name__\n        buffer.seek(0)\n        \
+             self.net = torch.load(buffer, weights_only=False)\n        \
+             assert isinstance(self.net, Net), type(self.net)\n\n    \
+             def predict(self, inputs):\n        return {'Y': self.net(inputs['X'])}\n",
+        )],
+    );
+    let mut model = load(repo.path(), "selfpickle", 1);
+    assert_eq!(answer(model.as_mut()), 3.0);
+}
+
+#[test]
+fn a_pickles_plain_name_during_one_load_is_not_another_models_import() {
+    // While `p`'s Model(...) unpickles its `net.Net` (the plain name `net` stands for its
+    // net.py), `c`'s model.py imports its own net.py: it got p's.
+    let repo = tempfile::tempdir().unwrap();
+    write_files(
+        repo.path(),
+        "p",
+        &[
+            (
+                "net.py",
+                "import torch\nK = 'p'\n\n\nclass Net(torch.nn.Module):\n    def forward(self, x):\n        return x * 5\n",
+            ),
+            (
+                "model.py",
+                "import io, time, torch\nimport net\n\n\nclass Model:\n    \
+                 def __init__(self, model_dir, config):\n        buffer = io.BytesIO()\n        \
+                 net.Net.__module__ = 'net'\n        try:\n            torch.save(net.Net(), buffer)\n        \
+                 finally:\n            net.Net.__module__ = net.__name__\n        buffer.seek(0)\n        \
+                 self.net = torch.load(buffer, weights_only=False)\n        time.sleep(0.6)\n\n    \
+                 def predict(self, inputs):\n        return {'Y': self.net(inputs['X'])}\n",
+            ),
+        ],
+    );
+    write_files(
+        repo.path(),
+        "c",
+        &[
+            ("net.py", "K = 'c'\n"),
+            (
+                "model.py",
+                "import time\ntime.sleep(0.3)\nimport net\nassert net.K == 'c', net.K\n\n\n\
+                 class Model:\n    def __init__(self, model_dir, config):\n        pass\n\n    \
+                 def predict(self, inputs):\n        return {'Y': inputs['X'] * 0 + 7}\n",
+            ),
+        ],
+    );
+    let (mut p, mut c) = std::thread::scope(|s| {
+        let p = s.spawn(|| load(repo.path(), "p", 1));
+        let c = s.spawn(|| load(repo.path(), "c", 1));
+        (p.join().unwrap(), c.join().unwrap())
+    });
+    assert_eq!(answer(p.as_mut()), 5.0);
+    assert_eq!(answer(c.as_mut()), 7.0);
+}

@@ -446,6 +446,10 @@ async fn serve(args: ServeArgs, logger: Arc<Logger>) -> anyhow::Result<Ended> {
         // Requests in flight past the exit timeout, or a second signal, while models
         // still load (the server's own end then waits for nothing).
         () = &mut give_up => {
+            if let Ok(Ok(Ok(()))) = tokio::time::timeout(DRAINED_GRACE, &mut server).await {
+                logger.status("stopped while models were still loading (their loads were abandoned)");
+                return Ok(Ended::Drained);
+            }
             logger.problem("stopped while models were still loading, without waiting for the requests in flight");
             return Ok(Ended::Abandoned);
         }
@@ -463,11 +467,21 @@ async fn serve(args: ServeArgs, logger: Arc<Logger>) -> anyhow::Result<Ended> {
             Ok(Ended::Drained)
         }
         () = &mut give_up => {
+            // A second signal closes the listeners too: with nothing in flight the server
+            // ends a moment later, and nothing was cut off.
+            if let Ok(Ok(Ok(()))) = tokio::time::timeout(DRAINED_GRACE, &mut server).await {
+                logger.status("stopped");
+                return Ok(Ended::Drained);
+            }
             logger.problem("stopped without waiting for the requests in flight");
             Ok(Ended::Abandoned)
         }
     }
 }
+
+/// How long, past the exit timeout or a second signal, the server's own end is awaited
+/// before the stop counts as cutting requests off.
+const DRAINED_GRACE: Duration = Duration::from_millis(250);
 
 /// `--host`: an IP address, or `localhost` (the loopback address, IPv4).
 fn host(text: &str) -> Result<IpAddr, String> {

@@ -178,6 +178,8 @@ impl WorkerBackend {
                 }
                 Err(e) => {
                     *lock(&self.pid) = None;
+                    // Killed while starting, or not: the next death is its own.
+                    self.killed_when_stuck.store(false, Relaxed);
                     // The request did nothing wrong: a server error, not the load's 400.
                     let e = Error::Inference {
                         model: self.command.ctx.model.clone(),
