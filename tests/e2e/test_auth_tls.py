@@ -15,6 +15,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -34,26 +35,13 @@ TOKENS = ["first-token-0123456789", "second.token/abc"]
 X = np.linspace(-1, 1, 16, dtype=np.float32).reshape(1, 16)
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
-
-
-def openssl(*args, cwd):
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+MAKE_CERTS = Path(__file__).parents[1] / "fixtures" / "make_certs.py"
 
 
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("certs")
-    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    (d / "client.ext").write_text("extendedKeyUsage=clientAuth\n")
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
-            "/CN=torchbridge test CA", "-keyout", "ca.key", "-out", "ca.pem", cwd=d)
-    for name, ext in [("server", "san.ext"), ("client", "client.ext")]:
-        openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}",
-                "-keyout", f"{name}.key", "-out", f"{name}.csr", cwd=d)
-        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-                "-CAcreateserial", "-days", "2", "-extfile", ext, "-out", f"{name}.pem", cwd=d)
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
-            "/CN=rogue", "-keyout", "rogue.key", "-out", "rogue.pem", cwd=d)
+    subprocess.run([sys.executable, str(MAKE_CERTS), str(d)], check=True)
     return d
 
 

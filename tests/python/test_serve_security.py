@@ -6,8 +6,10 @@ import json
 import shutil
 import ssl
 import subprocess
+import sys
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +18,7 @@ from torch import nn
 
 import torchbridge
 
+MAKE_CERTS = Path(__file__).parents[1] / "fixtures" / "make_certs.py"
 IO = {"inputs": [("INPUT0", "FP32", [4])], "outputs": [("OUTPUT0", "FP32", [2])]}
 ROWS = np.arange(8, dtype=np.float32).reshape(2, 4)
 
@@ -74,24 +77,12 @@ def test_a_token_is_asked_for_and_the_right_one_is_served(allow_health):
         assert status == (200 if allow_health else 401)
 
 
-def openssl(*args, cwd):
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
-
-
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory):
     if shutil.which("openssl") is None:
         pytest.skip("openssl is missing")
     d = tmp_path_factory.mktemp("certs")
-    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    (d / "client.ext").write_text("extendedKeyUsage=clientAuth\n")
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
-            "/CN=test CA", "-keyout", "ca.key", "-out", "ca.pem", cwd=d)
-    for name, ext in [("server", "san.ext"), ("client", "client.ext")]:
-        openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}",
-                "-keyout", f"{name}.key", "-out", f"{name}.csr", cwd=d)
-        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-                "-CAcreateserial", "-days", "2", "-extfile", ext, "-out", f"{name}.pem", cwd=d)
+    subprocess.run([sys.executable, str(MAKE_CERTS), str(d)], check=True)
     return d
 
 

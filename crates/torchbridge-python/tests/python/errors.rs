@@ -92,17 +92,22 @@ fn bytes_are_refused_for_a_module() {
     );
 }
 
-#[test]
-fn a_handler_that_fails_to_import_is_a_load_error_with_its_traceback() {
+/// The load error of a handler whose model.py is `code` (the fixture's config).
+fn load_error_of(code: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     let mut ctx = fixtures().context("handler_errors");
-    std::fs::write(dir.path().join("model.py"), "import no_such_module_here\n").unwrap();
+    std::fs::write(dir.path().join("model.py"), code).unwrap();
     ctx.form = torchbridge_core::ModelForm::PythonHandler(dir.path().join("model.py"));
     ctx.version_dir = dir.path().to_path_buf();
-    let err = torchbridge_python::load(&ctx)
+    torchbridge_python::load(&ctx)
         .map(drop)
         .unwrap_err()
-        .to_string();
+        .to_string()
+}
+
+#[test]
+fn a_handler_that_fails_to_import_is_a_load_error_with_its_traceback() {
+    let err = load_error_of("import no_such_module_here\n");
     assert!(
         err.contains("ModuleNotFoundError") && err.contains("no_such_module_here"),
         "{err}"
@@ -137,15 +142,7 @@ fn a_handler_that_cannot_be_called_as_the_bridge_calls_it_is_refused_at_load() {
             "`Model.predict(inputs)` cannot be called so: its signature is (x, y)",
         ),
     ] {
-        let dir = tempfile::tempdir().unwrap();
-        let mut ctx = fixtures().context("handler_errors");
-        std::fs::write(dir.path().join("model.py"), &code).unwrap();
-        ctx.form = torchbridge_core::ModelForm::PythonHandler(dir.path().join("model.py"));
-        ctx.version_dir = dir.path().to_path_buf();
-        let err = torchbridge_python::load(&ctx)
-            .map(drop)
-            .unwrap_err()
-            .to_string();
+        let err = load_error_of(&code);
         assert!(err.contains(needle), "{code}\n{err}");
     }
 }
