@@ -239,6 +239,16 @@ impl Registry {
             .unwrap_or_else(|| self.root.join(name))
     }
 
+    /// Whether a version of `name` that serves loaded while its files changed (which
+    /// files it read is unknown): the next reload loads it again.
+    pub(crate) fn changed_while_loading(&self, name: &str) -> bool {
+        self.stamps
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|((model, _), stamp)| model == name && stamp.is_empty())
+    }
+
     /// The config `name` was loaded with instead of its `config.toml`, if any.
     pub fn config_override(&self, name: &str) -> Option<ConfigOverride> {
         self.overrides.lock().unwrap().get(name).cloned()
@@ -282,6 +292,8 @@ impl Registry {
                 _ => Error::ModelNotFound(name.to_string()),
             });
         }
+        // A model that serves serves on while it reloads; any other is loading now (an
+        // unloaded or failed one too: its index row says so).
         let loaded_now: BTreeMap<u64, Arc<ServedModel>> = match self
             .models
             .write()
@@ -290,7 +302,11 @@ impl Registry {
             .or_insert(ModelState::Loading)
         {
             ModelState::Ready(versions) if keep_unchanged => versions.clone(),
-            _ => BTreeMap::new(),
+            ModelState::Ready(_) => BTreeMap::new(),
+            other => {
+                *other = ModelState::Loading;
+                BTreeMap::new()
+            }
         };
         let loaded = ModelDir::open_served(path, config_override.as_ref()).and_then(|dirs| {
             let several = dirs.len() > 1;
@@ -304,7 +320,15 @@ impl Registry {
                         return Ok((dir.version, (model.clone(), stamp)));
                     }
                     match (self.loader)(dir) {
-                        Ok(model) => Ok((dir.version, (Arc::new(model), stamp))),
+                        Ok(model) => {
+                            // Changed while it loaded: which files it read is unknown, so
+                            // no stamp matches, and the next reload loads it again.
+                            let stamp = match version_stamp(path, &dir.version_dir) == stamp {
+                                true => stamp,
+                                false => Vec::new(),
+                            };
+                            Ok((dir.version, (Arc::new(model), stamp)))
+                        }
                         Err(e) if several => Err(in_version(e, dir.version)),
                         Err(e) => Err(e),
                     }
@@ -349,6 +373,15 @@ impl Registry {
             config_override.is_some() && matches!(e, Error::Config { .. } | Error::InvalidInput(_))
         };
         let mut models = self.models.write().unwrap();
+        // Unloaded while it loaded: the unload came last and wins (as if the two had
+        // taken turns); what loaded is dropped.
+        if matches!(models.get(name), Some(ModelState::Unloaded)) {
+            tracing::info!(
+                model = name,
+                "unloaded while it loaded: the load is dropped"
+            );
+            return loaded.map(drop);
+        }
         match loaded {
             Ok(versions) => {
                 models.insert(name.to_string(), ModelState::Ready(versions));

@@ -342,3 +342,42 @@ fn pathdiff(path: &std::path::Path) -> std::path::PathBuf {
     }
     up.join(path.strip_prefix("/").unwrap())
 }
+
+#[test]
+fn an_unload_during_a_load_wins_and_the_loading_model_shows_loading() {
+    // An unload answered while a load ran was undone when the load finished; and an
+    // unloaded model being loaded again read "unloaded" instead of LOADING meanwhile.
+    let repo = good_and_bad();
+    let (entered, release) = (
+        Arc::new(std::sync::Barrier::new(2)),
+        Arc::new(std::sync::Barrier::new(2)),
+    );
+    let (gate_in, gate_out, plain) = (entered.clone(), release.clone(), loader());
+    let registry = Arc::new(Registry::new(
+        repo.path(),
+        Arc::new(move |dir: &ModelDir| {
+            gate_in.wait();
+            gate_out.wait();
+            plain(dir)
+        }),
+    ));
+    let state = |r: &Registry| {
+        let entry = r.index().into_iter().find(|e| e.name == "good").unwrap();
+        (entry.state, entry.reason)
+    };
+    for round in 0..2 {
+        let loading = registry.clone();
+        let load = std::thread::spawn(move || loading.load("good"));
+        entered.wait();
+        assert_eq!(state(&registry).0, "LOADING", "round {round}");
+        registry.unload("good").unwrap();
+        release.wait();
+        load.join().unwrap().unwrap();
+        assert_eq!(
+            state(&registry),
+            ("UNAVAILABLE", "unloaded".into()),
+            "round {round}"
+        );
+        assert!(registry.get("good", None).is_err());
+    }
+}

@@ -13,8 +13,10 @@ use crate::{Error, Registry};
 /// Deepest directory level looked into below a model directory (symlink loops end here).
 const MAX_DEPTH: usize = 8;
 
-/// What one file looked like: its path in the model directory, size and mtime.
-pub(crate) type FileStamp = (PathBuf, u64, Option<SystemTime>);
+/// What one file looked like: its path in the model directory, size, mtime and
+/// permission bits (a `chmod` that makes a file readable is a change: the model that
+/// failed on it is tried again).
+pub(crate) type FileStamp = (PathBuf, u64, Option<SystemTime>, u32);
 
 /// The repository as last seen.
 #[derive(Debug, Default)]
@@ -69,7 +71,8 @@ impl RepositoryWatch {
             changes.push(Change::Removed(name));
         }
         for name in names {
-            let now = stamps(&registry.root().join(&name), MAX_DEPTH);
+            let dir = registry.root().join(&name);
+            let now = stamps(&dir, MAX_DEPTH);
             let change = match self.seen.get(&name) {
                 Some(before) if *before == now => continue,
                 Some(_) => Change::Reloaded(name.clone(), registry.load(&name)),
@@ -78,8 +81,13 @@ impl RepositoryWatch {
                     Err(e) => Change::Failed(name.clone(), e),
                 },
             };
-            // Recorded either way: a model that fails is tried again once it changes.
-            self.seen.insert(name, now);
+            // Recorded either way: a model that fails is tried again once it changes. If
+            // the files changed while it loaded (a rollback: A, then B, then A again,
+            // with a version loaded from B), nothing is recorded, so the next poll loads
+            // it again.
+            let settled = stamps(&dir, MAX_DEPTH) == now && !registry.changed_while_loading(&name);
+            self.seen
+                .insert(name, if settled { now } else { Vec::new() });
             changes.push(change);
         }
         changes
@@ -93,7 +101,7 @@ pub(crate) fn version_stamp(model_root: &Path, version_dir: &Path) -> Vec<FileSt
     stamp.extend(
         stamps(version_dir, MAX_DEPTH)
             .into_iter()
-            .map(|(path, len, mtime)| (version_dir.join(path), len, mtime)),
+            .map(|(path, len, mtime, mode)| (version_dir.join(path), len, mtime, mode)),
     );
     stamp
 }
@@ -128,10 +136,12 @@ fn stamps(dir: &Path, max_depth: usize) -> Vec<FileStamp> {
                 pending.push((path.clone(), depth + 1));
             }
             let relative = path.strip_prefix(dir).unwrap_or(&path).to_path_buf();
-            // A directory by its presence only: its mtime moves with ignored entries too.
+            // A directory by its presence (and mode) only: its mtime moves with ignored
+            // entries too.
+            let mode = std::os::unix::fs::PermissionsExt::mode(&meta.permissions());
             match meta.is_dir() {
-                true => found.push((relative, 0, None)),
-                false => found.push((relative, meta.len(), meta.modified().ok())),
+                true => found.push((relative, 0, None, mode)),
+                false => found.push((relative, meta.len(), meta.modified().ok(), mode)),
             }
         }
     }
@@ -255,5 +265,39 @@ mod tests {
         // Asked for through the API with nothing changed, a load keeps what serves.
         registry.load("m").unwrap();
         assert!(Arc::ptr_eq(&reloaded, &registry.get("m", Some(2)).unwrap()));
+    }
+
+    #[test]
+    fn files_that_change_while_their_model_loads_are_loaded_again_next_poll() {
+        // A rollback mid-load: the version loaded from files that are gone again, while
+        // the directory now looks as it did when the poll began. It stayed served.
+        let repo = tempfile::tempdir().unwrap();
+        let root = repo.path().to_path_buf();
+        write_model(&root, "m", "onnx", &["1"]);
+        std::fs::write(root.join("m/1/model.onnx"), b"a").unwrap();
+        let loads = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (counted, plain) = (loads.clone(), loader());
+        let flip = root.join("m/1/model.onnx");
+        let registry = Registry::new(
+            &root,
+            Arc::new(move |dir: &crate::ModelDir| {
+                // The second load (the poll's) sees its file replaced while it loads.
+                if counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 1 {
+                    std::fs::write(&flip, b"rolled back while loading").unwrap();
+                }
+                plain(dir)
+            }),
+        );
+        registry.load_all().unwrap();
+        let mut watch = RepositoryWatch::new(&registry);
+        std::fs::write(root.join("m/1/model.onnx"), b"b").unwrap();
+        assert_eq!(summary(&watch.poll(&registry)), ["reloaded m"]);
+        assert_eq!(
+            summary(&watch.poll(&registry)),
+            ["reloaded m"],
+            "loaded again: what the last load read is unknown"
+        );
+        assert!(watch.poll(&registry).is_empty(), "then settled");
+        assert_eq!(loads.load(std::sync::atomic::Ordering::SeqCst), 3);
     }
 }

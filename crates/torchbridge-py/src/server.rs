@@ -160,6 +160,7 @@ impl PyServer {
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let finished = Arc::new(Finished::default());
         let state = AppState::new(registry, settings);
+        state.started();
         let done = finished.clone();
         let thread = std::thread::Builder::new()
             .name("torchbridge-serve".into())

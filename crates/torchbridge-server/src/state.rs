@@ -89,6 +89,10 @@ pub struct AppState {
     stopping: Arc<tokio::sync::watch::Sender<bool>>,
     /// Set when a stop is coming ([`AppState::drain`]): the server reports not ready.
     draining: Arc<AtomicBool>,
+    /// Set once the models named at startup have loaded or failed
+    /// ([`AppState::started`]): without strict readiness, a model loading later (polled,
+    /// or loaded through the API) leaves the server ready.
+    started: Arc<AtomicBool>,
     /// Told of every inference request while [`serve`](crate::serve) runs with
     /// `settings.idle_poll`.
     idle_poll: Option<Arc<IdlePoll>>,
@@ -101,6 +105,7 @@ impl AppState {
             tracer: Arc::new(Tracer::new(settings.trace.clone())),
             stopping: Arc::new(tokio::sync::watch::Sender::new(false)),
             draining: Arc::default(),
+            started: Arc::default(),
             shared_memory: Arc::new(SharedMemory::new(settings.allow_client_shm)),
             settings: Arc::new(settings),
             metrics: Arc::default(),
@@ -120,8 +125,15 @@ impl AppState {
         !self.draining.load(Relaxed)
             && match self.settings.strict_readiness {
                 true => self.registry.all_available(),
-                false => self.registry.all_ready(),
+                false => self.started.load(Relaxed) || self.registry.all_ready(),
             }
+    }
+
+    /// The models named at startup have each loaded or failed. Without strict readiness
+    /// the server is ready from now on (until a stop): a model that appears later, loading
+    /// for a minute, must not take every replica out of its load balancer at once.
+    pub fn started(&self) {
+        self.started.store(true, Relaxed);
     }
 
     /// Tells long-lived calls that the server is stopping.

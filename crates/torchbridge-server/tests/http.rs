@@ -313,6 +313,17 @@ async fn without_strict_readiness_a_failed_model_does_not_hold_the_server_back()
     let state = AppState::new(registry.clone(), settings);
     let app = torchbridge_server::http::app(state.clone());
     assert_eq!(get(&app, "/v2/health/ready").await.status, StatusCode::OK);
+    // Once started, a model loading later (a poll found it) leaves the server ready: every
+    // replica polling one repository would otherwise leave its load balancer at once.
+    registry.mark_loading(&["later".to_string()]);
+    assert_eq!(
+        get(&app, "/v2/health/ready").await.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "loading at startup"
+    );
+    state.started();
+    assert_eq!(get(&app, "/v2/health/ready").await.status, StatusCode::OK);
+    registry.remove("later");
     // An unloaded model does not count against readiness, strict or not.
     registry.unload("broken").unwrap();
     let strict = torchbridge_server::http::app(AppState::new(registry, ServerSettings::default()));

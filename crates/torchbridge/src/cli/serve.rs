@@ -407,7 +407,7 @@ async fn serve(args: ServeArgs, logger: Arc<Logger>) -> anyhow::Result<Ended> {
     };
     let (close, give_up) = follow_signals(state.clone(), times, logger.clone())
         .context("cannot watch for SIGTERM, SIGINT and SIGHUP")?;
-    let mut server = tokio::spawn(torchbridge_server::serve(state, http, grpc, close));
+    let mut server = tokio::spawn(torchbridge_server::serve(state.clone(), http, grpc, close));
     tokio::pin!(give_up);
     // Live at once; ready once every model has loaded (or, with --strict-readiness false,
     // loaded or failed; failures are in the index).
@@ -432,6 +432,7 @@ async fn serve(args: ServeArgs, logger: Arc<Logger>) -> anyhow::Result<Ended> {
             } else {
                 logger.status(&format!("{count} model(s) loaded: ready"));
             }
+            state.started();
             tracing::info!("models loaded");
         }
         // Told to stop while models load: a load cannot be interrupted, and waiting for
