@@ -194,6 +194,11 @@ mod tests {
             watch.poll(&registry).is_empty(),
             "a failed model waits for a change"
         );
+        // A chmod is a change (a file the server could not read becomes readable).
+        use std::os::unix::fs::PermissionsExt;
+        let config = root.join("c/config.toml");
+        std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(summary(&watch.poll(&registry)), ["c failed"]);
 
         // A new version directory (holding a file) is a change: the highest now serves.
         std::fs::create_dir_all(root.join("a/2")).unwrap();
