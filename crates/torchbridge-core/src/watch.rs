@@ -198,7 +198,7 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let config = root.join("c/config.toml");
         std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
-        assert_eq!(summary(&watch.poll(&registry)), ["c failed"]);
+        assert_eq!(summary(&watch.poll(&registry)), ["reload of c failed"]);
 
         // A new version directory (holding a file) is a change: the highest now serves.
         std::fs::create_dir_all(root.join("a/2")).unwrap();
