@@ -22,6 +22,8 @@ pub(crate) type FileStamp = (PathBuf, u64, Option<SystemTime>, u32);
 #[derive(Debug, Default)]
 pub struct RepositoryWatch {
     seen: BTreeMap<String, Vec<FileStamp>>,
+    /// Why the repository itself could not be read at the last poll, if it could not.
+    unreadable: Option<String>,
 }
 
 /// What a poll did to one model.
@@ -35,6 +37,11 @@ pub enum Change {
     Failed(String, Error),
     /// Its directory is gone: it no longer serves.
     Removed(String),
+    /// The repository cannot be read (moved away, made unreadable): nothing changes
+    /// until it can. Reported once, with why.
+    Unreadable(String),
+    /// The repository can be read again.
+    Readable,
 }
 
 impl RepositoryWatch {
@@ -52,10 +59,23 @@ impl RepositoryWatch {
     /// Looks at the repository once and loads, reloads or removes what changed since the
     /// last look. Blocks while models load.
     pub fn poll(&mut self, registry: &Registry) -> Vec<Change> {
-        let Ok(names) = registry.scan() else {
-            return vec![];
-        };
         let mut changes = Vec::new();
+        let names = match registry.scan() {
+            Ok(names) => {
+                if self.unreadable.take().is_some() {
+                    changes.push(Change::Readable);
+                }
+                names
+            }
+            Err(e) => {
+                let why = e.to_string();
+                if self.unreadable.as_ref() == Some(&why) {
+                    return vec![];
+                }
+                self.unreadable = Some(why.clone());
+                return vec![Change::Unreadable(why)];
+            }
+        };
         // Gone means its directory is gone. A directory whose config.toml is missing for a
         // moment (a deploy that deletes, then writes) serves on as it was, as a broken
         // config.toml does; the config's return is a change like any other.
@@ -173,6 +193,8 @@ mod tests {
                 Change::Reloaded(n, Err(_)) => format!("reload of {n} failed"),
                 Change::Failed(n, _) => format!("{n} failed"),
                 Change::Removed(n) => format!("removed {n}"),
+                Change::Unreadable(_) => "unreadable".into(),
+                Change::Readable => "readable".into(),
             })
             .collect()
     }
@@ -224,6 +246,15 @@ mod tests {
         assert!(registry.get("b", None).is_ok());
         std::fs::write(root.join("b/config.toml"), "backend = \"onnx\"\n").unwrap();
         assert_eq!(summary(&watch.poll(&registry)), ["reloaded b"]);
+
+        // The repository moved away for a while: said once, nothing removed.
+        let aside = root.with_extension("aside");
+        std::fs::rename(root, &aside).unwrap();
+        assert_eq!(summary(&watch.poll(&registry)), ["unreadable"]);
+        assert!(watch.poll(&registry).is_empty(), "said once");
+        std::fs::rename(&aside, root).unwrap();
+        assert_eq!(summary(&watch.poll(&registry)), ["readable"]);
+        assert!(registry.get("b", None).is_ok());
 
         std::fs::remove_dir_all(root.join("b")).unwrap();
         assert_eq!(summary(&watch.poll(&registry)), ["removed b"]);

@@ -551,8 +551,8 @@ async fn follow_repository(
     ticks.tick().await;
     loop {
         ticks.tick().await;
-        let registry = registry.clone();
-        let polled = tokio::task::spawn_blocking(move || (watch.poll(&registry), watch)).await;
+        let polling = registry.clone();
+        let polled = tokio::task::spawn_blocking(move || (watch.poll(&polling), watch)).await;
         let Ok((changes, returned)) = polled else {
             logger.problem("polling the model repository panicked; it is no longer followed");
             return;
@@ -569,8 +569,17 @@ async fn follow_repository(
                 // The registry has logged the error itself (once: a traceback is long).
                 Change::Reloaded(name, Err(_)) => logger.problem(&format!(
                     "model `{name}` changed, and its reload failed (the error is in the log; \
-                     the repository index gives it as the reason); what was loaded serves on"
+                     the repository index gives it as the reason); {}",
+                    match registry.versions(&name).is_empty() {
+                        true => "it does not serve",
+                        false => "what was loaded serves on",
+                    }
                 )),
+                Change::Unreadable(why) => logger.problem(&format!(
+                    "cannot read the model repository ({why}); the models loaded serve on, \
+                     and it is read again at each poll"
+                )),
+                Change::Readable => logger.status("the model repository can be read again"),
                 Change::Failed(name, _) => logger.problem(&format!(
                     "model `{name}` appeared and failed to load (the error is in the log and \
                      the repository index)"
