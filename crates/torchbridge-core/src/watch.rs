@@ -105,7 +105,11 @@ impl RepositoryWatch {
             // the files changed while it loaded (a rollback: A, then B, then A again,
             // with a version loaded from B), nothing is recorded, so the next poll loads
             // it again.
-            let settled = stamps(&dir, MAX_DEPTH) == now && !registry.changed_while_loading(&name);
+            // (After a failed reload nothing new serves: the files were tried as they
+            // are, and a version still marked waits for the next change.)
+            let loaded = matches!(change, Change::Loaded(_) | Change::Reloaded(_, Ok(())));
+            let settled = stamps(&dir, MAX_DEPTH) == now
+                && !(loaded && registry.changed_while_loading(&name));
             self.seen
                 .insert(name, if settled { now } else { Vec::new() });
             changes.push(change);
@@ -312,13 +316,15 @@ mod tests {
         write_model(&root, "m", "onnx", &["1"]);
         std::fs::write(root.join("m/1/model.onnx"), b"a").unwrap();
         let loads = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let (counted, plain) = (loads.clone(), loader());
+        let flip_again = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (counted, plain, counted_flip) = (loads.clone(), loader(), flip_again.clone());
         let flip = root.join("m/1/model.onnx");
         let registry = Registry::new(
             &root,
             Arc::new(move |dir: &crate::ModelDir| {
                 // The second load (the poll's) sees its file replaced while it loads.
-                if counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 1 {
+                let n = counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if n == 1 || flip_again.swap(false, std::sync::atomic::Ordering::SeqCst) {
                     std::fs::write(&flip, b"rolled back while loading").unwrap();
                 }
                 plain(dir)
@@ -335,5 +341,17 @@ mod tests {
         );
         assert!(watch.poll(&registry).is_empty(), "then settled");
         assert_eq!(loads.load(std::sync::atomic::Ordering::SeqCst), 3);
+
+        // Marked again (files changed while it loaded), then the files break: the failed
+        // reload is said once, not retried at every poll.
+        std::fs::write(root.join("m/1/model.onnx"), b"c").unwrap();
+        counted_flip.store(true, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(summary(&watch.poll(&registry)), ["reloaded m"]);
+        std::fs::write(root.join("m/config.toml"), "backend = 3").unwrap();
+        assert_eq!(summary(&watch.poll(&registry)), ["reload of m failed"]);
+        assert!(
+            watch.poll(&registry).is_empty(),
+            "a failed reload waits for a change"
+        );
     }
 }

@@ -173,8 +173,23 @@ def _check_takes(fn, args, what):
 _scopes = {}  # a scope's package name: the scope
 _loading = threading.local()  # .scope: the scope whose model this thread is loading
 _ALIASES = threading.Condition()
-_aliases = {}  # a plain module name: [directory, loads holding it, the process's modules]
-ALIAS_WAIT_S = 30
+_aliases = {}  # a plain module name: (the scope holding it, the process's modules)
+# A load that wants a plain name another load holds waits for that load to end.
+ALIAS_WAIT_S = 600
+
+
+def _namespace_folder(entry):
+    """A folder of .py files without __init__.py (a namespace package), unless the process
+    has a module of that name: then, as on sys.path, that one wins (a data folder named
+    like a library must not hide it)."""
+    if not entry.is_dir() or not entry.name.isidentifier():
+        return False
+    if not any(f.endswith(".py") for f in os.listdir(entry.path)):
+        return False
+    try:
+        return importlib.util.find_spec(entry.name) is None
+    except (ImportError, ValueError):
+        return False
 
 
 def _keys_under(top):
@@ -198,9 +213,10 @@ class _ModelScope:
     A pickle names modules plainly (`torch.load` of a whole module records `helpers.Net`,
     or `model.Net`). While a model loads (model.py runs, then `Model(...)`), such an
     import of one of its names on the loading thread makes the plain name stand for the
-    model's module until the load ends; another model's load wanting the same name
-    meanwhile waits (instances of one model share it). At unload (the Runner freed) the
-    load's modules leave sys.modules and can be freed.
+    model's module until the load ends (so does importlib.import_module of one of its
+    names); another load wanting the same name meanwhile waits for that load to end,
+    instances of one model too (each has its own classes).
+    At unload (the Runner freed) the load's modules leave sys.modules and can be freed.
     """
 
     def __init__(self, directory, module_name):
@@ -210,7 +226,8 @@ class _ModelScope:
             for entry in os.scandir(directory)
             if not entry.name.startswith(".")
             and (entry.name.endswith(".py")
-                 or os.path.isfile(os.path.join(entry.path, "__init__.py")))
+                 or os.path.isfile(os.path.join(entry.path, "__init__.py"))
+                 or _namespace_folder(entry))
         }
         self.package = f"{module_name}_files"
         self.aliased = []  # plain names this load holds
@@ -224,6 +241,7 @@ class _ModelScope:
             global _process_import
             _process_import = builtins.__import__
             builtins.__import__ = _scoped_import
+            sys.meta_path.insert(0, _PlainNameFinder)
 
     @staticmethod
     def around(importer_globals):
@@ -252,41 +270,35 @@ class _ModelScope:
             self._release_aliases()
 
     def alias(self, name, fromlist):
-        """`import name` by its plain name (a pickle's) while this model loads on this
-        thread: the model's module, which the plain name stands for until the load ends."""
+        """`import name` by its plain name while this model loads on this thread (a pickle
+        names modules so): the model's module, which the plain name stands for until the
+        load ends."""
         module = self.resolve(name, fromlist)
         top = name.partition(".")[0]
         with _ALIASES:
             if top not in self.aliased:
-                free = lambda: (top not in _aliases  # noqa: E731
-                                or _aliases[top][0] == self.directory)
+                free = lambda: top not in _aliases  # noqa: E731
                 if not _ALIASES.wait_for(free, ALIAS_WAIT_S):
                     raise ImportError(
                         f"`{name}`: loading {self.directory} imports its `{top}` by that plain "
-                        f"name (a pickle does), and the load of {_aliases[top][0]} has held "
-                        f"the name for over {ALIAS_WAIT_S} s; load the two one at a time "
-                        f"(--model-load-threads 1)", name=name)
-                if top in _aliases:
-                    _aliases[top][1] += 1
-                else:
-                    theirs = {k: sys.modules.pop(k) for k in _keys_under(top)}
-                    _aliases[top] = [self.directory, 1, theirs]
+                        f"name (a pickle does), and the load of {_aliases[top][0].directory} "
+                        f"has held the name for over {ALIAS_WAIT_S} s; load the two one at a "
+                        f"time (--model-load-threads 1)", name=name)
+                theirs = {k: sys.modules.pop(k) for k in _keys_under(top)}
+                _aliases[top] = (self, theirs)
                 self.aliased.append(top)
             prefix = f"{self.package}."
             for key in _keys_under(prefix + top):
-                sys.modules.setdefault(key[len(prefix):], sys.modules[key])
+                sys.modules[key[len(prefix):]] = sys.modules[key]
         return module
 
     def _release_aliases(self):
         with _ALIASES:
             for top in self.aliased:
-                held = _aliases[top]
-                held[1] -= 1
-                if held[1] == 0:
-                    for key in _keys_under(top):
-                        del sys.modules[key]
-                    sys.modules.update(held[2])
-                    del _aliases[top]
+                _, theirs = _aliases.pop(top)
+                for key in _keys_under(top):
+                    del sys.modules[key]
+                sys.modules.update(theirs)
             self.aliased = []
             _ALIASES.notify_all()
 
@@ -301,6 +313,30 @@ class _ModelScope:
         gc.collect()
 
 
+class _PlainNameFinder:
+    """On sys.meta_path: while a model loads on this thread, an import of one of its names
+    that does not pass through `import` (importlib.import_module("helpers")) finds the
+    model's module, as `import helpers` does."""
+
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        scope = getattr(_loading, "scope", None)
+        if scope is None or path is not None or "." in name or not scope.owns(name):
+            return None
+        return importlib.util.spec_from_loader(name, _PlainNameLoader(scope))
+
+
+class _PlainNameLoader:
+    def __init__(self, scope):
+        self.scope = scope
+
+    def create_module(self, spec):
+        return self.scope.alias(spec.name, ())
+
+    def exec_module(self, module):
+        pass  # run once already, under the scope's package
+
+
 _process_import = builtins.__import__
 
 
@@ -309,6 +345,11 @@ def _scoped_import(name, globals=None, locals=None, fromlist=(), level=0):
     model's files import what lies beside them (see _ModelScope)."""
     scope = _ModelScope.around(globals)
     if level == 0 and scope is not None and scope.owns(name):
+        # C's PyImport_Import (how the C unpickler, pickle.load called from the model's
+        # code, imports) passes an empty list, which no import statement does; it then
+        # looks the plain name up in sys.modules. While loading, give it the plain name.
+        if type(fromlist) is list and scope is getattr(_loading, "scope", None):
+            return scope.alias(name, fromlist)
         return scope.resolve(name, fromlist)
     if level == 0 and scope is None:
         loading = getattr(_loading, "scope", None)

@@ -285,23 +285,23 @@ fn a_pickle_naming_model_finds_the_loading_model_py_itself() {
 
 #[test]
 fn a_pickles_plain_name_during_one_load_is_not_another_models_import() {
-    // While `p`'s Model(...) unpickles its `net.Net` (the plain name `net` stands for its
-    // net.py), `c`'s model.py imports its own net.py: it got p's.
+    // While `p`'s Model(...) unpickles its `shared.Net` (the plain name `shared` stands for its
+    // shared.py), `c`'s model.py imports its own shared.py: it got p's.
     let repo = tempfile::tempdir().unwrap();
     write_files(
         repo.path(),
         "p",
         &[
             (
-                "net.py",
+                "shared.py",
                 "import torch\nK = 'p'\n\n\nclass Net(torch.nn.Module):\n    def forward(self, x):\n        return x * 5\n",
             ),
             (
                 "model.py",
-                "import io, time, torch\nimport net\n\n\nclass Model:\n    \
+                "import io, time, torch\nimport shared\n\n\nclass Model:\n    \
                  def __init__(self, model_dir, config):\n        buffer = io.BytesIO()\n        \
-                 net.Net.__module__ = 'net'\n        try:\n            torch.save(net.Net(), buffer)\n        \
-                 finally:\n            net.Net.__module__ = net.__name__\n        buffer.seek(0)\n        \
+                 shared.Net.__module__ = 'shared'\n        try:\n            torch.save(shared.Net(), buffer)\n        \
+                 finally:\n            shared.Net.__module__ = shared.__name__\n        buffer.seek(0)\n        \
                  self.net = torch.load(buffer, weights_only=False)\n        time.sleep(0.6)\n\n    \
                  def predict(self, inputs):\n        return {'Y': self.net(inputs['X'])}\n",
             ),
@@ -311,10 +311,10 @@ fn a_pickles_plain_name_during_one_load_is_not_another_models_import() {
         repo.path(),
         "c",
         &[
-            ("net.py", "K = 'c'\n"),
+            ("shared.py", "K = 'c'\n"),
             (
                 "model.py",
-                "import time\ntime.sleep(0.3)\nimport net\nassert net.K == 'c', net.K\n\n\n\
+                "import time\ntime.sleep(0.3)\nimport shared\nassert shared.K == 'c', shared.K\n\n\n\
                  class Model:\n    def __init__(self, model_dir, config):\n        pass\n\n    \
                  def predict(self, inputs):\n        return {'Y': inputs['X'] * 0 + 7}\n",
             ),
@@ -327,4 +327,34 @@ fn a_pickles_plain_name_during_one_load_is_not_another_models_import() {
     });
     assert_eq!(answer(p.as_mut()), 5.0);
     assert_eq!(answer(c.as_mut()), 7.0);
+}
+
+#[test]
+fn pickle_load_in_model_py_and_import_module_find_the_siblings_while_loading() {
+    // The stdlib unpickler called from model.py's own code, and importlib.import_module,
+    // look the plain name up: they failed (KeyError: 'helpers', ModuleNotFoundError).
+    let repo = tempfile::tempdir().unwrap();
+    write_files(
+        repo.path(),
+        "plainly",
+        &[
+            (
+                "helpers.py",
+                "class Box:\n    def __init__(self, k):\n        self.k = k\n",
+            ),
+            ("lib/extra.py", "K = 4.0\n"),
+            (
+                "model.py",
+                "import importlib, pickle\nimport helpers\nfrom lib import extra\n\
+                 BOX = pickle.loads(pickle.dumps(helpers.Box(2.0), protocol=0).replace(\
+                 helpers.__name__.encode(), b'helpers'))\n\n\nclass Model:\n    \
+                 def __init__(self, model_dir, config):\n        \
+                 assert isinstance(BOX, helpers.Box)\n        \
+                 self.k = importlib.import_module('helpers').Box(BOX.k).k + extra.K\n\n    \
+                 def predict(self, inputs):\n        return {'Y': inputs['X'] * self.k}\n",
+            ),
+        ],
+    );
+    let mut model = load(repo.path(), "plainly", 1);
+    assert_eq!(answer(model.as_mut()), 6.0);
 }
