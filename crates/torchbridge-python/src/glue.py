@@ -11,7 +11,6 @@ is on sys.path.
 
 import builtins
 import contextlib
-import gc
 import importlib.machinery
 import importlib.util
 import inspect
@@ -308,9 +307,9 @@ class _ModelScope:
         for key in _keys_under(self.package):
             sys.modules.pop(key, None)
         _scopes.pop(self.package, None)
-        # A module's functions and its globals hold each other: only the cycle collector
-        # frees them, and it may not run for long after an unload.
-        gc.collect()
+        # Not gc.collect() here: a Runner is freed on an instance thread, maybe while the
+        # process exits, and collecting torch objects then crashed it. The cycles a
+        # module's functions and globals make go at Python's next full collection.
 
 
 class _PlainNameFinder:
