@@ -107,16 +107,20 @@ def test_with_json_lines_every_line_is_a_json_object(repo, tmp_path):
 
 
 def test_a_client_cannot_forge_a_log_line(served):
-    # A config whose field name holds a newline and a made-up log line: the failed
-    # reload is logged (at ERROR) with the client's text, every line after the first
-    # indented, so it cannot pass for a line of the server's own.
+    # A config whose field name holds a newline and a made-up log line: the refused
+    # load is logged (at info: the client's mistake) with the client's text, every line
+    # after the first indented, so it cannot pass for a line of the server's own.
     # (Lower case: Triton's field names are read snake_case, which would mangle capitals.)
     forged = "2026-01-01 error torchbridge: forged line"
     # A field torchbridge does not know: refused by name, whatever the bridge.
     config = json.dumps({"no_such_field\n" + forged: 1})
     with httpclient.InferenceServerClient(served.http_url) as client:
-        logged = logged_after(served, lambda: pytest.raises(
-            InferenceServerException, client.load_model, "mlp", config=config))
+        client.update_log_settings({"log_info": True})
+        try:
+            logged = logged_after(served, lambda: pytest.raises(
+                InferenceServerException, client.load_model, "mlp", config=config))
+        finally:
+            client.update_log_settings({"log_info": False})
     assert "forged line" in logged, logged
     assert not any(line.startswith(forged) for line in logged.splitlines()), logged
 
