@@ -112,7 +112,9 @@ fn parse(bytes: &[u8], name: &str, want: Option<DataType>) -> anyhow::Result<Ten
     if want == Some(DataType::Bf16) && datatype == DataType::Fp32 {
         let bits: Vec<u8> = data
             .chunks_exact(4)
-            .flat_map(|c| bf16_bits(f32::from_le_bytes([c[0], c[1], c[2], c[3]])).to_le_bytes())
+            .flat_map(|c| {
+                half::bf16::from_f32(f32::from_le_bytes([c[0], c[1], c[2], c[3]])).to_le_bytes()
+            })
             .collect();
         return Ok(Tensor::new(name, DataType::Bf16, shape, bits)?);
     }
@@ -122,16 +124,6 @@ fn parse(bytes: &[u8], name: &str, want: Option<DataType>) -> anyhow::Result<Ten
         shape,
         bytes::Bytes::copy_from_slice(data),
     )?)
-}
-
-/// `x` rounded to the nearest bfloat16 (ties to even), as its bits; NaN stays NaN.
-fn bf16_bits(x: f32) -> u16 {
-    let bits = x.to_bits();
-    if x.is_nan() {
-        return ((bits >> 16) as u16) | 0x40;
-    }
-    let rounding = 0x7fff + ((bits >> 16) & 1);
-    (bits.wrapping_add(rounding) >> 16) as u16
 }
 
 /// The elements of a fixed-width string array (`|S<n>`: n bytes each; `<U<n>`: n UTF-32
